@@ -1,0 +1,259 @@
+"""Grids expand into cells: one (dataset, architecture, loss variant, seed, training settings).
+
+A cell's identity is a hash of its fully resolved configuration, serialised canonically (sorted
+keys, normalised numbers), so key order and grid list order never change it while any setting
+does. Display names are not part of the identity: renaming an entry keeps its results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from bench.errors import BenchError, closest
+from bench.registry import TRAIN_FIELDS, Registry, TrainConfig, import_target
+
+ID_LENGTH = 16
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A fully resolved unit of work. ``config`` is what the identity hashes."""
+
+    dataset: str
+    architecture: str
+    loss: str  # column label: registry name plus overrides, e.g. "milLoss(lam=10)"
+    loss_name: str  # the registry name
+    seed: int
+    config: dict[str, Any] = field(repr=False, compare=False, hash=False)
+    cell_id: str = ""
+    variant: str = ""  # swept training settings, e.g. "batch_size=64"; "" when none sweep
+
+    @property
+    def train(self) -> TrainConfig:
+        return TrainConfig(**self.config["train"])
+
+    def flat(self) -> dict[str, Any]:
+        """Config as flat columns for the store (``train.lr``, ``loss.params.lam``...)."""
+        out: dict[str, Any] = {
+            "cell_id": self.cell_id,
+            "dataset": self.dataset,
+            "architecture": self.architecture,
+            "loss": self.loss,
+            "loss_name": self.loss_name,
+            "seed": self.seed,
+            "variant": self.variant,
+            "config_json": canonical_json(self.config),
+        }
+        for key, value in self.config["train"].items():
+            out[f"train.{key}"] = value
+        out["dataset.kind"] = self.config["dataset"]["kind"]
+        out["architecture.source"] = self.config["architecture"]["source"]
+        out["architecture.name"] = self.config["architecture"]["name"]
+        out["loss.target"] = self.config["loss"]["target"]
+        out["loss.params"] = canonical_json(self.config["loss"]["params"])
+        return out
+
+
+def _normalise(value: Any) -> Any:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) < 2**53 else repr(value)
+    if isinstance(value, dict):
+        return {str(k): _normalise(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_normalise(v) for v in value]
+    return str(value)
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(_normalise(value), sort_keys=True, separators=(",", ":"))
+
+
+def cell_identity(config: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:ID_LENGTH]
+
+
+def _format_value(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def loss_label(name: str, overrides: dict[str, Any]) -> str:
+    if not overrides:
+        return name
+    inner = ",".join(f"{k}={_format_value(v)}" for k, v in sorted(overrides.items()))
+    return f"{name}({inner})"
+
+
+def _sweep(mapping: dict[str, Any]) -> list[dict[str, Any]]:
+    """Cartesian product of a mapping whose list values sweep."""
+    keys = sorted(mapping)
+    values = [mapping[k] if isinstance(mapping[k], list) else [mapping[k]] for k in keys]
+    return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
+
+
+def check_loss(name: str, target: str, params: dict[str, Any]) -> None:
+    """Import a loss and build it once with ``params``; any problem is one BenchError line."""
+    cls = import_target(target)
+    if not (inspect.isclass(cls) and issubclass(cls, torch.nn.Module)):
+        raise BenchError(f"loss {name!r}: target {target!r} is not a torch.nn.Module class with forward(logits, targets)")
+    try:
+        sig = inspect.signature(cls)
+        sig.bind(**params)
+    except TypeError:
+        accepted = [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
+        bad = [k for k in params if k not in accepted]
+        raise BenchError(
+            f"loss {name!r}: unknown parameter {bad[0] if bad else params!r}{closest(bad[0], accepted) if bad else ''}"
+            f"; {target} accepts {accepted}"
+        ) from None
+    try:
+        cls(**params)
+    except (ValueError, TypeError) as exc:
+        raise BenchError(f"loss {name!r} with {params}: {exc}") from None
+
+
+def resolve_precision(train: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """Replace ``auto`` settings with what will actually run on ``device``."""
+    train = dict(train)
+    cuda = device.type == "cuda"
+    if train["precision"] == "auto":
+        train["precision"] = "bf16" if cuda else "fp32"
+    if train["precision"] in ("bf16", "fp16") and not cuda:
+        raise BenchError(f"precision {train['precision']!r} needs a CUDA device; use --set train.precision=fp32 on {device.type}")
+    if train["channels_last"] == "auto":
+        train["channels_last"] = "on" if cuda else "off"
+    return train
+
+
+def parse_assignments(items: list[str], what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise BenchError(f"{what} {item!r}: expected key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``--set train.epochs=2`` overrides, validated against TrainConfig."""
+    raw = parse_assignments(items, "--set")
+    out: dict[str, Any] = {}
+    valid = [f"train.{f}" for f in TRAIN_FIELDS]
+    for key, value in raw.items():
+        if key not in valid:
+            raise BenchError(f"--set {key}: unknown setting{closest(key, valid)}")
+        field_name = key.removeprefix("train.")
+        parsed = _parse_scalar(value)
+        try:
+            TrainConfig(**{field_name: parsed})
+        except Exception as exc:  # pydantic ValidationError
+            msg = exc.errors()[0]["msg"] if hasattr(exc, "errors") else str(exc)
+            raise BenchError(f"--set {key}={value}: {msg}") from None
+        out[field_name] = parsed
+    return out
+
+
+def _parse_scalar(value: str) -> Any:
+    try:
+        import yaml
+
+        return yaml.safe_load(value)
+    except Exception:  # noqa: BLE001
+        return value
+
+
+FILTER_KEYS = ("dataset", "architecture", "loss", "loss_name", "seed", "variant", "cell_id")
+
+
+def parse_filters(items: list[str]) -> dict[str, list[str]]:
+    raw: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not value:
+            raise BenchError(f"--filter {item!r}: expected key=value with key one of {', '.join(FILTER_KEYS)}")
+        if key not in FILTER_KEYS:
+            raise BenchError(f"--filter {key}: unknown key{closest(key, FILTER_KEYS)}; use one of {', '.join(FILTER_KEYS)}")
+        raw.setdefault(key, []).extend(v.strip() for v in value.split(","))
+    return raw
+
+
+def expand_grid(
+    registry: Registry,
+    grid_name: str,
+    device: torch.device,
+    overrides: dict[str, Any] | None = None,
+    filters: dict[str, list[str]] | None = None,
+    dataset_substitute: dict[str, str] | None = None,
+) -> list[Cell]:
+    """Every cell of a grid, in a stable order (dataset, architecture, loss, then seed)."""
+    if grid_name not in registry.grids:
+        raise BenchError(f"unknown grid {grid_name!r}{closest(grid_name, registry.grids)}; `bench list` shows the grids")
+    grid = registry.grids[grid_name]
+    substitute = dataset_substitute or {}
+    train_base = TrainConfig().model_dump()
+    train_grid = {**{k: v for k, v in train_base.items()}, **grid.train, **(overrides or {})}
+    swept = sorted(k for k, v in train_grid.items() if isinstance(v, list) and len(v) > 1)
+    train_variants = []
+    for t in _sweep(train_grid):
+        label = ",".join(f"{k}={_format_value(t[k])}" for k in swept)
+        train_variants.append((label, resolve_precision(TrainConfig(**t).model_dump(), device)))
+
+    loss_variants: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = []
+    for gl in grid.grid_losses(registry.loss_names()):
+        spec = registry.losses[gl.name]
+        for ov in _sweep(gl.overrides):
+            params = {**spec.params, **ov}
+            check_loss(gl.name, spec.target, params)
+            loss_variants.append((loss_label(gl.name, ov), gl.name, spec.target, params))
+
+    cells: list[Cell] = []
+    for ds_name in grid.datasets:
+        ds_actual = substitute.get(ds_name, ds_name)
+        ds = registry.datasets[ds_actual]
+        for arch_name in grid.architectures:
+            arch = registry.architectures[arch_name]
+            for label, lname, target, params in loss_variants:
+                for variant, train in train_variants:
+                    for seed in grid.seeds:
+                        config = {
+                            "dataset": {"kind": ds.kind, "params": dict(ds.params)},
+                            "architecture": {"source": arch.source, "name": arch.name, "params": dict(arch.params)},
+                            "loss": {"target": target, "params": dict(params)},
+                            "seed": seed,
+                            "train": train,
+                        }
+                        cells.append(Cell(ds_actual, arch_name, label, lname, seed, config, cell_identity(config), variant))
+    cells = _apply_filters(cells, filters or {})
+    return _dedupe(cells)
+
+
+def _dedupe(cells: list[Cell]) -> list[Cell]:
+    seen: set[str] = set()
+    out = []
+    for c in cells:
+        if c.cell_id not in seen:
+            seen.add(c.cell_id)
+            out.append(c)
+    return out
+
+
+def _apply_filters(cells: list[Cell], filters: dict[str, list[str]]) -> list[Cell]:
+    for key, wanted in filters.items():
+        have = {str(getattr(c, key)) for c in cells}
+        missing = [w for w in wanted if w not in have]
+        if missing:
+            raise BenchError(f"--filter {key}={missing[0]}: matches no cell of this grid{closest(missing[0], have)}")
+        cells = [c for c in cells if str(getattr(c, key)) in wanted]
+    return cells

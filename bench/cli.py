@@ -1,0 +1,313 @@
+"""The ``bench`` command line. Exit codes: 0 ok, 1 some cells failed, 2 bad input, 130/143 interrupted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from bench.errors import BenchError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="lossbench: compare loss functions for training deep classifiers (registry -> cells -> train -> store -> report).")
+
+RegistryOpt = typer.Option(Path("registry.yaml"), "--registry", help="Registry file.", envvar="LOSSBENCH_REGISTRY")
+ResultsOpt = typer.Option(Path("results"), "--results", help="Results folder (parquet store, checkpoints, locks).",
+                          envvar="LOSSBENCH_RESULTS")
+GridOpt = typer.Option("quick", "--grid", "-g", help="Grid name from the registry.")
+
+
+def _fail(err: BenchError) -> None:
+    typer.echo(f"error: {err}", err=True)
+    raise typer.Exit(err.exit_code)
+
+
+def _cache_dir(results: Path) -> Path:
+    return Path(os.environ.get("LOSSBENCH_CACHE", results / "cache"))
+
+
+def _resolve_cells(registry_path: Path, grid: str, device_name: str | None, sets: list[str], filters: list[str],
+                   data_root: Path | None, results: Path, check_data: bool, quiet: bool = False):
+    from bench.cells import expand_grid, parse_filters, parse_set
+    from bench.data import load_splits
+    from bench.device import pick_device
+    from bench.registry import load_registry
+
+    registry = load_registry(registry_path)
+    device = pick_device(device_name)
+    overrides = parse_set(sets)
+    flt = parse_filters(filters)
+    substitute: dict[str, str] = {}
+    if grid in registry.grids and check_data:
+        spec = registry.grids[grid]
+        for ds_name in spec.datasets:
+            ds = registry.datasets[ds_name]
+            try:
+                load_splits(ds.kind, dict(ds.params), data_root, False, _cache_dir(results))
+            except BenchError as exc:
+                if spec.fallback_dataset is None:
+                    raise
+                substitute[ds_name] = spec.fallback_dataset
+                if not quiet:
+                    typer.echo(f"note: dataset {ds_name!r} unavailable ({exc}); grid {grid!r} falls back to "
+                               f"{spec.fallback_dataset!r}", err=True)
+    cells = expand_grid(registry, grid, device, overrides, flt, substitute)
+    return registry, device, cells
+
+
+@app.command()
+def run(
+    grid: str = GridOpt,
+    registry: Path = RegistryOpt,
+    results: Path = ResultsOpt,
+    data_root: Optional[Path] = typer.Option(None, "--data-root", envvar="LOSSBENCH_DATA_ROOT",
+                                             help="Folder holding the datasets (torchvision layout)."),
+    download: bool = typer.Option(False, "--download", help="Let torchvision download missing datasets (needs a network)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto (default: cuda when present), cpu, cuda, cuda:N."),
+    filter_: list[str] = typer.Option([], "--filter", help="Keep cells with key=value[,value] (dataset, architecture, loss, loss_name, seed, variant, cell_id)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a training setting, e.g. --set train.epochs=2."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the cells and their status; train nothing."),
+    force: bool = typer.Option(False, "--force", help="Retrain finished cells too."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry failed and diverged cells."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Cells trained at once by local worker processes."),
+    launcher: str = typer.Option("local", "--launcher", help="local, ray or slurm."),
+    plain: Optional[bool] = typer.Option(None, "--plain/--rich", help="Plain line output (default when not a terminal)."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Print the grid's markdown table at the end."),
+) -> None:
+    """Train every unfinished cell of a grid; finished cells are skipped, interrupted ones resume."""
+    try:
+        from bench.execute import ExecOptions
+        from bench.launchers.local import LocalLauncher, PoolLauncher
+        from bench.progress import make_display
+        from bench.runner import run_grid
+        from bench.store import Store, clean_temp_files
+
+        reg, dev, cells = _resolve_cells(registry, grid, device, set_, filter_, data_root, results, check_data=True)
+        store = Store(results)
+        if dry_run:
+            statuses = store.statuses()
+            from bench.progress import cell_title
+            for c in cells:
+                typer.echo(f"{c.cell_id}  {statuses.get(c.cell_id, 'pending'):9s} {cell_title(c)}")
+            typer.echo(f"{len(cells)} cells on {dev}; "
+                       f"{sum(statuses.get(c.cell_id) == 'done' for c in cells)} done")
+            return
+        store.ensure_writable()
+        clean_temp_files(store)
+        opts = ExecOptions(device=str(dev), data_root=str(data_root) if data_root else None, download=download,
+                           cache_dir=str(_cache_dir(results)), checkpoint_dir=str(store.checkpoints_dir))
+        if launcher == "local":
+            chosen = LocalLauncher() if jobs == 1 else PoolLauncher(jobs)
+        else:
+            raise BenchError(f"--launcher {launcher!r}: expected local, ray or slurm")
+        t0 = time.perf_counter()
+        signal.signal(signal.SIGTERM, _sigterm)
+        summary = run_grid(cells, store, chosen, opts, make_display(plain), force=force, retry_failed=retry_failed)
+    except BenchError as err:
+        _fail(err)
+        return
+    except KeyboardInterrupt as exc:
+        code = 143 if isinstance(exc, _Terminated) else 130
+        typer.echo("interrupted: finished cells are stored and the running cell resumes from its last checkpoint "
+                   "on the next `bench run`", err=True)
+        raise typer.Exit(code) from None
+    wall = time.perf_counter() - t0
+    t = summary.trained
+    typer.echo(f"grid {grid!r}: {summary.total} cells; trained {sum(t.values())} "
+               f"({t['done']} done, {t['failed']} failed, {t['diverged']} diverged); "
+               f"skipped {summary.skipped_done} finished, {summary.skipped_failed} failed/diverged "
+               f"(use --retry-failed); {summary.done_elsewhere} finished by another run; wall {wall:.1f} s")
+    for msg in summary.failed_messages:
+        typer.echo(f"  failed: {msg}", err=True)
+    if report:
+        _print_report(reg, cells, store, grid, "markdown", None)
+    raise typer.Exit(summary.exit_code)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an interrupt so the same cleanup runs; exit code 143."""
+
+
+def _sigterm(signum, frame) -> None:  # noqa: ARG001
+    raise _Terminated()
+
+
+def _print_report(reg, cells, store, grid: str, fmt: str, baseline: str | None, figures=None) -> str:
+    from bench.report import collect, render
+
+    data = collect(grid, cells, store.cells(), baseline or _default_baseline(cells))
+    text = render(data, fmt, figures)
+    typer.echo(text)
+    return text
+
+
+def _default_baseline(cells) -> str | None:
+    names = [c.loss for c in cells]
+    return "celLoss" if "celLoss" in names else None
+
+
+@app.command()
+def status(
+    grid: str = GridOpt,
+    registry: Path = RegistryOpt,
+    results: Path = ResultsOpt,
+    device: Optional[str] = typer.Option(None, "--device", help="Device the cells would run on (precision 'auto' depends on it)."),
+    set_: list[str] = typer.Option([], "--set", help="The same --set overrides the run used."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", envvar="LOSSBENCH_DATA_ROOT"),
+) -> None:
+    """Counts of done / running / failed / diverged / pending cells, and the failed cells' messages."""
+    try:
+        from bench.store import Store
+
+        _, _, cells = _resolve_cells(registry, grid, device, set_, [], data_root, results, check_data=True, quiet=True)
+        store = Store(results)
+        df = store.cells(["cell_id", "status", "message"])
+        by_id = {} if df.empty else df.set_index("cell_id").to_dict("index")
+        counts = {"done": 0, "running": 0, "failed": 0, "diverged": 0, "pending": 0}
+        problems = []
+        for c in cells:
+            rec = by_id.get(c.cell_id)
+            if rec is None:
+                counts["running" if store.is_running(c.cell_id) else "pending"] += 1
+                continue
+            counts[rec["status"]] = counts.get(rec["status"], 0) + 1
+            if rec["status"] != "done":
+                problems.append(f"  {rec['status']}: {c.cell_id} {c.dataset}/{c.architecture}/{c.loss}/seed {c.seed}: {rec['message']}")
+    except BenchError as err:
+        _fail(err)
+        return
+    typer.echo(f"grid {grid!r}: {len(cells)} cells: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    for line in problems:
+        typer.echo(line)
+
+
+@app.command()
+def report(
+    grid: str = GridOpt,
+    registry: Path = RegistryOpt,
+    results: Path = ResultsOpt,
+    fmt: str = typer.Option("markdown", "--format", "-f", help="markdown, latex or csv."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the report (and figures) under OUT/<grid>/."),
+    figures: bool = typer.Option(False, "--figures", help="Draw learning curves, sweeps and Î-vs-error plots (PNG and PDF)."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="Reference loss for the paired differences (default celLoss)."),
+    device: Optional[str] = typer.Option(None, "--device", help="Device the cells ran on (precision 'auto' depends on it)."),
+    set_: list[str] = typer.Option([], "--set", help="The same --set overrides the run used."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", envvar="LOSSBENCH_DATA_ROOT"),
+) -> None:
+    """Paper-style table of final test accuracy (mean ± std over seeds), with MI, bounds and paired differences."""
+    from bench.report import FORMATS
+
+    try:
+        if fmt not in FORMATS:
+            raise BenchError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+        from bench.store import Store
+
+        reg, _, cells = _resolve_cells(registry, grid, device, set_, [], data_root, results, check_data=True, quiet=True)
+        if baseline is not None and baseline not in {c.loss for c in cells}:
+            from bench.errors import closest
+            raise BenchError(f"--baseline {baseline!r}: not a loss of grid {grid!r}{closest(baseline, {c.loss for c in cells})}")
+        store = Store(results)
+        target = _report_dir(out if out is not None else (Path("report") if figures else None), grid)
+        fig_names: list[str] = []
+        if figures:
+            from bench.figures import draw_all
+
+            fig_names = draw_all(grid, cells, store, target)
+        from bench.report import collect, render
+
+        data = collect(grid, cells, store.cells(), baseline or _default_baseline(cells))
+        text = render(data, fmt, fig_names)
+        if target is not None:
+            ext = {"markdown": "md", "latex": "tex", "csv": "csv"}[fmt]
+            _write_text(target / f"report.{ext}", text)
+    except BenchError as err:
+        _fail(err)
+        return
+    typer.echo(text)
+
+
+def _report_dir(out: Path | None, grid: str) -> Path | None:
+    if out is None:
+        return None
+    from bench.store import _safe
+
+    target = (out / _safe(grid)).resolve()
+    if out.resolve() not in target.parents:
+        raise BenchError(f"grid name {grid!r} would write outside {out}")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BenchError(f"--out {out}: cannot create {target} ({exc.strerror}); choose a writable folder") from None
+    return target
+
+
+def _write_text(path: Path, text: str) -> None:
+    from bench.store import atomic_write_bytes
+
+    try:
+        atomic_write_bytes(path, text.encode())
+    except OSError as exc:
+        raise BenchError(f"cannot write {path} ({exc.strerror}); choose a writable --out folder") from None
+
+
+@app.command("list")
+def list_(
+    registry: Path = RegistryOpt,
+    results: Path = ResultsOpt,
+    data_root: Optional[Path] = typer.Option(None, "--data-root", envvar="LOSSBENCH_DATA_ROOT"),
+    params: bool = typer.Option(True, "--params/--no-params", help="Build each architecture to count its parameters."),
+) -> None:
+    """What the registry holds: datasets with sizes, architectures with parameter counts, losses, grids with cell counts."""
+    try:
+        from tabulate import tabulate
+
+        from bench.cells import expand_grid
+        from bench.data import load_splits
+        from bench.device import pick_device
+        from bench.models import build_model, count_params
+        from bench.registry import load_registry
+
+        reg = load_registry(registry)
+        rows = []
+        for name, ds in reg.datasets.items():
+            try:
+                s = load_splits(ds.kind, dict(ds.params), data_root, False, _cache_dir(results))
+                rows.append([name, ds.kind, len(s.train_y), len(s.test_y), "x".join(map(str, s.in_shape)), s.num_classes])
+            except BenchError:
+                rows.append([name, ds.kind, "not found", "", "", ""])
+        typer.echo(tabulate(rows, headers=["dataset", "kind", "train", "test", "shape", "classes"]))
+        typer.echo("")
+        rows = []
+        for name, arch in reg.architectures.items():
+            shape = (1, 28, 28) if arch.source == "native" else (3, 32, 32)
+            count = ""
+            if params:
+                count = f"{count_params(build_model(arch.source, arch.name, shape, 10, dict(arch.params))) / 1e6:.3f}M"
+            rows.append([name, arch.source, arch.name, "x".join(map(str, shape)), count])
+        typer.echo(tabulate(rows, headers=["architecture", "source", "name", "input", "params (10 classes)"]))
+        typer.echo("")
+        typer.echo(tabulate([[n, l.target, ", ".join(f"{k}={v}" for k, v in l.params.items())] for n, l in reg.losses.items()],
+                            headers=["loss", "target", "defaults"]))
+        typer.echo("")
+        dev = pick_device(None)
+        rows = []
+        for name, g in reg.grids.items():
+            cells = expand_grid(reg, name, dev)
+            rows.append([name, len(cells), ", ".join(g.datasets), ", ".join(g.architectures), len(g.seeds),
+                         cells[0].config["train"]["epochs"] if cells else ""])
+        typer.echo(tabulate(rows, headers=["grid", "cells", "datasets", "architectures", "seeds", "epochs"]))
+    except BenchError as err:
+        _fail(err)
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,161 @@
+"""Run one cell end to end and return its result rows; used by every launcher.
+
+``run_cell`` never raises for a problem of the cell itself: an exception becomes a ``failed``
+row with the message, a non-finite loss a ``diverged`` row. The caller (the driver) writes the
+rows to the store, so workers on a cluster need no shared filesystem for results.
+"""
+
+from __future__ import annotations
+
+import platform
+import socket
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.cells import Cell
+from bench.data import Splits, load_splits
+from bench.errors import BenchError
+from bench.faults import SimulatedOutOfMemoryError, fault_from_env
+from bench.models import build_model
+from bench.registry import TrainConfig, import_target
+from bench.train import ProgressFn, label_entropy, load_checkpoint, train_cell
+
+
+@dataclass(frozen=True)
+class ExecOptions:
+    """Where a worker finds data and keeps checkpoints, and which device it trains on."""
+
+    device: str = "cpu"
+    data_root: str | None = None
+    download: bool = False
+    cache_dir: str | None = None
+    checkpoint_dir: str | None = None
+
+
+@dataclass
+class CellOutcome:
+    row: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return self.row["status"]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def load_cell_splits(cell: Cell, opts: ExecOptions, memo: dict[str, Splits] | None = None) -> Splits:
+    """Decode a cell's dataset (memoised per process by its config)."""
+    key = repr(sorted(cell.config["dataset"].items()))
+    if memo is not None and key in memo:
+        return memo[key]
+    ds = cell.config["dataset"]
+    splits = load_splits(ds["kind"], dict(ds["params"]),
+                         Path(opts.data_root) if opts.data_root else None, opts.download,
+                         Path(opts.cache_dir) if opts.cache_dir else None)
+    if memo is not None:
+        memo.clear()  # keep one dataset resident at a time
+        memo[key] = splits
+    return splits
+
+
+def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
+             memo: dict[str, Splits] | None = None) -> CellOutcome:
+    """Train ``cell`` and return its store rows. Resumes from a checkpoint when one exists."""
+    device = torch.device(opts.device)
+    cfg = TrainConfig(**cell.config["train"])
+    started = _now()
+    t0 = time.perf_counter()
+    attempt = uuid.uuid4().hex[:12]
+    ckpt = Path(opts.checkpoint_dir) / f"{cell.cell_id}.pt" if opts.checkpoint_dir else None
+    base = {
+        **cell.flat(),
+        "attempt_id": attempt,
+        "device": str(device) if device.type != "cuda" else f"cuda:{torch.cuda.get_device_name(device)}",
+        "host": socket.gethostname(),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "deterministic": device.type == "cpu",
+        "started_at": started,
+    }
+    history: list[dict[str, Any]] = []
+    try:
+        splits = load_cell_splits(cell, opts, memo)
+        resume_state = None
+        if ckpt is not None and ckpt.exists():
+            try:
+                resume_state = load_checkpoint(ckpt, cell.cell_id)
+            except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is moved aside
+                _quarantine_checkpoint(ckpt, exc)
+        torch.manual_seed(cell.seed)
+        arch = cell.config["architecture"]
+        model = build_model(arch["source"], arch["name"], splits.in_shape, splits.num_classes, dict(arch["params"]))
+        loss_cls = import_target(cell.config["loss"]["target"])
+        criterion = loss_cls(**cell.config["loss"]["params"])
+        result = train_cell(cell_id=cell.cell_id, model=model, criterion=criterion, splits=splits, cfg=cfg,
+                            seed=cell.seed, device=device, checkpoint=ckpt, resume_state=resume_state,
+                            progress=progress, fault=fault_from_env())
+        history = result.history
+        status, message = result.status, result.message
+        resumed = result.resumed_from_epoch
+        wall = result.wall_time
+        test_h = label_entropy(splits.test_y, splits.num_classes)
+        num_classes = splits.num_classes
+    except (torch.OutOfMemoryError, SimulatedOutOfMemoryError) as exc:
+        status, resumed, wall, test_h, num_classes = "failed", 0, time.perf_counter() - t0, float("nan"), 0
+        message = (f"out of memory in cell {cell.cell_id} ({cell.dataset}/{cell.architecture}/{cell.loss}/seed {cell.seed}, "
+                   f"batch {cfg.batch_size}): {str(exc).splitlines()[0][:200]}; try a smaller batch "
+                   f"(--set train.batch_size={max(1, cfg.batch_size // 2)}) or fewer --jobs")
+    except BenchError as exc:
+        status, message, resumed, wall, test_h, num_classes = "failed", str(exc), 0, time.perf_counter() - t0, float("nan"), 0
+    except Exception as exc:  # noqa: BLE001 - a failing cell is recorded and the grid goes on
+        tb = traceback.extract_tb(exc.__traceback__)
+        where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
+        status, resumed, wall, test_h, num_classes = "failed", 0, time.perf_counter() - t0, float("nan"), 0
+        message = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}{where}"
+    last = history[-1] if history else {}
+    row = {
+        **base,
+        "status": status,
+        "message": message,
+        "epochs_done": len(history),
+        "resumed_from_epoch": resumed,
+        "num_classes": num_classes,
+        "final_train_loss": last.get("train_loss", float("nan")),
+        "final_train_acc": last.get("train_acc", float("nan")),
+        "final_test_loss": last.get("test_loss", float("nan")),
+        "final_test_acc": last.get("test_acc", float("nan")),
+        "final_test_h_cond": last.get("test_h_cond", float("nan")),
+        "final_test_h_marg": last.get("test_h_marg", float("nan")),
+        "final_test_mi": last.get("test_mi", float("nan")),
+        "best_test_acc": max((h["test_acc"] for h in history), default=float("nan")),
+        "test_label_entropy": test_h,
+        "wall_time": wall,
+        "finished_at": _now(),
+        "written_at": time.time_ns(),
+    }
+    return CellOutcome(row, history)
+
+
+def _quarantine_checkpoint(path: Path, exc: Exception) -> None:
+    import os
+    import sys
+
+    dest_dir = path.parent.parent / "corrupt"
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest = dest_dir / f"{path.name}.{time.time_ns()}"
+    try:
+        os.replace(path, dest)
+    except FileNotFoundError:
+        return
+    print(f"warning: unreadable checkpoint {path} ({type(exc).__name__}) moved to {dest}; the cell restarts from epoch 0",
+          file=sys.stderr)

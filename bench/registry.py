@@ -1,0 +1,273 @@
+"""The registry: datasets, architectures, losses and grids, validated once when loaded.
+
+Everything the harness needs to know about a benchmark lives in ``registry.yaml``. This module
+turns that file into typed, immutable pydantic models and turns every problem with it into one
+:class:`~bench.errors.BenchError` line naming the file, the key path and what was expected.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bench.errors import BenchError, closest
+
+Scalar = Union[bool, int, float, str]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetSpec(_Strict):
+    kind: Literal["mnist", "fashion-mnist", "cifar10", "gauss"]
+    params: dict[str, Any] = Field(default_factory=dict)
+    description: str = ""
+
+
+class ArchitectureSpec(_Strict):
+    source: Literal["native", "timm", "torchvision"]
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    description: str = ""
+
+
+class LossSpec(_Strict):
+    target: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    params: dict[str, Scalar] = Field(default_factory=dict)
+    description: str = ""
+
+
+class TrainConfig(_Strict):
+    """Training settings of one cell. ``auto`` values are resolved per device (see bench.device)."""
+
+    epochs: int = Field(77, gt=0)
+    batch_size: int = Field(512, gt=0)
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = Field(1e-3, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = False
+    weight_decay: float = Field(0.0, ge=0)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    channels_last: Literal["auto", "on", "off"] = "auto"
+    compile: bool = False
+    eval_batch_size: int = Field(4096, gt=0)
+
+
+TRAIN_FIELDS = tuple(TrainConfig.model_fields)
+
+
+class GridLoss(_Strict):
+    """One loss of a grid: a registry loss name and parameter overrides (lists sweep)."""
+
+    name: str
+    overrides: dict[str, Union[Scalar, list[Scalar]]] = Field(default_factory=dict)
+
+
+class GridSpec(_Strict):
+    datasets: list[str] = Field(min_length=1)
+    architectures: list[str] = Field(min_length=1)
+    losses: Union[Literal["all"], list[Union[str, dict[str, dict[str, Union[Scalar, list[Scalar]]]]]]] = "all"
+    seeds: list[int] = Field(min_length=1)
+    train: dict[str, Union[Scalar, list[Scalar]]] = Field(default_factory=dict)
+    fallback_dataset: str | None = None
+    description: str = ""
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError("seeds must be unique")
+        if any(s < 0 for s in v):
+            raise ValueError("seeds must be >= 0")
+        return v
+
+    @field_validator("datasets", "architectures")
+    @classmethod
+    def _unique_names(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("names must be unique")
+        return v
+
+    @field_validator("train")
+    @classmethod
+    def _known_train_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key in v:
+            if key not in TRAIN_FIELDS:
+                raise ValueError(f"unknown training setting {key!r}{closest(key, TRAIN_FIELDS)}")
+        return v
+
+    def grid_losses(self, registry_losses: list[str]) -> list[GridLoss]:
+        if self.losses == "all":
+            return [GridLoss(name=n) for n in registry_losses]
+        out: list[GridLoss] = []
+        for item in self.losses:
+            if isinstance(item, str):
+                out.append(GridLoss(name=item))
+            else:
+                if len(item) != 1:
+                    raise ValueError("a loss with overrides is a one-key mapping {name: {param: value}}")
+                (name, overrides), = item.items()
+                out.append(GridLoss(name=name, overrides=overrides))
+        return out
+
+
+class Registry(_Strict):
+    datasets: dict[str, DatasetSpec]
+    architectures: dict[str, ArchitectureSpec]
+    losses: dict[str, LossSpec]
+    grids: dict[str, GridSpec]
+    source: str = "registry.yaml"
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> "Registry":
+        for gname, grid in self.grids.items():
+            for i, d in enumerate(grid.datasets):
+                if d not in self.datasets:
+                    raise _RefError(f"grids.{gname}.datasets[{i}]", "dataset", d, self.datasets)
+            if grid.fallback_dataset is not None and grid.fallback_dataset not in self.datasets:
+                raise _RefError(f"grids.{gname}.fallback_dataset", "dataset", grid.fallback_dataset, self.datasets)
+            for i, a in enumerate(grid.architectures):
+                if a not in self.architectures:
+                    raise _RefError(f"grids.{gname}.architectures[{i}]", "architecture", a, self.architectures)
+            try:
+                gl = grid.grid_losses(list(self.losses))
+            except ValueError as exc:
+                raise _RefError(f"grids.{gname}.losses", "", "", [], message=str(exc)) from None
+            for i, entry in enumerate(gl):
+                if entry.name not in self.losses:
+                    raise _RefError(f"grids.{gname}.losses[{i}]", "loss", entry.name, self.losses)
+            for key, value in grid.train.items():
+                for item in value if isinstance(value, list) else [value]:
+                    try:
+                        TrainConfig(**{key: item})
+                    except ValidationError as exc:
+                        err = exc.errors()[0]
+                        raise _RefError(f"grids.{gname}.train.{key}", "", "", [],
+                                        message=f"{err['msg']} (got {item!r})") from None
+                if isinstance(value, list) and not value:
+                    raise _RefError(f"grids.{gname}.train.{key}", "", "", [], message="empty list")
+        return self
+
+    def loss_names(self) -> list[str]:
+        return list(self.losses)
+
+
+class _RefError(ValueError):
+    def __init__(self, path: str, kind: str, name: str, valid: Any, message: str | None = None):
+        self.path = path
+        self.message = message or f"unknown {kind} {name!r}{closest(name, list(valid))}"
+        super().__init__(self.message)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that rejects duplicate mapping keys instead of keeping the last one."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    loader.flatten_mapping(node)
+    mapping: dict = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in mapping:
+            raise BenchError(
+                f"{loader.name}: line {key_node.start_mark.line + 1}: duplicate key {key!r}; "
+                "each name may appear once per section"
+            )
+        mapping[key] = loader.construct_object(value_node, deep=deep)
+    return mapping
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _format_loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+_MODEL_AT_DEPTH = {
+    "datasets": DatasetSpec,
+    "architectures": ArchitectureSpec,
+    "losses": LossSpec,
+    "grids": GridSpec,
+}
+
+
+def _explain(source: str, exc: ValidationError) -> BenchError:
+    err = exc.errors()[0]
+    loc = tuple(p for p in err["loc"] if p not in ("function-after[_cross_references()]",))
+    # pydantic reports union branches in the location; keep only real keys and indexes
+    loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in ("str", "int", "float", "bool", "list", "dict"))))
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden" and len(loc) >= 1:
+        section = loc[0]
+        model = _MODEL_AT_DEPTH.get(section) if len(loc) == 3 else None
+        fields = list(model.model_fields) if model else (
+            [f for f in Registry.model_fields if f != "source"] if len(loc) == 1 else [])
+        msg = f"unknown key {loc[-1]!r}{closest(str(loc[-1]), fields)}"
+    elif err["type"] == "value_error" and isinstance(err.get("ctx", {}).get("error"), _RefError):
+        ref = err["ctx"]["error"]
+        return BenchError(f"{source}: {ref.path}: {ref.message}")
+    elif err["type"] == "literal_error":
+        msg = f"{msg}, got {err.get('input')!r}"
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    else:
+        msg = msg.removeprefix("Value error, ") + (f" (got {err.get('input')!r})" if "input" in err and not isinstance(err.get("input"), dict | list) else "")
+    return BenchError(f"{source}: {_format_loc(loc) or '<top level>'}: {msg}")
+
+
+def parse_registry(data: Any, source: str = "registry.yaml") -> Registry:
+    if not isinstance(data, dict):
+        raise BenchError(f"{source}: expected a mapping with sections datasets, architectures, losses, grids")
+    try:
+        return Registry(**data, source=source)
+    except ValidationError as exc:
+        raise _explain(source, exc) from None
+    except TypeError as exc:
+        raise BenchError(f"{source}: {exc}") from None
+
+
+def load_registry(path: Path | str) -> Registry:
+    """Read and validate ``registry.yaml``; every problem becomes one BenchError line."""
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(f"registry file {str(path)!r} not found; pass --registry PATH or run from the repository root")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BenchError(f"cannot read registry {str(path)!r}: {exc.strerror}") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+    except BenchError as exc:
+        raise BenchError(str(exc).replace("<unicode string>", str(path))) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise BenchError(f"{path}: {where}malformed YAML: {problem}") from None
+    return parse_registry(data, source=str(path))
+
+
+def import_target(target: str) -> type:
+    """Import ``package.module:ClassName``; a bad target is one BenchError line."""
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - any import failure is the user's target
+        raise BenchError(f"loss target {target!r}: cannot import module {module_name!r} ({type(exc).__name__}: {exc})") from None
+    obj = getattr(module, attr, None)
+    if obj is None:
+        public = [n for n in dir(module) if not n.startswith("_")]
+        raise BenchError(f"loss target {target!r}: module {module_name!r} has no {attr!r}{closest(attr, public)}")
+    return obj

@@ -1,0 +1,127 @@
+"""The driver of ``bench run``: choose the cells to train, claim them, launch, store each outcome."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from filelock import FileLock, Timeout
+
+from bench.cells import Cell
+from bench.execute import CellOutcome, ExecOptions
+from bench.launchers import Hooks, Launcher
+from bench.progress import Display
+from bench.store import Store
+from bench.train import Progress
+
+
+@dataclass
+class RunSummary:
+    total: int = 0
+    skipped_done: int = 0
+    skipped_failed: int = 0
+    trained: dict[str, int] = field(default_factory=lambda: {"done": 0, "failed": 0, "diverged": 0})
+    done_elsewhere: int = 0
+    failed_messages: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if (self.trained["failed"] or self.trained["diverged"]) else 0
+
+
+def select_cells(cells: list[Cell], statuses: dict[str, str], force: bool, retry_failed: bool,
+                 summary: RunSummary) -> list[Cell]:
+    """Drop finished cells (unless forced) and failed ones (unless retried); count what was dropped."""
+    todo = []
+    for cell in cells:
+        status = statuses.get(cell.cell_id)
+        if status == "done" and not force:
+            summary.skipped_done += 1
+        elif status in ("failed", "diverged") and not (force or retry_failed):
+            summary.skipped_failed += 1
+        else:
+            todo.append(cell)
+    return todo
+
+
+@dataclass
+class Driver:
+    store: Store
+    display: Display
+    force: bool = False
+    initial: dict[str, str] = field(default_factory=dict)  # statuses when the cells were selected
+    summary: RunSummary = field(default_factory=RunSummary)
+    _locks: dict[str, FileLock] = field(default_factory=dict)
+    busy: list[Cell] = field(default_factory=list)
+    wait_for_busy: bool = False
+
+    def claim(self, cell: Cell) -> bool:
+        lock = self.store.cell_lock(cell.cell_id)
+        try:
+            if self.wait_for_busy:
+                lock.acquire(timeout=-1)
+            else:
+                lock.acquire()
+        except Timeout:
+            self.busy.append(cell)  # another process is training it; look again at the end
+            return False
+        # another process may have trained it between our scan and the lock
+        if self.store.statuses().get(cell.cell_id) != self.initial.get(cell.cell_id):
+            lock.release()
+            self.summary.done_elsewhere += 1
+            return False
+        if self.force:
+            self.store.remove_checkpoint(cell.cell_id)
+        self._locks[cell.cell_id] = lock
+        return True
+
+    def start(self, cell: Cell) -> None:
+        self.display.start_cell(cell)
+
+    def progress(self, cell: Cell, p: Progress) -> None:
+        self.display.step(cell, p)
+
+    def finish(self, cell: Cell, outcome: CellOutcome) -> None:
+        self.store.write_result(outcome.row, outcome.history)
+        if outcome.status == "done":
+            self.store.remove_checkpoint(cell.cell_id)
+        status = outcome.status
+        self.summary.trained[status] = self.summary.trained.get(status, 0) + 1
+        row = outcome.row
+        if status == "done":
+            text = f"test_acc {row['final_test_acc']:.4f} test_mi {row['final_test_mi']:.4f} in {row['wall_time']:.1f} s"
+            if row.get("resumed_from_epoch"):
+                text += f" (resumed from epoch {row['resumed_from_epoch']})"
+        else:
+            text = row["message"]
+            self.summary.failed_messages.append(f"{cell.cell_id} {cell.dataset}/{cell.architecture}/{cell.loss}/seed {cell.seed}: {text}")
+        self.display.finish_cell(cell, status, text)
+
+    def release(self, cell: Cell) -> None:
+        lock = self._locks.pop(cell.cell_id, None)
+        if lock is not None:
+            lock.release()
+
+    def hooks(self) -> Hooks:
+        return Hooks(self.claim, self.start, self.progress, self.finish, self.release)
+
+
+def run_grid(cells: list[Cell], store: Store, launcher: Launcher, opts: ExecOptions, display: Display,
+             force: bool = False, retry_failed: bool = False) -> RunSummary:
+    summary = RunSummary(total=len(cells))
+    statuses = store.statuses()
+    todo = select_cells(cells, statuses, force, retry_failed, summary)
+    driver = Driver(store, display, force=force, initial=statuses, summary=summary)
+    display.start_grid(len(todo), summary.skipped_done + summary.skipped_failed)
+    try:
+        launcher.run(todo, opts, driver.hooks())
+        if driver.busy:
+            # cells another run was training: wait for it, then train what it left unfinished
+            busy, driver.busy = driver.busy, []
+            driver.wait_for_busy = True
+            launcher.run(busy, opts, driver.hooks())
+    finally:
+        display.close()
+        for cell_id in list(driver._locks):
+            driver._locks.pop(cell_id).release()
+    return summary
+
