@@ -75,14 +75,20 @@ def run(
     force: bool = typer.Option(False, "--force", help="Retrain finished cells too."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry failed and diverged cells."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Cells trained at once by local worker processes."),
-    launcher: str = typer.Option("local", "--launcher", help="local, ray or slurm."),
+    launcher: str = typer.Option("local", "--launcher", help="local (default, no engine), ray or slurm."),
+    gpus_per_cell: float = typer.Option(0.0, "--gpus-per-cell", min=0.0, help="GPUs per cell on ray/slurm (fractions on Ray: 0.25 packs four cells per GPU)."),
+    cpus_per_cell: float = typer.Option(1.0, "--cpus-per-cell", min=0.0, help="CPUs per cell on ray/slurm."),
+    max_retries: int = typer.Option(2, "--max-retries", min=0, help="Retries of a cell whose worker died (ray/slurm)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join ('auto' or host:port); default starts a local one."),
+    slurm_partition: Optional[str] = typer.Option(None, "--slurm-partition", help="SLURM partition."),
+    timeout_min: int = typer.Option(60 * 24, "--timeout-min", min=1, help="SLURM time limit per cell, minutes."),
+    slurm_array_parallelism: int = typer.Option(16, "--slurm-array-parallelism", min=1, help="SLURM array jobs running at once."),
     plain: Optional[bool] = typer.Option(None, "--plain/--rich", help="Plain line output (default when not a terminal)."),
     report: bool = typer.Option(True, "--report/--no-report", help="Print the grid's markdown table at the end."),
 ) -> None:
     """Train every unfinished cell of a grid; finished cells are skipped, interrupted ones resume."""
     try:
         from bench.execute import ExecOptions
-        from bench.launchers.local import LocalLauncher, PoolLauncher
         from bench.progress import make_display
         from bench.runner import run_grid
         from bench.store import Store, clean_temp_files
@@ -101,10 +107,12 @@ def run(
         clean_temp_files(store)
         opts = ExecOptions(device=str(dev), data_root=str(data_root) if data_root else None, download=download,
                            cache_dir=str(_cache_dir(results)), checkpoint_dir=str(store.checkpoints_dir))
-        if launcher == "local":
-            chosen = LocalLauncher() if jobs == 1 else PoolLauncher(jobs)
-        else:
-            raise BenchError(f"--launcher {launcher!r}: expected local, ray or slurm")
+        from bench.launchers import LauncherOptions, make_launcher
+
+        chosen = make_launcher(LauncherOptions(
+            kind=launcher, jobs=jobs, gpus_per_cell=gpus_per_cell, cpus_per_cell=cpus_per_cell, max_retries=max_retries,
+            ray_address=ray_address, slurm_partition=slurm_partition, timeout_min=timeout_min,
+            slurm_array_parallelism=slurm_array_parallelism, log_dir=str(results / "logs")))
         t0 = time.perf_counter()
         signal.signal(signal.SIGTERM, _sigterm)
         summary = run_grid(cells, store, chosen, opts, make_display(plain), force=force, retry_failed=retry_failed)

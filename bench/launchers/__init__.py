@@ -28,3 +28,29 @@ class Hooks:
 
 class Launcher(Protocol):
     def run(self, cells: list[Cell], opts: ExecOptions, hooks: Hooks) -> None: ...
+
+
+@dataclass(frozen=True)
+class LauncherOptions:
+    """What ``bench run`` says about where cells run; validated by the CLI, read by the launchers."""
+
+    kind: str = "local"
+    jobs: int = 1
+    gpus_per_cell: float = 0.0
+    cpus_per_cell: float = 1.0
+    max_retries: int = 2
+    ray_address: str | None = None
+    slurm_partition: str | None = None
+    timeout_min: int = 60 * 24
+    slurm_array_parallelism: int = 16
+    log_dir: str = "results/logs"
+
+
+def make_launcher(options: LauncherOptions) -> Launcher:
+    from bench.errors import BenchError
+
+    if options.kind == "local":
+        from bench.launchers.local import LocalLauncher, PoolLauncher
+
+        return LocalLauncher() if options.jobs == 1 else PoolLauncher(options.jobs)
+    raise BenchError(f"--launcher {options.kind!r}: expected local, ray or slurm")
