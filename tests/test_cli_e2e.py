@@ -1,0 +1,194 @@
+"""End to end through the CLI on tiny real-format data: run, skip, resume, report."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+
+import pandas as pd
+import pyarrow.parquet as pq
+import yaml
+
+from bench.store import Store
+from tests.conftest import bench_subprocess, tiny_registry
+
+CELL_COLUMNS = {
+    "cell_id", "attempt_id", "dataset", "architecture", "loss", "loss_name", "seed", "variant", "config_json",
+    "train.epochs", "train.batch_size", "train.optimizer", "train.lr", "train.momentum", "train.weight_decay",
+    "train.precision", "dataset.kind", "architecture.source", "architecture.name", "loss.target", "loss.params",
+    "status", "message", "epochs_done", "final_test_acc", "final_test_loss", "final_train_loss", "final_train_acc",
+    "final_test_mi", "final_test_h_cond", "final_test_h_marg", "test_label_entropy", "wall_time", "device",
+    "torch_version", "started_at", "finished_at", "written_at",
+}
+HISTORY_COLUMNS = {"cell_id", "attempt_id", "epoch", "train_loss", "train_acc", "test_acc", "test_loss",
+                   "test_h_cond", "test_h_marg", "test_mi", "epoch_time"}
+
+
+def run_args(reg, results, data_root, *extra):
+    return ["run", "--grid", "two", "--registry", reg, "--results", results, "--data-root", data_root, "--plain", *extra]
+
+
+def test_run_store_skip_and_report(workspace, cli, tmp_path):
+    reg, results, data_root = workspace
+    r = cli(*run_args(reg, results, data_root))
+    assert r.exit_code == 0, r.output
+    assert "trained 2 (2 done, 0 failed, 0 diverged)" in r.output
+    assert "| mnist" in r.output  # the report printed at the end
+
+    store = Store(results)
+    cells = store.cells()
+    assert len(cells) == 2 and set(cells["status"]) == {"done"}
+    assert CELL_COLUMNS <= set(cells.columns), CELL_COLUMNS - set(cells.columns)
+    assert set(cells["loss"]) == {"celLoss", "milLoss"}
+    assert (cells["epochs_done"] == 3).all() and (cells["train.batch_size"] == 32).all()
+    assert cells["final_test_acc"].between(0, 1).all()
+    assert all(math.isfinite(v) for v in cells["final_test_mi"])
+    assert (cells["final_test_mi"] - (cells["final_test_h_marg"] - cells["final_test_h_cond"])).abs().max() < 1e-9
+    assert cells["test_label_entropy"].between(0, math.log(10) + 1e-9).all()
+    assert set(cells["device"]) == {"cpu"}
+    hist = store.history(cells["attempt_id"])
+    assert HISTORY_COLUMNS <= set(hist.columns)
+    assert len(hist) == 6 and sorted(hist["epoch"].unique()) == [1, 2, 3]
+    last = hist[hist["epoch"] == 3].set_index("cell_id")["test_acc"]
+    assert (last.sort_index() == cells.set_index("cell_id")["final_test_acc"].sort_index()).all()
+    # every parquet file is a complete file with the expected schema
+    for p in (results / "cells").glob("*.parquet"):
+        assert CELL_COLUMNS <= set(pq.read_schema(p).names)
+    assert not list((results / "checkpoints").glob("*.pt")), "checkpoints are removed when a cell finishes"
+
+    r = cli(*run_args(reg, results, data_root))
+    assert r.exit_code == 0 and "trained 0" in r.output and "skipped 2 finished" in r.output
+
+    r = cli(*run_args(reg, results, data_root, "--force", "--filter", "loss=milLoss", "--no-report"))
+    assert "trained 1 (1 done" in r.output
+    assert len(Store(results).cells()) == 2  # the retrained cell replaces its row
+
+    r = cli("status", "--grid", "two", "--registry", reg, "--results", results, "--data-root", data_root)
+    assert "2 done, 0 running, 0 failed, 0 diverged, 0 pending" in r.output
+
+    out = tmp_path / "report"
+    for fmt, needle in [("markdown", "| mnist"), ("latex", "\\toprule"), ("csv", "acc_mean")]:
+        r = cli("report", "--grid", "two", "--registry", reg, "--results", results, "--data-root", data_root,
+                "--format", fmt, "--out", out)
+        assert r.exit_code == 0, r.output
+        assert needle in r.output
+    assert (out / "two" / "report.md").exists() and (out / "two" / "report.tex").exists()
+    csv = pd.read_csv(out / "two" / "report.csv")
+    assert list(csv["loss"]) == ["celLoss", "milLoss"] and (csv["n"] == 1).all()
+
+
+def test_cell_resumes_from_checkpoint_with_identical_metrics(workspace, tmp_path):
+    reg, results, data_root = workspace
+    ref = tmp_path / "reference"
+    common = ["--registry", reg, "--data-root", data_root, "--grid", "two", "--plain", "--no-report"]
+    r = bench_subprocess("run", "--results", ref, *common)
+    assert r.returncode == 0, r.stderr
+    reference = Store(ref).cells().set_index("loss")
+
+    # kill -9 the run right after the milLoss cell checkpointed epoch 1
+    mil_id = reference.loc["milLoss", "cell_id"]
+    r = bench_subprocess("run", "--results", results, *common, env={"LOSSBENCH_FAULT": f"kill:{mil_id}:1"})
+    assert r.returncode == -9, (r.returncode, r.stdout, r.stderr)
+    assert (results / "checkpoints" / f"{mil_id}.pt").exists()
+    assert Store(results).statuses().get(mil_id) is None
+
+    r = bench_subprocess("run", "--results", results, *common)
+    assert r.returncode == 0, r.stderr
+    assert "resumed from epoch 1" in r.stdout
+    resumed = Store(results).cells().set_index("loss")
+    assert resumed.loc["milLoss", "resumed_from_epoch"] == 1
+    for col in ["final_test_acc", "final_test_loss", "final_train_loss", "final_test_mi"]:
+        assert resumed.loc["milLoss", col] == reference.loc["milLoss", col], col  # bitwise on CPU
+    cols = ["epoch", "train_loss", "train_acc", "test_acc", "test_loss", "test_mi"]
+    h_ref = Store(ref).history([reference.loc["milLoss", "attempt_id"]]).sort_values("epoch")[cols]
+    h_res = Store(results).history([resumed.loc["milLoss", "attempt_id"]]).sort_values("epoch")[cols]
+    assert len(h_res) == 3
+    assert h_res.reset_index(drop=True).equals(h_ref.reset_index(drop=True))
+
+
+def test_same_seed_gives_identical_history(workspace, cli, tmp_path):
+    reg, results, data_root = workspace
+    for sub in ("a", "b"):
+        r = cli(*run_args(reg, tmp_path / sub, data_root, "--filter", "loss=celLoss", "--no-report"))
+        assert r.exit_code == 0, r.output
+    a = Store(tmp_path / "a").history().sort_values("epoch")
+    b = Store(tmp_path / "b").history().sort_values("epoch")
+    cols = ["train_loss", "train_acc", "test_acc", "test_loss", "test_mi"]
+    assert a[cols].reset_index(drop=True).equals(b[cols].reset_index(drop=True))
+
+
+def test_cifar10_pickles_and_cnn(tmp_path, data_root, cli):
+    grids = {"c": {"datasets": ["cifar10"], "architectures": ["cnn"], "losses": ["celLossLSR"], "seeds": [0, 1],
+                   "train": {"epochs": 1, "batch_size": 16}}}
+    reg = tmp_path / "r.yaml"
+    reg.write_text(yaml.safe_dump(tiny_registry(**grids)))
+    r = cli("run", "--grid", "c", "--registry", reg, "--results", tmp_path / "res", "--data-root", data_root, "--plain")
+    assert r.exit_code == 0, r.output
+    cells = Store(tmp_path / "res").cells()
+    assert len(cells) == 2 and set(cells["dataset.kind"]) == {"cifar10"} and set(cells["status"]) == {"done"}
+    assert "± " in r.output  # two seeds give a std
+
+
+def test_a_loss_defined_only_in_the_test(tmp_path, data_root, cli, monkeypatch):
+    (tmp_path / "my_losses.py").write_text(textwrap.dedent("""
+        import torch
+        import torch.nn.functional as F
+
+        class FocalLoss(torch.nn.Module):
+            def __init__(self, gamma: float = 2.0):
+                super().__init__()
+                self.gamma = gamma
+
+            def forward(self, logits, targets):
+                logp = F.log_softmax(logits, dim=1).gather(1, targets[:, None]).squeeze(1)
+                return (-(1 - logp.exp()) ** self.gamma * logp).mean()
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = tiny_registry(f={"datasets": ["g"], "architectures": ["mlp"], "losses": ["celLoss", {"focal": {"gamma": [1.0, 3.0]}}],
+                            "seeds": [0], "train": {"epochs": 2, "batch_size": 64}})
+    data["losses"]["focal"] = {"target": "my_losses:FocalLoss", "params": {"gamma": 2.0}}
+    reg = tmp_path / "r.yaml"
+    reg.write_text(yaml.safe_dump(data))
+    r = cli("run", "--grid", "f", "--registry", reg, "--results", tmp_path / "res", "--plain")
+    assert r.exit_code == 0, r.output
+    cells = Store(tmp_path / "res").cells()
+    assert set(cells["loss"]) == {"celLoss", "focal(gamma=1)", "focal(gamma=3)"}
+    assert set(cells["status"]) == {"done"}
+    assert "focal(gamma=3)" in r.output
+
+
+def test_dry_run_trains_nothing(workspace, cli):
+    reg, results, data_root = workspace
+    r = cli(*run_args(reg, results, data_root, "--dry-run"))
+    assert r.exit_code == 0 and "2 cells on cpu; 0 done" in r.output
+    assert Store(results).cells().empty
+
+
+def test_list_shows_registry(workspace, cli):
+    reg, results, data_root = workspace
+    r = cli("list", "--registry", reg, "--results", results, "--data-root", data_root)
+    assert r.exit_code == 0, r.output
+    assert "mnist" in r.output and "256" in r.output  # dataset with its size
+    assert "0.055M" in r.output  # the paper's MLP has 55,050 parameters
+    assert "two" in r.output and "lam=5.0" in r.output
+
+
+def test_failed_and_diverged_cells_are_recorded_and_grid_goes_on(workspace, cli, monkeypatch):
+    reg, results, data_root = workspace
+    monkeypatch.setenv("LOSSBENCH_FAULT", "nan::0")  # every cell's loss turns NaN in epoch 0
+    r = cli(*run_args(reg, results, data_root, "--filter", "loss=celLoss", "--no-report"))
+    assert r.exit_code == 1
+    monkeypatch.setenv("LOSSBENCH_FAULT", "oom::0")
+    r = cli(*run_args(reg, results, data_root, "--filter", "loss=milLoss", "--no-report"))
+    assert r.exit_code == 1
+    cells = Store(results).cells().set_index("loss")
+    assert cells.loc["celLoss", "status"] == "diverged" and "non-finite" in cells.loc["celLoss", "message"]
+    assert cells.loc["milLoss", "status"] == "failed"
+    assert "out of memory" in cells.loc["milLoss", "message"] and "train.batch_size=16" in cells.loc["milLoss", "message"]
+    monkeypatch.delenv("LOSSBENCH_FAULT")
+    r = cli(*run_args(reg, results, data_root, "--no-report"))
+    assert "skipped 0 finished, 2 failed/diverged" in r.output
+    r = cli("status", "--grid", "two", "--registry", reg, "--results", results, "--data-root", data_root)
+    assert "1 failed, 1 diverged" in r.output and "out of memory" in r.output
+    r = cli(*run_args(reg, results, data_root, "--retry-failed", "--no-report"))
+    assert r.exit_code == 0 and "trained 2 (2 done" in r.output
