@@ -26,6 +26,8 @@ apt_install() {  # best effort: root or passwordless sudo, else say what to run
 
 if command -v apt-get >/dev/null 2>&1; then
   [ -d /usr/share/datasets/fashion-mnist ] || apt_install dataset-fashion-mnist
+  # pdflatex + booktabs: the tests compile the LaTeX tables the report renders
+  command -v pdflatex >/dev/null 2>&1 || apt_install --no-install-recommends texlive-latex-base texlive-latex-recommended
   "$PY" -c 'import ensurepip' 2>/dev/null || apt_install "$(basename "$PY")-venv"
 fi
 
