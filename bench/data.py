@@ -886,6 +886,8 @@ def load_splits(
     k = canonical_kind(kind)
     if k == "gauss":
         return _load_gauss(params)
+    if debian_dir == DEBIAN_FASHION_DIR and os.environ.get("LOSSBENCH_DEBIAN_FASHION_DIR"):
+        debian_dir = os.environ["LOSSBENCH_DEBIAN_FASHION_DIR"]  # lets tests and users point elsewhere
     return _load_images(
         k,
         _image_params(k, params),

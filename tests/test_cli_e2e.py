@@ -192,3 +192,17 @@ def test_failed_and_diverged_cells_are_recorded_and_grid_goes_on(workspace, cli,
     assert "1 failed, 1 diverged" in r.output and "out of memory" in r.output
     r = cli(*run_args(reg, results, data_root, "--retry-failed", "--no-report"))
     assert r.exit_code == 0 and "trained 2 (2 done" in r.output
+
+
+def test_quick_falls_back_to_gauss_without_fashion_mnist(tmp_path, cli, monkeypatch):
+    from tests.conftest import REPO
+
+    monkeypatch.setenv("LOSSBENCH_DEBIAN_FASHION_DIR", str(tmp_path / "no-debian"))
+    monkeypatch.setenv("LOSSBENCH_DATA_ROOT", str(tmp_path / "empty"))
+    r = cli("run", "--registry", REPO / "registry.yaml", "--results", tmp_path / "res", "--plain",
+            "--set", "train.epochs=1", "--filter", "seed=0")
+    assert r.exit_code == 0, r.output
+    assert "dataset 'fashion-mnist' unavailable" in r.output and "falls back to 'gauss'" in r.output
+    cells = Store(tmp_path / "res").cells()
+    assert len(cells) == 5 and set(cells["dataset"]) == {"gauss"} and set(cells["status"]) == {"done"}
+    assert "exact I(X;Y)" in r.output  # the report shows the generating distribution's truth
