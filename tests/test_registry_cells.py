@@ -198,3 +198,34 @@ def test_unknown_grid_and_cuda_precision_on_cpu():
         expand_grid(reg, "g2", CPU)
     with pytest.raises(BenchError, match="needs a CUDA device"):
         expand_grid(reg, "g1", CPU, overrides={"precision": "bf16"})
+
+
+SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+
+
+def _registered_pairs():
+    reg = load_registry(REPO / "registry.yaml")
+    pairs = set()
+    for grid in reg.grids.values():
+        for ds in grid.datasets + ([grid.fallback_dataset] if grid.fallback_dataset else []):
+            for arch in grid.architectures:
+                pairs.add((ds, arch))
+    return reg, sorted(pairs)
+
+
+@pytest.mark.parametrize("pair", _registered_pairs()[1], ids=lambda p: f"{p[0]}-{p[1]}")
+def test_every_registered_architecture_builds_for_its_datasets(pair):
+    from bench.data import gauss_params
+    from bench.models import build_model
+
+    reg, _ = _registered_pairs()
+    ds, arch_name = reg.datasets[pair[0]], reg.architectures[pair[1]]
+    shape = SHAPES.get(ds.kind) or (1, 1, gauss_params(ds.params)["d"])
+    classes = 2 if ds.kind == "gauss" else 10
+    torch.manual_seed(0)
+    model = build_model(arch_name.source, arch_name.name, shape, classes, dict(arch_name.params))
+    model.train()
+    out = model(torch.randn(2, *shape))
+    assert out.shape == (2, classes)
+    out.float().logsumexp(1).mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
