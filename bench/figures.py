@@ -1,0 +1,401 @@
+"""Figures of a grid's finished cells: learning curves, sweeps, and learned Î against test error.
+
+``draw_all`` is what ``bench report --figures`` calls. It draws only from the grid's cells whose
+latest store row is ``done`` (history rows are picked by that row's attempt), writes each figure
+as PNG and PDF under ``<target>/figures/`` and returns the PNG paths relative to ``target``:
+
+* ``curves-<dataset>-<architecture>[-<variant>]``: test accuracy and test Î (nats) against the
+  epoch, one line per loss, mean over seeds with a ±std band where there are ≥ 2 seeds
+  (the paper's Figures 14–17);
+* ``sweep-lambda``: final test accuracy against milLoss's λ (log axis), one line per
+  (dataset, architecture), celLoss's mean as a dashed reference (the paper's Figure 5);
+* ``sweep-batch-size``: final test accuracy against the batch size (log2 axis), one line per
+  (dataset, architecture, loss);
+* ``mi-vs-error``: test error against test Î of every finished cell, coloured per loss, under the
+  Theorem 4 and exact Fano bound curves, one panel per dataset.
+
+Figures are built with :class:`matplotlib.figure.Figure` directly (no pyplot, no global state);
+the ``*_figure(s)`` functions return them unsaved so they can be inspected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import re
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator, ScalarFormatter
+
+from bench.cells import Cell
+from bench.store import Store, atomic_write_bytes
+from bench.theory import fano_bound, theorem4_bound
+
+DPI = 150
+FIG_DIR = "figures"
+_PALETTE = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+    "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
+)
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+_NAME_MAX = 120
+
+
+@dataclass(frozen=True)
+class Done:
+    """A finished cell of the grid with its latest store row."""
+
+    cell: Cell
+    row: dict[str, Any]
+
+    @property
+    def acc(self) -> float:
+        return _float(self.row.get("final_test_acc"))
+
+    @property
+    def mi(self) -> float:
+        return _float(self.row.get("final_test_mi"))
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def draw_all(grid: str, cells: list[Cell], store: Store, target: Path) -> list[str]:
+    """Draw every figure of ``grid``'s finished cells into ``target/figures``; PNG paths relative to ``target``."""
+    done = done_cells(cells, store.cells())
+    if not done:
+        return []
+    history = store.history([d.row["attempt_id"] for d in done])
+    colours = loss_colours(cells)
+    figures: list[tuple[str, Figure]] = list(learning_curve_figures(done, history, colours, grid))
+    for name, fig in (("sweep-lambda", lambda_sweep_figure(done, grid)),
+                      ("sweep-batch-size", batch_sweep_figure(done, colours, grid)),
+                      ("mi-vs-error", mi_error_figure(done, colours, grid))):
+        if fig is not None:
+            figures.append((name, fig))
+    out_dir = Path(target) / FIG_DIR
+    written: list[str] = []
+    used: set[str] = set()
+    for name, fig in figures:
+        stem = unique_name(safe_name(name), used)
+        written.append(save_figure(fig, out_dir, stem))
+    return [f"{FIG_DIR}/{png}" for png in written]
+
+
+def done_cells(cells: Iterable[Cell], results: pd.DataFrame) -> list[Done]:
+    """The cells whose latest row is ``done``, in grid order (each cell once)."""
+    if results.empty or "status" not in results.columns:
+        return []
+    rows = results[results["status"] == "done"].drop_duplicates("cell_id", keep="last").set_index("cell_id", drop=False)
+    out: list[Done] = []
+    seen: set[str] = set()
+    for cell in cells:
+        if cell.cell_id in seen or cell.cell_id not in rows.index:
+            continue
+        seen.add(cell.cell_id)
+        out.append(Done(cell, rows.loc[cell.cell_id].to_dict()))
+    return out
+
+
+def loss_colours(cells: Iterable[Cell]) -> dict[str, str]:
+    """One colour per loss label, by first appearance in the grid, so it is the same in every figure."""
+    out: dict[str, str] = {}
+    for cell in cells:
+        if cell.loss not in out:
+            out[cell.loss] = _PALETTE[len(out) % len(_PALETTE)]
+    return out
+
+
+# --------------------------------------------------------------------------- files
+
+
+def figure_stem(*parts: str) -> str:
+    """File stem from name parts, each made safe on its own and joined by '-'."""
+    return "-".join(safe_name(p) for p in parts)
+
+
+def safe_name(name: str) -> str:
+    """A file stem of [A-Za-z0-9._-] only, not starting or ending with '.' or '_', at most ~120 characters."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+    stem = re.sub(r"\.{2,}", ".", stem).strip("._") or "figure"
+    if len(stem) > _NAME_MAX:
+        stem = stem[:_NAME_MAX - 9] + "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
+    return stem
+
+
+def unique_name(stem: str, used: set[str]) -> str:
+    name, i = stem, 2
+    while name.lower() in used:  # case-insensitive filesystems
+        name, i = f"{stem}-{i}", i + 1
+    used.add(name.lower())
+    return name
+
+
+def save_figure(fig: Figure, out_dir: Path, stem: str) -> str:
+    """Write ``stem.png`` and ``stem.pdf`` atomically into ``out_dir``; returns the PNG's file name.
+
+    The layout is computed once, for the PNG, and then frozen (the figure's layout engine is
+    removed), so both files have the same layout and the PDF costs no second layout pass.
+    """
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", stem):
+        raise ValueError(f"unsafe figure name {stem!r}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for ext, meta in (("png", None), ("pdf", {"CreationDate": None})):
+        buf = io.BytesIO()
+        fig.savefig(buf, format=ext, dpi=DPI, metadata=meta)
+        atomic_write_bytes(out_dir / f"{stem}.{ext}", buf.getvalue())
+        fig.set_layout_engine("none")
+    return f"{stem}.png"
+
+
+# --------------------------------------------------------------------------- learning curves
+
+
+def learning_curve_figures(done: list[Done], history: pd.DataFrame, colours: dict[str, str],
+                           grid: str = "") -> list[tuple[str, Figure]]:
+    """One figure per (dataset, architecture, variant): test accuracy and test Î against the epoch."""
+    if history.empty or "epoch" not in history.columns:
+        return []
+    history = history.drop_duplicates(["attempt_id", "epoch"], keep="last")
+    out = []
+    for (ds, arch, variant), members in _group(done, lambda d: (d.cell.dataset, d.cell.architecture, d.cell.variant)).items():
+        fig = _curves_figure(ds, arch, variant, members, history, colours, grid)
+        if fig is not None:
+            out.append((figure_stem("curves", ds, arch, *([variant] if variant else [])), fig))
+    return out
+
+
+def seed_curve(history: pd.DataFrame, attempt_ids: list[str], metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(epochs, mean over seeds, sample std over seeds — NaN where fewer than 2 seeds)."""
+    rows = history[history["attempt_id"].isin(attempt_ids)]
+    if metric not in rows.columns or rows.empty:
+        return np.array([]), np.array([]), np.array([])
+    mat = rows.pivot(index="epoch", columns="attempt_id", values=metric).sort_index().astype(float)
+    mean = mat.mean(axis=1).to_numpy()
+    std = mat.std(axis=1, ddof=1).to_numpy()
+    std = np.where(mat.count(axis=1).to_numpy() >= 2, std, np.nan)
+    return mat.index.to_numpy(dtype=float), mean, std
+
+
+def _curves_figure(ds: str, arch: str, variant: str, members: list[Done], history: pd.DataFrame,
+                   colours: dict[str, str], grid: str) -> Figure | None:
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    ax_acc, ax_mi = fig.subplots(1, 2)
+    drawn = False
+    for loss, group in _group(members, lambda d: d.cell.loss).items():
+        attempts = [d.row["attempt_id"] for d in group]
+        for ax, metric in ((ax_acc, "test_acc"), (ax_mi, "test_mi")):
+            epochs, mean, std = seed_curve(history, attempts, metric)
+            if not len(epochs):
+                continue
+            drawn = True
+            colour = colours.get(loss, "black")
+            ax.plot(epochs, mean, color=colour, label=f"{loss} (n={len(group)})", linewidth=1.5)
+            if np.isfinite(std).any():
+                ax.fill_between(epochs, mean - std, mean + std, color=colour, alpha=0.2, linewidth=0)
+    if not drawn:
+        return None
+    ax_acc.set(xlabel="epoch", ylabel="test accuracy", title="test accuracy")
+    ax_mi.set(xlabel="epoch", ylabel="test Î (nats)", title="test Î = H_θ(Y) − H_θ(Y|X)")
+    for ax in (ax_acc, ax_mi):
+        ax.grid(True, alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_acc.legend(fontsize="small", loc="lower right")
+    fig.suptitle(_title(grid, f"{ds} / {arch}" + (f" ({variant})" if variant else "")) + " — mean ± std over seeds")
+    return fig
+
+
+# --------------------------------------------------------------------------- sweeps
+
+
+def lambda_sweep_figure(done: list[Done], grid: str = "") -> Figure | None:
+    """Final test accuracy against milLoss's λ, one line per (dataset, architecture); None unless λ varies."""
+    mil = [d for d in done if d.cell.loss_name == "milLoss" and _number(d.cell.config["loss"]["params"].get("lam")) is not None]
+    lams = {_number(d.cell.config["loss"]["params"]["lam"]) for d in mil}
+    if len(lams) < 2:
+        return None
+
+    def key(d: Done) -> tuple:
+        other = {k: v for k, v in d.cell.config["loss"]["params"].items() if k != "lam"}
+        return d.cell.dataset, d.cell.architecture, d.cell.variant, repr(sorted(other.items()))
+
+    groups = _group(mil, key)
+    cel = _group([d for d in done if d.cell.loss_name == "celLoss"],
+                 lambda d: (d.cell.dataset, d.cell.architecture, d.cell.variant))
+    multi_params = len({k[3] for k in groups}) > 1
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for i, ((ds, arch, variant, other), members) in enumerate(groups.items()):
+        colour = _PALETTE[i % len(_PALETTE)]
+        label = f"{ds} / {arch}" + (f" ({variant})" if variant else "") + (f" {other}" if multi_params else "")
+        xs, mean, std = _sweep_points(members, lambda d: _number(d.cell.config["loss"]["params"]["lam"]))
+        ax.errorbar(xs, mean, yerr=std, color=colour, marker=_MARKERS[i % len(_MARKERS)], capsize=3,
+                    label=f"milLoss, {label}")
+        ref = [d.acc for d in cel.get((ds, arch, variant), []) if math.isfinite(d.acc)]
+        if ref:
+            ax.axhline(float(np.mean(ref)), color=colour, linestyle="--", linewidth=1,
+                       label=f"celLoss, {label} (n={len(ref)})")
+    _log_axis(ax, sorted(lams), base=10)
+    ax.set(xlabel="λ (milLoss)", ylabel="final test accuracy")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.suptitle(_title(grid, "final test accuracy against λ") + " — mean ± std over seeds")
+    return fig
+
+
+def batch_sweep_figure(done: list[Done], colours: dict[str, str], grid: str = "") -> Figure | None:
+    """Final test accuracy against the batch size, one line per (dataset, architecture, loss); None unless it varies."""
+    sizes = {int(d.cell.config["train"]["batch_size"]) for d in done}
+    if len(sizes) < 2:
+        return None
+
+    def key(d: Done) -> tuple:
+        rest = ",".join(p for p in d.cell.variant.split(",") if p and not p.startswith("batch_size="))
+        return d.cell.dataset, d.cell.architecture, d.cell.loss, rest
+
+    groups = _group(done, key)
+    pairs = list(dict.fromkeys((k[0], k[1]) for k in groups))
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for (ds, arch, loss, rest), members in groups.items():
+        j = pairs.index((ds, arch))
+        xs, mean, std = _sweep_points(members, lambda d: int(d.cell.config["train"]["batch_size"]))
+        label = f"{loss}" + (f", {ds} / {arch}" if len(pairs) > 1 else "") + (f" ({rest})" if rest else "")
+        ax.errorbar(xs, mean, yerr=std, color=colours.get(loss, "black"), marker=_MARKERS[j % len(_MARKERS)],
+                    linestyle=("-", "--", ":", "-.")[j % 4], capsize=3, label=label)
+    _log_axis(ax, sorted(sizes), base=2)
+    ax.set(xlabel="batch size", ylabel="final test accuracy")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    what = f"{pairs[0][0]} / {pairs[0][1]}: " if len(pairs) == 1 else ""
+    fig.suptitle(_title(grid, f"{what}final test accuracy against batch size") + " — mean ± std over seeds")
+    return fig
+
+
+def _sweep_points(members: list[Done], x_of) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, mean, std) over seeds per x value, sorted by x; std is 0 where fewer than 2 finite values."""
+    by_x: dict[float, list[float]] = {}
+    for d in members:
+        if math.isfinite(d.acc):
+            by_x.setdefault(x_of(d), []).append(d.acc)
+    xs = sorted(by_x)
+    mean = np.array([np.mean(by_x[x]) for x in xs], dtype=float)
+    std = np.array([np.std(by_x[x], ddof=1) if len(by_x[x]) >= 2 else 0.0 for x in xs], dtype=float)
+    return np.array(xs, dtype=float), mean, std
+
+
+def _log_axis(ax, values: list[float], base: int) -> None:
+    """Log x axis ticked at the swept values (symlog when a value is 0 or negative)."""
+    positive = [v for v in values if v > 0]
+    if len(positive) == len(values):
+        ax.set_xscale("log", base=base)
+    else:
+        ax.set_xscale("symlog", base=base, linthresh=min(positive) if positive else 1.0)
+    ax.xaxis.set_major_locator(FixedLocator(values))
+    ax.xaxis.set_minor_locator(NullLocator())
+    fmt = ScalarFormatter()
+    fmt.set_scientific(False)
+    ax.xaxis.set_major_formatter(fmt)
+
+
+# --------------------------------------------------------------------------- Î against error
+
+
+def mi_error_figure(done: list[Done], colours: dict[str, str], grid: str = "") -> Figure | None:
+    """Test error against test Î (nats) per cell, with the Theorem 4 and Fano bounds; one panel per dataset."""
+    points = [d for d in done if math.isfinite(d.mi) and math.isfinite(d.acc)]
+    if not points:
+        return None
+    by_ds = _group(points, lambda d: d.cell.dataset)
+    archs = list(dict.fromkeys(d.cell.architecture for d in points))
+    ncols = min(3, len(by_ds))
+    nrows = math.ceil(len(by_ds) / ncols)
+    fig = Figure(figsize=(max(6.5, 5.2 * ncols), 4.5 * nrows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    for ax, (ds, members) in zip(axes, by_ds.items()):
+        _mi_error_panel(ax, ds, members, colours, archs)
+    for ax in axes[len(by_ds):]:
+        ax.set_visible(False)
+    fig.suptitle(_title(grid, "test error against learned test Î (nats)") + "\nwith the Theorem 4 and exact Fano lower bounds")
+    return fig
+
+
+def bound_curves(h_y: float, k: int, n: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(I from 0 to H(Y), Theorem 4 bound, exact Fano bound), all in nats."""
+    mi = np.linspace(0.0, h_y, n)
+    return mi, np.asarray(theorem4_bound(h_y, mi, k)), np.asarray(fano_bound(h_y, mi, k))
+
+
+def _mi_error_panel(ax, ds: str, members: list[Done], colours: dict[str, str], archs: list[str]) -> None:
+    for loss, group in _group(members, lambda d: d.cell.loss).items():
+        label: str | None = loss  # one legend entry per loss, on its first architecture
+        for j, arch in enumerate(archs):
+            pts = [d for d in group if d.cell.architecture == arch]
+            if pts:
+                ax.scatter([d.mi for d in pts], [1.0 - d.acc for d in pts], color=colours.get(loss, "black"),
+                           marker=_MARKERS[j % len(_MARKERS)], s=28, alpha=0.85, edgecolors="none", label=label)
+                label = None
+    h_vals = [_float(d.row.get("test_label_entropy")) for d in members]
+    h_vals = [h for h in h_vals if math.isfinite(h) and h > 0]
+    k = _mode([int(d.row["num_classes"]) for d in members if _number(d.row.get("num_classes")) is not None])
+    subtitle = ds
+    if h_vals and k is not None and k >= 2:
+        h_y = float(np.mean(h_vals))
+        mi, thm4, fano = bound_curves(h_y, k)
+        ax.plot(mi, thm4, color="black", linewidth=1.5, label="Theorem 4 bound")
+        ax.plot(mi, fano, color="black", linestyle="--", linewidth=1.2, label="exact Fano bound")
+        ax.axvline(h_y, color="grey", linestyle=":", linewidth=1, label="H(Y) (test)")
+        subtitle += f" (K={k}, H(Y)={h_y:.3f} nats)"
+    if len(archs) > 1:
+        for j, arch in enumerate(archs):
+            ax.scatter([], [], color="grey", marker=_MARKERS[j % len(_MARKERS)], label=arch)
+    ax.set(xlabel="test Î (nats)", ylabel="test error", title=subtitle)
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="x-small")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _group(items: Iterable[Done], key) -> dict[Hashable, list[Done]]:
+    out: dict[Hashable, list[Done]] = {}
+    for item in items:
+        out.setdefault(key(item), []).append(item)
+    return out
+
+
+def _title(grid: str, text: str) -> str:
+    return f"{grid}: {text}" if grid else text
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    x = _float(value)
+    return x if math.isfinite(x) else None
+
+
+def _mode(values: list[int]) -> int | None:
+    if not values:
+        return None
+    uniq, counts = np.unique(values, return_counts=True)
+    return int(uniq[np.argmax(counts)])
+
+
+__all__ = ["draw_all", "done_cells", "loss_colours", "learning_curve_figures", "lambda_sweep_figure",
+           "batch_sweep_figure", "mi_error_figure", "bound_curves", "seed_curve", "figure_stem", "safe_name", "save_figure"]
