@@ -10,10 +10,53 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.core import TyperGroup
 
 from bench.errors import BenchError
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+# typer may vendor click: take the exception classes from wherever its BadParameter lives
+_click_exceptions = sys.modules[typer.BadParameter.__module__]
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ARG001
+    return "warning: " + " ".join(str(message).split()) + "\n"
+
+
+class _OneLineErrors(TyperGroup):
+    """Usage errors (unknown option or command, bad option value) as one ``error: ...`` line, exit code 2.
+
+    Also prints Python warnings on one line each while a command runs.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        import warnings
+
+        if not standalone_mode:
+            return super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                                standalone_mode=False, **extra)
+        saved = warnings.formatwarning
+        warnings.formatwarning = _one_line_warning
+        try:
+            rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                              standalone_mode=False, **extra)
+        except _click_exceptions.NoArgsIsHelpError as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except _click_exceptions.ClickException as exc:
+            hint = ""
+            if isinstance(exc, _click_exceptions.UsageError) and getattr(exc, "ctx", None) is not None:
+                hint = f" (see `{exc.ctx.command_path} --help`)"
+            typer.echo(f"error: {' '.join(exc.format_message().split())}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except _click_exceptions.Abort:
+            typer.echo("error: aborted", err=True)
+            sys.exit(1)
+        finally:
+            warnings.formatwarning = saved
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+app = typer.Typer(cls=_OneLineErrors, add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="lossbench: compare loss functions for training deep classifiers (registry -> cells -> train -> store -> report).")
 
 RegistryOpt = typer.Option(Path("registry.yaml"), "--registry", help="Registry file.", envvar="LOSSBENCH_REGISTRY")
@@ -43,6 +86,10 @@ def _resolve_cells(registry_path: Path, grid: str, device_name: str | None, sets
     overrides = parse_set(sets)
     flt = parse_filters(filters)
     substitute: dict[str, str] = {}
+    if check_data:
+        # every check that needs no data first (grid, losses, settings), so a typo reads no data
+        # and writes nothing (not even the data cache); filter values are matched after fallbacks
+        expand_grid(registry, grid, device, overrides, None, None)
     if grid in registry.grids and check_data:
         spec = registry.grids[grid]
         for ds_name in spec.datasets:
@@ -87,14 +134,22 @@ def run(
     report: bool = typer.Option(True, "--report/--no-report", help="Print the grid's markdown table at the end."),
 ) -> None:
     """Train every unfinished cell of a grid; finished cells are skipped, interrupted ones resume."""
+    # Ctrl-C and SIGTERM raise in the main thread, so the running cell stops at a clean point (its
+    # last epoch checkpoint is on disk, temp files are removed) and the exit code says which
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
+    signal.signal(signal.SIGTERM, _sigterm)
     try:
         from bench.execute import ExecOptions
+        from bench.faults import reset_write_faults
         from bench.progress import make_display
         from bench.runner import run_grid
         from bench.store import Store, clean_temp_files
 
-        reg, dev, cells = _resolve_cells(registry, grid, device, set_, filter_, data_root, results, check_data=True)
+        reset_write_faults()
         store = Store(results)
+        if not dry_run:
+            store.check_location()  # a results path under a file: say so before reading any data
+        reg, dev, cells = _resolve_cells(registry, grid, device, set_, filter_, data_root, results, check_data=True)
         if dry_run:
             statuses = store.statuses()
             from bench.progress import cell_title
@@ -114,12 +169,13 @@ def run(
             ray_address=ray_address, slurm_partition=slurm_partition, timeout_min=timeout_min,
             slurm_array_parallelism=slurm_array_parallelism, log_dir=str(results / "logs")))
         t0 = time.perf_counter()
-        signal.signal(signal.SIGTERM, _sigterm)
         summary = run_grid(cells, store, chosen, opts, make_display(plain), force=force, retry_failed=retry_failed)
     except BenchError as err:
         _fail(err)
         return
     except KeyboardInterrupt as exc:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second signal must not cut the goodbye short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         code = 143 if isinstance(exc, _Terminated) else 130
         typer.echo("interrupted: finished cells are stored and the running cell resumes from its last checkpoint "
                    "on the next `bench run`", err=True)
@@ -175,7 +231,8 @@ def status(
         _, _, cells = _resolve_cells(registry, grid, device, set_, [], data_root, results, check_data=True, quiet=True)
         store = Store(results)
         df = store.cells(["cell_id", "status", "message"])
-        by_id = {} if df.empty else df.set_index("cell_id").to_dict("index")
+        current = store.statuses()  # a cell whose stored history was lost counts as not run
+        by_id = {} if df.empty else {k: v for k, v in df.set_index("cell_id").to_dict("index").items() if k in current}
         counts = {"done": 0, "running": 0, "failed": 0, "diverged": 0, "pending": 0}
         problems = []
         for c in cells:
@@ -255,12 +312,12 @@ def _report_dir(out: Path | None, grid: str) -> Path | None:
 
 
 def _write_text(path: Path, text: str) -> None:
-    from bench.store import atomic_write_bytes
+    from bench.store import StoreWriteError, atomic_write_bytes
 
     try:
         atomic_write_bytes(path, text.encode())
-    except OSError as exc:
-        raise BenchError(f"cannot write {path} ({exc.strerror}); choose a writable --out folder") from None
+    except StoreWriteError as exc:
+        raise BenchError(f"cannot write {path} ({exc.reason}); choose a writable --out folder") from None
 
 
 @app.command("list")

@@ -25,6 +25,7 @@ from bench.errors import BenchError
 from bench.faults import SimulatedOutOfMemoryError, fault_from_env
 from bench.models import build_model
 from bench.registry import TrainConfig, import_target
+from bench.store import StoreWriteError, _safe
 from bench.train import ProgressFn, label_entropy, load_checkpoint, train_cell
 
 
@@ -76,7 +77,7 @@ def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
     started = _now()
     t0 = time.perf_counter()
     attempt = uuid.uuid4().hex[:12]
-    ckpt = Path(opts.checkpoint_dir) / f"{cell.cell_id}.pt" if opts.checkpoint_dir else None
+    ckpt = Path(opts.checkpoint_dir) / f"{_safe(cell.cell_id)}.pt" if opts.checkpoint_dir else None
     base = {
         **cell.flat(),
         "attempt_id": attempt,
@@ -84,7 +85,6 @@ def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
         "host": socket.gethostname(),
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
-        "deterministic": device.type == "cpu",
         "started_at": started,
     }
     history: list[dict[str, Any]] = []
@@ -93,7 +93,10 @@ def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
         resume_state = None
         if ckpt is not None and ckpt.exists():
             try:
+                verify_checkpoint(ckpt)
                 resume_state = load_checkpoint(ckpt, cell.cell_id)
+            except FileNotFoundError:
+                resume_state = None
             except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is moved aside
                 _quarantine_checkpoint(ckpt, exc)
         torch.manual_seed(cell.seed)
@@ -115,6 +118,8 @@ def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
         message = (f"out of memory in cell {cell.cell_id} ({cell.dataset}/{cell.architecture}/{cell.loss}/seed {cell.seed}, "
                    f"batch {cfg.batch_size}): {str(exc).splitlines()[0][:200]}; try a smaller batch "
                    f"(--set train.batch_size={max(1, cfg.batch_size // 2)}) or fewer --jobs")
+    except StoreWriteError:
+        raise  # a full or read-only results folder ends the run: the next cells could not be saved either
     except BenchError as exc:
         status, message, resumed, wall, test_h, num_classes = "failed", str(exc), 0, time.perf_counter() - t0, float("nan"), 0
     except Exception as exc:  # noqa: BLE001 - a failing cell is recorded and the grid goes on
@@ -140,13 +145,51 @@ def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
         "best_test_acc": max((h["test_acc"] for h in history), default=float("nan")),
         "test_label_entropy": test_h,
         "wall_time": wall,
+        **determinism_flags(device),
         "finished_at": _now(),
         "written_at": time.time_ns(),
     }
     return CellOutcome(row, history)
 
 
-def _quarantine_checkpoint(path: Path, exc: Exception) -> None:
+def determinism_flags(device: torch.device) -> dict[str, Any]:
+    """The settings that decide whether a cell's numbers repeat bitwise, stored with each cell row.
+
+    ``deterministic`` is True on CPU (same machine, same thread count, same versions) and on CUDA
+    only when deterministic algorithms are enforced, cuDNN is deterministic and not autotuning.
+    """
+    import os
+
+    cudnn = torch.backends.cudnn
+    flags = {
+        "torch_num_threads": torch.get_num_threads(),
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "cudnn_deterministic": bool(cudnn.deterministic),
+        "cudnn_benchmark": bool(cudnn.benchmark),
+        "cuda_matmul_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+        "cudnn_tf32": bool(cudnn.allow_tf32),
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG", ""),
+    }
+    flags["deterministic"] = device.type == "cpu" or (
+        flags["deterministic_algorithms"] and flags["cudnn_deterministic"] and not flags["cudnn_benchmark"])
+    return flags
+
+
+def verify_checkpoint(path: Path) -> None:
+    """Check every member's CRC-32 in the checkpoint (a zip written by ``torch.save``); raise if damaged.
+
+    ``torch.load`` itself does not check them, so a bit flip inside the weights would load silently.
+    """
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        bad = z.testzip()
+    if bad is not None:
+        raise ValueError(f"CRC mismatch in member {bad!r}")
+
+
+def _quarantine_checkpoint(path: Path, exc: BaseException) -> None:
     import os
     import sys
 
@@ -157,5 +200,6 @@ def _quarantine_checkpoint(path: Path, exc: Exception) -> None:
         os.replace(path, dest)
     except FileNotFoundError:
         return
-    print(f"warning: unreadable checkpoint {path} ({type(exc).__name__}) moved to {dest}; the cell restarts from epoch 0",
-          file=sys.stderr)
+    why = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
+    print(f"warning: damaged checkpoint {path} ({why}) moved to {dest}; the cell restarts from epoch 0",
+          file=sys.stderr, flush=True)

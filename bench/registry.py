@@ -218,6 +218,8 @@ def _explain(source: str, exc: ValidationError) -> BenchError:
     elif err["type"] == "value_error" and isinstance(err.get("ctx", {}).get("error"), _RefError):
         ref = err["ctx"]["error"]
         return BenchError(f"{source}: {ref.path}: {ref.message}")
+    elif err["type"] == "string_pattern_mismatch" and loc and loc[-1] == "target":
+        msg = f"expected package.module:ClassName, got {err.get('input')!r}"
     elif err["type"] == "literal_error":
         msg = f"{msg}, got {err.get('input')!r}"
     elif err["type"] == "missing":

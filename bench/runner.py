@@ -105,11 +105,32 @@ class Driver:
         return Hooks(self.claim, self.start, self.progress, self.finish, self.release)
 
 
+def remove_leftover_checkpoints(store: Store, finished: list[Cell]) -> None:
+    """A run stopped between storing a cell and removing its checkpoint leaves the checkpoint: remove it.
+
+    Only while holding the cell's lock, so a ``--force`` retraining in another process keeps its checkpoint.
+    """
+    for cell in finished:
+        if not store.checkpoint_path(cell.cell_id).exists():
+            continue
+        lock = store.cell_lock(cell.cell_id)
+        try:
+            lock.acquire()
+        except Timeout:
+            continue
+        try:
+            store.remove_checkpoint(cell.cell_id)
+        finally:
+            lock.release()
+
+
 def run_grid(cells: list[Cell], store: Store, launcher: Launcher, opts: ExecOptions, display: Display,
              force: bool = False, retry_failed: bool = False) -> RunSummary:
     summary = RunSummary(total=len(cells))
     statuses = store.statuses()
     todo = select_cells(cells, statuses, force, retry_failed, summary)
+    if not force:
+        remove_leftover_checkpoints(store, [c for c in cells if statuses.get(c.cell_id) == "done"])
     driver = Driver(store, display, force=force, initial=statuses, summary=summary)
     display.start_grid(len(todo), summary.skipped_done + summary.skipped_failed)
     try:

@@ -8,18 +8,26 @@ Layout::
     results/locks/<id>.lock      per-cell locks held while a cell trains
     results/corrupt/             unreadable files moved aside (never deleted)
 
-Each write is a new file written to a temporary name and renamed into place, under a store lock,
-history first and the cell row last, so a cell row is the commit marker of its attempt: a reader
-never sees a half-written file, and history rows whose attempt has no cell row are ignored.
+Each write is a new file written to a temporary name (``.tmp-<pid>@<host>-...``), fsynced and
+renamed into place, under a store lock, history first and the cell row last, so a cell row is the
+commit marker of its attempt: a reader never sees a half-written file, and history rows whose
+attempt has no cell row are ignored. Parquet files carry page checksums, verified on every read,
+so a file damaged after it was written is detected rather than read. An unreadable file, or one
+without the columns every file of its folder has, is moved to ``corrupt/`` with a one-line warning
+and the cells it held are retrained; a finished cell whose history is gone is retrained too.
 When a folder holds many small files they are merged into one (also atomically); readers keep
 the latest row per cell, so a crash between writing the merged file and removing the parts only
-leaves harmless duplicates.
+leaves harmless duplicates, and a reader that finds a part gone (merged away by another process
+while it listed the folder) lists the folder again.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import shutil
+import socket
 import sys
 import time
 import uuid
@@ -34,13 +42,35 @@ import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
 from bench.errors import BenchError
+from bench.faults import apply_write_fault, write_fault
 
 STATUSES = ("done", "failed", "diverged")
 COMPACT_AT = 64  # merge a folder once it holds this many part files
+CELL_REQUIRED = ("cell_id", "attempt_id", "status", "written_at")
+HISTORY_REQUIRED = ("cell_id", "attempt_id", "epoch")
+STALE_TEMP_AGE_S = 24 * 3600  # a temp file of another host (or of unknown origin) is removed after this
+
+
+class StoreWriteError(BenchError):
+    """A results file could not be written (full disk, read-only folder): ends the run, exit code 2."""
+
+    def __init__(self, message: str, path: Path | None = None, reason: str | None = None):
+        super().__init__(message)
+        self.path = path
+        self.reason = reason or message
+
+
+class StoreReadError(BenchError):
+    """The operating system refused to read a results file (not a corrupt file: nothing is moved)."""
 
 
 def _warn(msg: str) -> None:
-    print(f"warning: {msg}", file=sys.stderr)
+    print(f"warning: {msg}", file=sys.stderr, flush=True)
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -68,29 +98,52 @@ class Store:
         return self.root / "corrupt"
 
     # ---------------------------------------------------------------- setup
+    def check_location(self) -> None:
+        """Cheap checks that write nothing: the folder (or the folder it would be created in) is a writable folder."""
+        path = Path(os.path.abspath(self.root))
+        probe = path
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            what = "is a file" if probe == path else f"would be created under {str(probe)!r}, which is a file"
+            raise StoreWriteError(f"results folder {str(self.root)!r} {what}; pass --results DIR with a folder", path)
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise StoreWriteError(f"results folder {str(self.root)!r} is not writable ({str(probe)!r} is read-only); "
+                                  "fix its permissions or pass --results DIR", path)
+
     def ensure_writable(self) -> None:
         """Create the folders and prove a file can be written, before any training starts."""
+        self.check_location()
         try:
             for d in (self.cells_dir, self.history_dir, self.checkpoints_dir, self.locks_dir):
                 d.mkdir(parents=True, exist_ok=True)
-            probe = self.root / f".write-probe-{uuid.uuid4().hex}"
-            with open(probe, "wb") as fh:
-                fh.write(b"x" * 4096)
-                fh.flush()
-                os.fsync(fh.fileno())
-            probe.unlink()
+            _atomic_write(self.root / "write-probe", b"x" * 4096, "probe", "", keep=False)
+        except StoreWriteError as exc:
+            raise StoreWriteError(
+                f"results folder {str(self.root)!r} is not writable ({exc.reason}); "
+                "fix its permissions or free space, or pass --results DIR", self.root) from None
         except OSError as exc:
-            raise BenchError(
+            raise StoreWriteError(
                 f"results folder {str(self.root)!r} is not writable ({exc.strerror or exc}); "
-                "fix its permissions or free space, or pass --results DIR"
-            ) from None
+                "fix its permissions or free space, or pass --results DIR", self.root) from None
 
     @contextmanager
     def lock(self):
         """The store-wide write lock (short: held only while files are written or merged)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.root / ".store.lock"), timeout=300):
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreWriteError(f"cannot create results folder {str(self.root)!r} ({exc.strerror or exc})", self.root) from None
+        lock = FileLock(str(self.root / ".store.lock"), timeout=300)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise StoreWriteError(f"results folder {str(self.root)!r}: its store lock has been held by another process "
+                                  "for 300 s; is a `bench` process hung? stop it and rerun", self.root) from None
+        try:
             yield
+        finally:
+            lock.release()
 
     def cell_lock(self, cell_id: str) -> FileLock:
         self.locks_dir.mkdir(parents=True, exist_ok=True)
@@ -113,84 +166,169 @@ class Store:
 
     # ---------------------------------------------------------------- writing
     def write_result(self, row: dict, history: list[dict]) -> None:
-        """Write one cell attempt: history first, then the cell row (the commit marker)."""
-        attempt = row["attempt_id"]
+        """Write one cell attempt: history first, then the cell row (the commit marker).
+
+        If the cell row cannot be written, the history part just written is removed again, so a
+        failed write leaves no file behind; :class:`StoreWriteError` names the file and the reason.
+        """
+        attempt = _safe(row["attempt_id"])
+        cell_id = str(row["cell_id"])
         with self.lock():
+            hist_path = None
             if history:
                 hist = pd.DataFrame(history)
-                hist.insert(0, "attempt_id", attempt)
-                hist.insert(0, "cell_id", row["cell_id"])
-                _atomic_parquet(hist, self.history_dir / f"part-{_stamp()}-{attempt}.parquet")
-            _atomic_parquet(pd.DataFrame([row]), self.cells_dir / f"part-{_stamp()}-{attempt}.parquet")
+                hist.insert(0, "attempt_id", row["attempt_id"])
+                hist.insert(0, "cell_id", cell_id)
+                hist_path = self.history_dir / f"part-{_stamp()}-{attempt}.parquet"
+                _atomic_parquet(hist, hist_path, "history", cell_id)
+            try:
+                _atomic_parquet(pd.DataFrame([row]), self.cells_dir / f"part-{_stamp()}-{attempt}.parquet", "result", cell_id)
+            except BaseException:
+                if hist_path is not None:
+                    hist_path.unlink(missing_ok=True)
+                raise
             for folder in (self.cells_dir, self.history_dir):
                 parts = sorted(folder.glob("part-*.parquet"))
                 if len(parts) >= COMPACT_AT:
                     self._compact(folder, parts)
 
     def _compact(self, folder: Path, parts: list[Path]) -> None:
-        frames = [f for f in (self._read_file(p) for p in parts) if f is not None]
+        required = CELL_REQUIRED if folder == self.cells_dir else HISTORY_REQUIRED
+        frames = [f for f in (self._read_file(p, None, required) for p in parts) if f is not None]
         if frames:
             merged = pd.concat(frames, ignore_index=True)
             if folder == self.cells_dir:
-                merged = _latest(merged)
-            _atomic_parquet(merged, folder / f"merged-{_stamp()}-{uuid.uuid4().hex[:8]}.parquet")
+                merged = merged.drop_duplicates("attempt_id", keep="last")  # every attempt stays on record
+            _atomic_parquet(merged, folder / f"merged-{_stamp()}-{uuid.uuid4().hex[:8]}.parquet", "file", "")
         for p in parts:
-            if p.exists():
-                p.unlink()
+            p.unlink(missing_ok=True)
 
     # ---------------------------------------------------------------- reading
-    def _read_file(self, path: Path, columns: list[str] | None = None) -> pd.DataFrame | None:
+    def _read_file(self, path: Path, columns: list[str] | None, required: Iterable[str]) -> pd.DataFrame | None:
+        """Read one parquet file, or move it aside (returning None) when it is damaged or not one of ours.
+
+        Raises FileNotFoundError when the file vanished (merged away by another process).
+        """
         try:
-            return pq.read_table(path, columns=columns).to_pandas()
+            names = set(pq.read_schema(path).names)
+            missing = [c for c in required if c not in names]
+            if missing:
+                raise ValueError(f"not a results file of this folder: no column {missing[0]!r}")
+            cols = None if columns is None else [c for c in columns if c in names]
+            return pq.read_table(path, columns=cols, page_checksum_verification=True).to_pandas()
         except FileNotFoundError:
-            return None  # merged away by another process between listing and reading
+            raise
+        except OSError as exc:
+            if exc.errno is not None:  # the OS refused (permissions, I/O error): not the file's fault
+                raise StoreReadError(f"cannot read {path} ({exc.strerror or exc}); check the results folder") from None
+            self.quarantine(path, f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # noqa: BLE001 - any unreadable file is moved aside
             self.quarantine(path, f"{type(exc).__name__}: {exc}")
-            return None
+        return None
 
-    def quarantine(self, path: Path, why: str) -> None:
+    def quarantine(self, path: Path, why: str) -> Path | None:
+        """Move a damaged file to ``corrupt/`` (never delete it) and say so on one line."""
         self.corrupt_dir.mkdir(parents=True, exist_ok=True)
         dest = self.corrupt_dir / f"{path.name}.{_stamp()}"
         try:
             os.replace(path, dest)
         except FileNotFoundError:
-            return
-        _warn(f"unreadable file {path} ({why.splitlines()[0][:160]}) moved to {dest}; its cells will be retrained")
+            return None  # another process moved it first
+        what = {"cells": "its cells will be retrained", "history": "the cells whose history it held will be retrained"}
+        _warn(f"damaged results file {path} ({_one_line(why, 160)}) moved to {dest}; "
+              f"{what.get(path.parent.name, 'it will be rebuilt')}")
+        return dest
 
-    def _read_folder(self, folder: Path, columns: list[str] | None = None) -> pd.DataFrame:
-        if not folder.is_dir():
-            return pd.DataFrame()
-        files = sorted(p for p in folder.glob("*.parquet"))
-        frames = [f for f in (self._read_file(p, columns) for p in files) if f is not None and len(f)]
-        if not frames:
-            return pd.DataFrame()
-        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    def _read_folder(self, folder: Path, columns: list[str] | None, required: Iterable[str]) -> pd.DataFrame:
+        for _ in range(100):
+            if not folder.is_dir():
+                return pd.DataFrame()
+            files = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))  # never temp files
+            frames = []
+            try:
+                for p in files:
+                    f = self._read_file(p, columns, required)
+                    if f is not None and len(f):
+                        frames.append(f)
+            except FileNotFoundError:
+                continue  # merged away while we listed: the merged file is in place, list again
+            if not frames:
+                return pd.DataFrame()
+            return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        raise StoreReadError(f"{folder}: files keep vanishing while read; is another process merging them?")
 
     def cells(self, columns: list[str] | None = None) -> pd.DataFrame:
         """Latest row per cell (all columns unless ``columns`` is given)."""
         cols = None if columns is None else sorted(set(columns) | {"cell_id", "written_at"})
-        return _latest(self._read_folder(self.cells_dir, cols))
+        return _latest(self._read_folder(self.cells_dir, cols, CELL_REQUIRED))
+
+    def attempts(self) -> pd.DataFrame:
+        """Every recorded attempt (cell_id, attempt_id, status, written_at), oldest first: the audit trail."""
+        df = self._read_folder(self.cells_dir, list(CELL_REQUIRED), CELL_REQUIRED)
+        if df.empty:
+            return pd.DataFrame(columns=list(CELL_REQUIRED))
+        return df.drop_duplicates("attempt_id").sort_values("written_at", kind="stable").reset_index(drop=True)
 
     def statuses(self) -> dict[str, str]:
-        """cell_id -> status; reads two columns only, so it does not grow with history."""
-        df = self.cells(["cell_id", "status"])
+        """cell_id -> status of its latest attempt; a cell whose history was lost counts as not run.
+
+        Reads a few columns only, so it does not grow with the width of the history.
+        """
+        df = self.cells(["cell_id", "attempt_id", "status", "epochs_done"])
         if df.empty:
             return {}
+        if "epochs_done" in df.columns:
+            trained = df[df["epochs_done"].fillna(0) > 0]
+            if len(trained):
+                hist = self._read_folder(self.history_dir, ["attempt_id"], HISTORY_REQUIRED)
+                have = set(hist["attempt_id"]) if not hist.empty else set()
+                lost = trained.loc[~trained["attempt_id"].isin(have), "cell_id"]
+                df = df[~df["cell_id"].isin(set(lost))]
         return dict(zip(df["cell_id"], df["status"]))
 
     def history(self, attempt_ids: Iterable[str] | None = None) -> pd.DataFrame:
-        df = self._read_folder(self.history_dir)
-        if df.empty or attempt_ids is None:
+        """History rows of the given attempts (default: of every committed attempt, i.e. one with a cell row)."""
+        df = self._read_folder(self.history_dir, None, HISTORY_REQUIRED)
+        if df.empty:
             return df
-        return df[df["attempt_id"].isin(set(attempt_ids))]
+        if attempt_ids is None:
+            attempt_ids = self.attempts()["attempt_id"]
+        return df[df["attempt_id"].isin(set(attempt_ids))].reset_index(drop=True)
 
     def remove_checkpoint(self, cell_id: str) -> None:
-        path = self.checkpoint_path(cell_id)
-        if path.exists():
-            path.unlink()
+        self.checkpoint_path(cell_id).unlink(missing_ok=True)
 
     def stale_temp_files(self) -> list[Path]:
-        return list(self.root.glob("**/.tmp-*"))
+        """Temp files whose writer is gone: a dead process of this host, or older than a day."""
+        out = []
+        for p in self.root.glob("**/.tmp-*"):
+            m = _TMP_RE.match(p.name)
+            if m and m.group(2) == _HOST:
+                if not _pid_alive(int(m.group(1))):
+                    out.append(p)
+                continue
+            try:
+                if time.time() - p.stat().st_mtime > STALE_TEMP_AGE_S:
+                    out.append(p)
+            except FileNotFoundError:
+                pass
+        return out
+
+
+_HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:40] or "host"
+_TMP_RE = re.compile(r"^\.tmp-(\d+)@([A-Za-z0-9]*)-")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _latest(df: pd.DataFrame) -> pd.DataFrame:
@@ -211,39 +349,69 @@ def _safe(name: str) -> str:
     return cleaned
 
 
-def _atomic_parquet(df: pd.DataFrame, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".tmp-{uuid.uuid4().hex}-{dest.name}"
+def temp_path(dest: Path) -> Path:
+    """The temporary name ``dest`` is written under: never read, removed by :func:`clean_temp_files` once its writer is gone."""
+    return dest.parent / f".tmp-{os.getpid()}@{_HOST}-{uuid.uuid4().hex[:12]}-{dest.name}"
+
+
+def _atomic_write(dest: Path, data: bytes, stage: str, cell_id: str, keep: bool = True) -> None:
+    """Write ``data`` to a temp file, fsync it, rename it to ``dest`` and fsync the folder.
+
+    Any failure removes the temp file; an OSError becomes :class:`StoreWriteError` naming ``dest``.
+    ``keep=False`` (the writability probe) removes the file again instead of renaming it.
+    """
+    tmp = None
     try:
-        table = pa.Table.from_pandas(df, preserve_index=False)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_path(dest)
         with open(tmp, "wb") as fh:
-            pq.write_table(table, fh)
+            half = len(data) // 2
+            fh.write(data[:half])
+            apply_write_fault(write_fault(stage, cell_id), fh)
+            fh.write(data[half:])
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, dest)
+        if keep:
+            os.replace(tmp, dest)
+            tmp = None
+            _fsync_dir(dest.parent)
     except OSError as exc:
-        if tmp.exists():
-            tmp.unlink()
-        raise BenchError(f"cannot write {dest} ({exc.strerror or exc}); check free space and permissions of the results folder") from None
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
+        reason = exc.strerror or str(exc)
+        raise StoreWriteError(f"cannot write {dest} ({reason}); no partial file was left: "
+                              "free space or fix the permissions of the folder, then rerun", dest, reason) from None
+    finally:
+        if tmp is not None:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_parquet(df: pd.DataFrame, dest: Path, stage: str = "file", cell_id: str = "") -> None:
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, write_page_checksum=True)
+    _atomic_write(dest, buf.getvalue(), stage, cell_id)
 
 
 def atomic_write_bytes(dest: Path, data: bytes) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".tmp-{uuid.uuid4().hex}-{dest.name}"
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
+    """Atomically write ``data`` to ``dest`` (checkpoints, reports); raises StoreWriteError on an OS error."""
+    dest = Path(dest)
+    stage = "checkpoint" if dest.suffix == ".pt" else "file"
+    _atomic_write(dest, data, stage, dest.stem)
 
 
 def clean_temp_files(store: Store) -> None:
@@ -255,4 +423,5 @@ def clean_temp_files(store: Store) -> None:
             pass
 
 
-__all__ = ["Store", "STATUSES", "atomic_write_bytes", "clean_temp_files", "shutil"]
+__all__ = ["Store", "STATUSES", "StoreWriteError", "StoreReadError", "atomic_write_bytes", "clean_temp_files",
+           "temp_path", "shutil"]

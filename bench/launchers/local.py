@@ -78,8 +78,21 @@ class PoolLauncher:
                         finally:
                             hooks.release(cell)
             except BaseException:
+                # interrupted (or the store failed): stop the workers now, so no cell goes on training
+                # (and writing its checkpoint) after this run released its lock; each worker's last
+                # epoch checkpoint is on disk and the next run resumes from it
+                _stop_workers(pool)
                 for fut, (cell, _) in running.items():
                     fut.cancel()
                     hooks.release(cell)
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+    for p in procs:
+        p.join(timeout=10)
