@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 
@@ -33,6 +34,21 @@ def _worker(cell: Cell, opts: ExecOptions) -> CellOutcome:
     return run_cell(cell, opts, memo=_WORKER_MEMO)
 
 
+def _init_worker(threads: int) -> None:
+    """Each CPU worker gets its share of the cores: N workers x all cores would thrash OpenMP."""
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
+def threads_per_worker(device: str, jobs: int) -> int:
+    """CPU threads per worker: the machine's cores split evenly (0 = leave torch's default, on CUDA)."""
+    if device.startswith("cuda"):
+        return 0
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
 _WORKER_MEMO: dict[str, Splits] = {}  # per worker process: the dataset it decoded last
 
 
@@ -57,7 +73,9 @@ class PoolLauncher:
         pending = list(cells)
         running: dict[Future, tuple[Cell, int]] = {}
         free_slots = list(range(self.jobs))
-        with ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx) as pool:
+        threads = threads_per_worker(opts.device, self.jobs)
+        with ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(threads,)) as pool:
             try:
                 while pending or running:
                     while pending and free_slots:
