@@ -53,4 +53,18 @@ def make_launcher(options: LauncherOptions) -> Launcher:
         from bench.launchers.local import LocalLauncher, PoolLauncher
 
         return LocalLauncher() if options.jobs == 1 else PoolLauncher(options.jobs)
+    if options.kind in ("ray", "slurm") and options.jobs != 1:
+        raise BenchError(f"--jobs {options.jobs} is for --launcher local; on {options.kind} size cells with "
+                         "--cpus-per-cell / --gpus-per-cell")
+    if options.kind == "ray":
+        from bench.launchers.ray import RayLauncher, import_extra
+
+        import_extra("ray", "ray", "Ray")  # a missing extra is one line now, before any cell is claimed
+        return RayLauncher(options)
+    if options.kind == "slurm":
+        from bench.launchers.ray import import_extra
+        from bench.launchers.slurm import SlurmLauncher
+
+        import_extra("submitit", "slurm", "submitit")
+        return SlurmLauncher(options)
     raise BenchError(f"--launcher {options.kind!r}: expected local, ray or slurm")
