@@ -65,6 +65,23 @@ ResultsOpt = typer.Option(Path("results"), "--results", help="Results folder (pa
 GridOpt = typer.Option("quick", "--grid", "-g", help="Grid name from the registry.")
 
 
+def torch_device(name: str):
+    import torch
+
+    return torch.device(name)
+
+
+def _identity_device(name: str | None):
+    """The device a grid's cells ran on, for their identity only: a head node without CUDA can
+    still report on cells its GPU workers trained (``--device cuda``)."""
+    if name in (None, "", "auto"):
+        return None
+    try:
+        return torch_device(name)
+    except RuntimeError:
+        raise BenchError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+
+
 def _fail(err: BenchError) -> None:
     typer.echo(f"error: {err}", err=True)
     raise typer.Exit(err.exit_code)
@@ -75,14 +92,16 @@ def _cache_dir(results: Path) -> Path:
 
 
 def _resolve_cells(registry_path: Path, grid: str, device_name: str | None, sets: list[str], filters: list[str],
-                   data_root: Path | None, results: Path, check_data: bool, quiet: bool = False):
+                   data_root: Path | None, results: Path, check_data: bool, quiet: bool = False,
+                   cell_device=None):
+    """Load the registry and expand a grid into cells for ``cell_device`` (default: this machine's)."""
     from bench.cells import expand_grid, parse_filters, parse_set
     from bench.data import load_splits
     from bench.device import pick_device
     from bench.registry import load_registry
 
     registry = load_registry(registry_path)
-    device = pick_device(device_name)
+    device = cell_device if cell_device is not None else pick_device(device_name)
     overrides = parse_set(sets)
     flt = parse_filters(filters)
     substitute: dict[str, str] = {}
@@ -149,7 +168,13 @@ def run(
         store = Store(results)
         if not dry_run:
             store.check_location()  # a results path under a file: say so before reading any data
-        reg, dev, cells = _resolve_cells(registry, grid, device, set_, filter_, data_root, results, check_data=True)
+        cluster = launcher in ("ray", "slurm")
+        # on a cluster the cells run on the workers' device, not the driver's: their precision
+        # ('auto': bf16 on CUDA, fp32 on CPU) and so their identity follow --gpus-per-cell; the data
+        # lives on the workers too, so the driver does not read it
+        cell_device = (torch_device("cuda" if gpus_per_cell > 0 else "cpu")) if cluster else None
+        reg, dev, cells = _resolve_cells(registry, grid, device, set_, filter_, data_root, results,
+                                         check_data=not cluster, cell_device=cell_device)
         if dry_run:
             statuses = store.statuses()
             from bench.progress import cell_title
@@ -220,7 +245,7 @@ def status(
     grid: str = GridOpt,
     registry: Path = RegistryOpt,
     results: Path = ResultsOpt,
-    device: Optional[str] = typer.Option(None, "--device", help="Device the cells would run on (precision 'auto' depends on it)."),
+    device: Optional[str] = typer.Option(None, "--device", help="Device the cells ran on (their precision 'auto' and so their identity depend on it); cuda works on a CPU-only head node."),
     set_: list[str] = typer.Option([], "--set", help="The same --set overrides the run used."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", envvar="LOSSBENCH_DATA_ROOT"),
 ) -> None:
@@ -228,7 +253,8 @@ def status(
     try:
         from bench.store import Store
 
-        _, _, cells = _resolve_cells(registry, grid, device, set_, [], data_root, results, check_data=True, quiet=True)
+        _, _, cells = _resolve_cells(registry, grid, device, set_, [], data_root, results, check_data=True, quiet=True,
+                                   cell_device=_identity_device(device))
         store = Store(results)
         df = store.cells(["cell_id", "status", "message"])
         current = store.statuses()  # a cell whose stored history was lost counts as not run
@@ -260,7 +286,7 @@ def report(
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the report (and figures) under OUT/<grid>/."),
     figures: bool = typer.Option(False, "--figures", help="Draw learning curves, sweeps and Î-vs-error plots (PNG and PDF)."),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="Reference loss for the paired differences (default celLoss)."),
-    device: Optional[str] = typer.Option(None, "--device", help="Device the cells ran on (precision 'auto' depends on it)."),
+    device: Optional[str] = typer.Option(None, "--device", help="Device the cells ran on (their precision 'auto' and so their identity depend on it); cuda works on a CPU-only head node."),
     set_: list[str] = typer.Option([], "--set", help="The same --set overrides the run used."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", envvar="LOSSBENCH_DATA_ROOT"),
 ) -> None:
@@ -272,7 +298,8 @@ def report(
             raise BenchError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
         from bench.store import Store
 
-        reg, _, cells = _resolve_cells(registry, grid, device, set_, [], data_root, results, check_data=True, quiet=True)
+        reg, _, cells = _resolve_cells(registry, grid, device, set_, [], data_root, results, check_data=True, quiet=True,
+                                   cell_device=_identity_device(device))
         if baseline is not None and baseline not in {c.loss for c in cells}:
             from bench.errors import closest
             raise BenchError(f"--baseline {baseline!r}: not a loss of grid {grid!r}{closest(baseline, {c.loss for c in cells})}")

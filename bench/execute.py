@@ -74,19 +74,9 @@ def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
     """Train ``cell`` and return its store rows. Resumes from a checkpoint when one exists."""
     device = torch.device(opts.device)
     cfg = TrainConfig(**cell.config["train"])
-    started = _now()
     t0 = time.perf_counter()
-    attempt = uuid.uuid4().hex[:12]
     ckpt = Path(opts.checkpoint_dir) / f"{_safe(cell.cell_id)}.pt" if opts.checkpoint_dir else None
-    base = {
-        **cell.flat(),
-        "attempt_id": attempt,
-        "device": str(device) if device.type != "cuda" else f"cuda:{torch.cuda.get_device_name(device)}",
-        "host": socket.gethostname(),
-        "torch_version": torch.__version__,
-        "python_version": platform.python_version(),
-        "started_at": started,
-    }
+    base = _base_row(cell, device, socket.gethostname(), _now(), time.time_ns())
     history: list[dict[str, Any]] = []
     try:
         splits = load_cell_splits(cell, opts, memo)
@@ -127,29 +117,61 @@ def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
         where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
         status, resumed, wall, test_h, num_classes = "failed", 0, time.perf_counter() - t0, float("nan"), 0
         message = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}{where}"
+    return CellOutcome(_result_row(base, status, message, history, resumed, num_classes, test_h, wall, device), history)
+
+
+def _result_row(base: dict[str, Any], status: str, message: str, history: list[dict[str, Any]], resumed: int,
+                num_classes: int, test_h: float, wall: float, device: torch.device) -> dict[str, Any]:
+    """The store row of one attempt: identity and config columns, status, final metrics, provenance."""
     last = history[-1] if history else {}
-    row = {
+    nan = float("nan")
+    return {
         **base,
         "status": status,
         "message": message,
         "epochs_done": len(history),
         "resumed_from_epoch": resumed,
         "num_classes": num_classes,
-        "final_train_loss": last.get("train_loss", float("nan")),
-        "final_train_acc": last.get("train_acc", float("nan")),
-        "final_test_loss": last.get("test_loss", float("nan")),
-        "final_test_acc": last.get("test_acc", float("nan")),
-        "final_test_h_cond": last.get("test_h_cond", float("nan")),
-        "final_test_h_marg": last.get("test_h_marg", float("nan")),
-        "final_test_mi": last.get("test_mi", float("nan")),
-        "best_test_acc": max((h["test_acc"] for h in history), default=float("nan")),
+        "final_train_loss": last.get("train_loss", nan),
+        "final_train_acc": last.get("train_acc", nan),
+        "final_test_loss": last.get("test_loss", nan),
+        "final_test_acc": last.get("test_acc", nan),
+        "final_test_h_cond": last.get("test_h_cond", nan),
+        "final_test_h_marg": last.get("test_h_marg", nan),
+        "final_test_mi": last.get("test_mi", nan),
+        "best_test_acc": max((h["test_acc"] for h in history), default=nan),
         "test_label_entropy": test_h,
         "wall_time": wall,
         **determinism_flags(device),
         "finished_at": _now(),
+        "finished_at_ns": time.time_ns(),
         "written_at": time.time_ns(),
     }
-    return CellOutcome(row, history)
+
+
+def _base_row(cell: Cell, device: torch.device | None, host: str, started: str, started_ns: int) -> dict[str, Any]:
+    return {
+        **cell.flat(),
+        "attempt_id": uuid.uuid4().hex[:12],
+        "device": "" if device is None else (
+            str(device) if device.type != "cuda" else f"cuda:{torch.cuda.get_device_name(device)}"),
+        "host": host,
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "started_at": started,
+        "started_at_ns": started_ns,
+    }
+
+
+def failed_outcome(cell: Cell, message: str, started_at: str | None = None) -> CellOutcome:
+    """A ``failed`` row for a cell whose worker never returned one (it died, or the engine failed).
+
+    Built by the same code as :func:`run_cell`'s rows, so the columns and types match.
+    """
+    base = _base_row(cell, None, "", started_at or _now(), time.time_ns())
+    row = _result_row(base, "failed", message, [], 0, 0, float("nan"), 0.0, torch.device("cpu"))
+    row["deterministic"] = False  # the flag columns carry the driver's values, not a worker's
+    return CellOutcome(row, [])
 
 
 def determinism_flags(device: torch.device) -> dict[str, Any]:

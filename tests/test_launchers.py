@@ -36,7 +36,9 @@ REGISTRY = {
         "milLoss": {"target": "losses.mutual_information:MilLoss", "params": {"lam": 5.0}},
     },
     "grids": {"tiny": {"datasets": ["g"], "architectures": ["mlp"], "losses": "all", "seeds": [0, 1],
-                       "train": {"epochs": 3, "batch_size": 64}}},
+                       # fp32 pinned: cells asking for (logical) GPUs are expanded as CUDA cells, whose
+                       # 'auto' precision would be bf16; pinned, their identity equals the CPU reference's
+                       "train": {"epochs": 3, "batch_size": 64, "precision": "fp32"}}},
 }
 # every Ray test asks for the same resources, so Ray hands them the same warm workers (a worker that
 # imported torch once) instead of starting new ones: 4 cells fit at once on 1 logical GPU and 2 CPUs
@@ -344,3 +346,17 @@ def test_ray_interrupt_cancels_and_leaves_store_consistent(ray_cluster, registry
     assert not any(store.is_running(c.cell_id) for c in cells)  # every claim was released
     # the next run picks up exactly the three cells that did not finish
     assert len(select_cells(cells, store.statuses(), False, False, RunSummary())) == 3
+
+
+def test_cluster_cells_take_the_workers_device(registry, tmp_path):
+    """With --gpus-per-cell the cells are CUDA cells (bf16 under 'auto'), whatever the driver has."""
+    data = yaml.safe_load(registry.read_text())
+    data["grids"]["tiny"]["train"].pop("precision")
+    reg = tmp_path / "r.yaml"
+    reg.write_text(yaml.safe_dump(data))
+    out = bench(*run_args(reg, tmp_path / "res", "--launcher", "ray", "--gpus-per-cell", "0.5", "--dry-run"))
+    cuda_ids = {line.split()[0] for line in out.output.splitlines() if "pending" in line}
+    cpu_cells = expand_grid(load_registry(reg), "tiny", torch.device("cpu"))
+    cuda_cells = expand_grid(load_registry(reg), "tiny", torch.device("cuda"))
+    assert cuda_ids == {c.cell_id for c in cuda_cells} and not cuda_ids & {c.cell_id for c in cpu_cells}
+    assert {c.config["train"]["precision"] for c in cuda_cells} == {"bf16"}

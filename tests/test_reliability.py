@@ -9,7 +9,6 @@ runs with the same thread count).
 from __future__ import annotations
 
 import os
-import pickle
 import queue
 import random
 import re

@@ -21,10 +21,8 @@ GPU resources that only exist for scheduling; cells packed onto them still train
 from __future__ import annotations
 
 import os
-import platform
 import socket
 import time
-import uuid
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -35,7 +33,7 @@ from typing import Any
 from bench.cells import Cell
 from bench.data import Splits
 from bench.errors import BenchError
-from bench.execute import CellOutcome, ExecOptions, run_cell
+from bench.execute import CellOutcome, ExecOptions, failed_outcome, run_cell
 from bench.launchers import Hooks, LauncherOptions
 from bench.store import StoreWriteError
 
@@ -77,47 +75,6 @@ def pick_cell_device(has_gpu: bool) -> str:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def failure_outcome(cell: Cell, message: str, started_at: str | None = None) -> CellOutcome:
-    """A ``failed`` row for a cell whose worker never returned one (it died, or the engine failed).
-
-    Same columns and types as the rows :func:`bench.execute.run_cell` builds for a failure.
-    """
-    import torch
-
-    from bench.execute import determinism_flags
-
-    nan = float("nan")
-    row: dict[str, Any] = {
-        **cell.flat(),
-        "attempt_id": uuid.uuid4().hex[:12],
-        "device": "",
-        "host": "",
-        "torch_version": torch.__version__,
-        "python_version": platform.python_version(),
-        "started_at": started_at or _now(),
-        "status": "failed",
-        "message": message,
-        "epochs_done": 0,
-        "resumed_from_epoch": 0,
-        "num_classes": 0,
-        "final_train_loss": nan,
-        "final_train_acc": nan,
-        "final_test_loss": nan,
-        "final_test_acc": nan,
-        "final_test_h_cond": nan,
-        "final_test_h_marg": nan,
-        "final_test_mi": nan,
-        "best_test_acc": nan,
-        "test_label_entropy": nan,
-        "wall_time": 0.0,
-        **determinism_flags(torch.device("cpu")),  # the columns' types; the values are the driver's
-        "deterministic": False,
-        "finished_at": _now(),
-        "written_at": time.time_ns(),
-    }
-    return CellOutcome(row, [])
 
 
 @dataclass
@@ -322,10 +279,10 @@ class RayLauncher:
             if isinstance(cause, StoreWriteError):
                 raise cause from None  # a checkpoint could not be written: ends the run, as on the local launcher
             # raised outside run_cell (e.g. the task could not import the project on that node): not retried
-            return failure_outcome(cell, f"ray task error: {type(cause).__name__}: {_first_line(cause)}")
+            return failed_outcome(cell, f"ray task error: {type(cause).__name__}: {_first_line(cause)}")
         except rex.RayError as exc:
             tries = self.options.max_retries + 1
-            return failure_outcome(
+            return failed_outcome(
                 cell, f"the Ray worker running this cell died {tries} time(s) ({type(exc).__name__}: "
                       f"{_first_line(exc)[:200]}); rerun with --retry-failed (it resumes from its checkpoint "
                       "where the checkpoint path is shared)")
@@ -351,5 +308,5 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-__all__ = ["RayLauncher", "ray_cell", "failure_outcome", "pick_cell_device", "absolute_options", "import_extra",
+__all__ = ["RayLauncher", "ray_cell", "pick_cell_device", "absolute_options", "import_extra",
            "TaskResult"]

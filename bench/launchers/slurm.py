@@ -33,7 +33,8 @@ from bench.data import Splits
 from bench.errors import BenchError
 from bench.execute import CellOutcome, ExecOptions, run_cell
 from bench.launchers import Hooks, LauncherOptions
-from bench.launchers.ray import TaskResult, absolute_options, failure_outcome, import_extra, pick_cell_device
+from bench.execute import failed_outcome
+from bench.launchers.ray import TaskResult, absolute_options, import_extra, pick_cell_device
 from bench.store import StoreWriteError
 
 CLUSTER_ENV = "LOSSBENCH_SUBMITIT_CLUSTER"
@@ -210,17 +211,17 @@ class SlurmLauncher:
             if "StoreWriteError" in line:
                 raise StoreWriteError(line.partition("StoreWriteError: ")[2] or line) from None
             # raised inside the job but outside run_cell (e.g. the node cannot import the project)
-            return failure_outcome(cell, f"slurm job {job.job_id} raised: {line}")
+            return failed_outcome(cell, f"slurm job {job.job_id} raised: {line}")
         except utils.UncompletedJobError:
             tries = self.attempts.get(cell.cell_id, 1)
             if tries <= self.options.max_retries:
                 return None
-            return failure_outcome(
+            return failed_outcome(
                 cell, f"slurm job {job.job_id} ended without a result {tries} time(s) (killed, preempted or out of "
                       f"time; state {_state(job)}; logs in {Path(str(job.paths.stderr)).parent}); "
                       "rerun with --retry-failed to resume from its checkpoint")
         except Exception as exc:  # noqa: BLE001 - the debug executor re-raises the job's own exception
-            return failure_outcome(cell, f"job raised {type(exc).__name__}: {_first_line(exc)}")
+            return failed_outcome(cell, f"job raised {type(exc).__name__}: {_first_line(exc)}")
         self.timings[cell.cell_id] = (result.started_ns, result.finished_ns)
         return result.outcome
 
