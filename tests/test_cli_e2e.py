@@ -206,3 +206,25 @@ def test_quick_falls_back_to_gauss_without_fashion_mnist(tmp_path, cli, monkeypa
     cells = Store(tmp_path / "res").cells()
     assert len(cells) == 5 and set(cells["dataset"]) == {"gauss"} and set(cells["status"]) == {"done"}
     assert "exact I(X;Y)" in r.output  # the report shows the generating distribution's truth
+
+
+def test_quick_grid_report_with_figures(tmp_path, cli):
+    """The shipped default grid end to end (1 epoch), then every report format and figure."""
+    from tests.conftest import REPO
+
+    common = ["--registry", REPO / "registry.yaml", "--results", tmp_path / "res", "--set", "train.epochs=1"]
+    r = cli("run", *common, "--plain", "--no-report")
+    assert r.exit_code == 0, r.output
+    assert "trained 15 (15 done" in r.output
+    out = tmp_path / "report"
+    r = cli("report", *common, "--figures", "--out", out)
+    assert r.exit_code == 0, r.output
+    figs = sorted(p.name for p in (out / "quick" / "figures").iterdir())
+    dataset = Store(tmp_path / "res").cells()["dataset"].iloc[0]  # fashion-mnist, or gauss where it is missing
+    assert figs == sorted([f"curves-{dataset}-mlp.png", f"curves-{dataset}-mlp.pdf", "mi-vs-error.png", "mi-vs-error.pdf"])
+    md = (out / "quick" / "report.md").read_text()
+    assert f"![figures/curves-{dataset}-mlp.png](figures/curves-{dataset}-mlp.png)" in md
+    assert "| celLoss" in md or "celLoss |" in md
+    for p in (out / "quick" / "figures").iterdir():
+        head = p.read_bytes()[:8]
+        assert head.startswith(b"\x89PNG") if p.suffix == ".png" else head.startswith(b"%PDF")
