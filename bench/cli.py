@@ -82,6 +82,11 @@ def _identity_device(name: str | None):
         raise BenchError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
 
 
+def _fail_value(exc: Exception) -> None:
+    """A theory function's ValueError is bad input like any BenchError: one line, exit 2."""
+    _fail(exc if isinstance(exc, BenchError) else BenchError(str(exc)))
+
+
 def _fail(err: BenchError) -> None:
     typer.echo(f"error: {err}", err=True)
     raise typer.Exit(err.exit_code)
@@ -429,11 +434,8 @@ def bound(
         h = entropy if entropy is not None else (math.log(classes) if unit == "nats" else math.log2(classes))
         t4 = theorem4_bound(h, mi, classes, unit=unit)
         fano = fano_bound(h, mi, classes, unit=unit)
-    except ValueError as exc:
-        _fail(BenchError(str(exc)))
-        return
-    except BenchError as err:
-        _fail(err)
+    except (ValueError, BenchError) as exc:
+        _fail_value(exc)
         return
     typer.echo(f"K={classes}  H(Y)={h:.6g} {unit}  I(X;Y)={mi:.6g} {unit}")
     typer.echo(f"Theorem 4 (closed form) error lower bound: {t4:.4f}")
@@ -464,11 +466,8 @@ def gauss(
             rows = gauss_table(deltas=_float_list(delta, "--delta"), prior=prior)
         else:
             rows = gauss_table(sigma2=_float_list(sigma2 or "1,2,5,10,20,50,100", "--sigma2"), prior=prior)
-    except ValueError as exc:
-        _fail(BenchError(str(exc)))
-        return
-    except BenchError as err:
-        _fail(err)
+    except (ValueError, BenchError) as exc:
+        _fail_value(exc)
         return
     if fmt == "csv":
         import pandas as pd

@@ -1,0 +1,43 @@
+"""`bench bound` and `bench gauss` through the CLI."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def test_bound_matches_the_paper_example(cli):
+    r = cli("bound", "--mi", "0", "--classes", "100")
+    assert r.exit_code == 0
+    assert "Theorem 4 (closed form) error lower bound: 0.9206" in r.output
+    assert "Fano (exact)            error lower bound: 0.9900" in r.output
+
+
+def test_bound_in_bits_with_entropy(cli):
+    r = cli("bound", "--mi", "1", "--classes", "2", "--entropy", "1", "--unit", "bits")
+    assert r.exit_code == 0 and "error lower bound: 0.0000" in r.output  # I = H(Y): no bound
+
+
+def test_gauss_table_for_the_paper_setting(cli):
+    r = cli("gauss")
+    assert r.exit_code == 0
+    line = next(line for line in r.output.splitlines() if line.startswith("|   1.0000 |"))
+    cells = [c.strip() for c in line.split("|")[1:-1]]
+    assert cells[:2] == ["1.0000", "1.0000"] and cells[5] == "0.1587"  # δ = 1: Bayes error Φ(-1)
+    r = cli("gauss", "--delta", "0,2", "--format", "csv")
+    assert r.output.splitlines()[0].startswith("sigma2,delta,mi_exact")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["bound", "--mi", "1", "--classes", "1"], "--classes 1"),
+    (["bound", "--mi", "-1", "--classes", "10"], "must be >= 0"),
+    (["bound", "--mi", "1", "--classes", "10", "--unit", "hartley"], "expected nats or bits"),
+    (["gauss", "--prior", "1.5"], "--prior"),
+    (["gauss", "--delta", "a,b"], "expected comma-separated numbers"),
+    (["gauss", "--delta", "1", "--sigma2", "1"], "not both"),
+    (["gauss", "--delta", "-1"], "delta must be >= 0"),
+])
+def test_bad_theory_input_is_one_line(cli, args, needle):
+    r = cli(*args)
+    assert r.exit_code == 2
+    lines = [line for line in r.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], r.output
