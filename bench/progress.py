@@ -1,4 +1,9 @@
-"""Progress display: rich bars on a terminal, plain lines otherwise."""
+"""Progress display: rich bars on a terminal, plain lines otherwise.
+
+The trainer calls ``Display.step`` at most every ``bench.train.PROGRESS_INTERVAL_S`` during an
+epoch and once after it; the rich display reads the device (the running loss and accuracy) at
+most twice a second, the plain one only prints the finished epoch's row.
+"""
 
 from __future__ import annotations
 
@@ -86,11 +91,14 @@ class RichDisplay:
             e = p.last_epoch
             self.progress.update(task, completed=p.epoch,
                                  info=f"loss {e['train_loss']:.4f} acc {e['train_acc']:.3f} test {e['test_acc']:.3f}")
-        elif now - self._last_read > 0.5 and p.loss_sum is not None and p.seen:
-            # at most two host reads a second, whatever the step rate
+        elif now - self._last_read > 0.5 and p.meter is not None and p.seen:
+            # at most two host reads a second, whatever the step rate (the trainer calls this
+            # every PROGRESS_INTERVAL_S at most, and never reads the device itself mid-epoch)
             self._last_read = now
-            loss = p.loss_sum.item() / p.seen
-            acc = p.correct.item() / p.seen
+            running = p.running()
+            if running is None:
+                return
+            loss, acc = running
             self.progress.update(task, completed=p.epoch + p.step / p.steps,
                                  info=f"step {p.step}/{p.steps} loss {loss:.4f} acc {acc:.3f}")
 
