@@ -14,7 +14,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 
 from bench.errors import BenchError, closest
 from bench.registry import TRAIN_FIELDS, Registry, TrainConfig, import_target
@@ -103,6 +102,8 @@ def _sweep(mapping: dict[str, Any]) -> list[dict[str, Any]]:
 
 def check_loss(name: str, target: str, params: dict[str, Any]) -> None:
     """Import a loss and build it once with ``params``; any problem is one BenchError line."""
+    import torch
+
     cls = import_target(target)
     if not (inspect.isclass(cls) and issubclass(cls, torch.nn.Module)):
         raise BenchError(f"loss {name!r}: target {target!r} is not a torch.nn.Module class with forward(logits, targets)")
@@ -198,8 +199,14 @@ def expand_grid(
     overrides: dict[str, Any] | None = None,
     filters: dict[str, list[str]] | None = None,
     dataset_substitute: dict[str, str] | None = None,
+    validate: bool = True,
 ) -> list[Cell]:
-    """Every cell of a grid, in a stable order (dataset, architecture, loss, then seed)."""
+    """Every cell of a grid, in a stable order (dataset, architecture, loss, then seed).
+
+    ``device``: anything with a ``type`` ("cpu", "cuda"): precision ``auto`` resolves by it.
+    ``validate=False`` skips importing and building each loss (status and report only read the
+    store; the identity does not depend on it), so no torch import is needed.
+    """
     if grid_name not in registry.grids:
         raise BenchError(f"unknown grid {grid_name!r}{closest(grid_name, registry.grids)}; `bench list` shows the grids")
     grid = registry.grids[grid_name]
@@ -217,26 +224,33 @@ def expand_grid(
         spec = registry.losses[gl.name]
         for ov in _sweep(gl.overrides):
             params = {**spec.params, **ov}
-            check_loss(gl.name, spec.target, params)
+            if validate:
+                check_loss(gl.name, spec.target, params)
             loss_variants.append((loss_label(gl.name, ov), gl.name, spec.target, params))
 
     cells: list[Cell] = []
+    train_json = [canonical_json(train) for _, train in train_variants]
     for ds_name in grid.datasets:
         ds_actual = substitute.get(ds_name, ds_name)
         ds = registry.datasets[ds_actual]
+        ds_cfg = {"kind": ds.kind, "params": dict(ds.params)}
         for arch_name in grid.architectures:
             arch = registry.architectures[arch_name]
+            arch_cfg = {"source": arch.source, "name": arch.name, "params": dict(arch.params)}
             for label, lname, target, params in loss_variants:
-                for variant, train in train_variants:
+                loss_cfg = {"target": target, "params": dict(params)}
+                # cell_identity(config) hashes '{"architecture":A,"dataset":D,"loss":L,"seed":S,"train":T}'
+                # (canonical_json sorts keys): serialise the parts once, not once per seed
+                head = (f'{{"architecture":{canonical_json(arch_cfg)},"dataset":{canonical_json(ds_cfg)},'
+                        f'"loss":{canonical_json(loss_cfg)},"seed":')
+                for (variant, train), t_json in zip(train_variants, train_json):
+                    tail = f',"train":{t_json}}}'
                     for seed in grid.seeds:
-                        config = {
-                            "dataset": {"kind": ds.kind, "params": dict(ds.params)},
-                            "architecture": {"source": arch.source, "name": arch.name, "params": dict(arch.params)},
-                            "loss": {"target": target, "params": dict(params)},
-                            "seed": seed,
-                            "train": train,
-                        }
-                        cells.append(Cell(ds_actual, arch_name, label, lname, seed, config, cell_identity(config), variant))
+                        # the sub-dicts are shared between cells and never mutated (run_cell copies)
+                        config = {"dataset": ds_cfg, "architecture": arch_cfg, "loss": loss_cfg, "seed": seed, "train": train}
+                        s_json = str(seed) if type(seed) is int else canonical_json(seed)  # == canonical_json(seed)
+                        cell_id = hashlib.sha256(f"{head}{s_json}{tail}".encode()).hexdigest()[:ID_LENGTH]
+                        cells.append(Cell(ds_actual, arch_name, label, lname, seed, config, cell_id, variant))
     cells = _apply_filters(cells, filters or {})
     return _dedupe(cells)
 

@@ -88,6 +88,12 @@ _ALIASES = {
 
 # torchvision's class (by name) and file names for the MNIST family.
 _TV_CLASS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10"}
+_MNIST_CLASSES = {  # torchvision.datasets.MNIST.classes / FashionMNIST.classes
+    "mnist": ("0 - zero", "1 - one", "2 - two", "3 - three", "4 - four", "5 - five", "6 - six", "7 - seven",
+              "8 - eight", "9 - nine"),
+    "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"),
+}
 _IDX_FILES = {
     "train_x": "train-images-idx3-ubyte",
     "train_y": "train-labels-idx1-ubyte",
@@ -507,12 +513,13 @@ def _mnist_tv_read(kind: str, root: Path, download: bool) -> _Raw:
 
 
 def _mnist_sources(kind: str, root: Path, debian_dir: Path | None) -> list[_Source]:
-    tvd = _tv_datasets()
-    cls = getattr(tvd, _TV_CLASS[kind])
-    class_names = tuple(str(c) for c in cls.classes)
-    raw_dir = root / cls.__name__ / "raw"
-    proc_dir = root / cls.__name__ / "processed"
-    legacy = [proc_dir / cls.training_file, proc_dir / cls.test_file]
+    # torchvision's folder names, file names and class names, without importing torchvision
+    # (~2 s: it pulls in torch._dynamo); they must match torchvision.datasets.MNIST / FashionMNIST
+    cls_name = _TV_CLASS[kind]
+    class_names = _MNIST_CLASSES[kind]
+    raw_dir = root / cls_name / "raw"
+    proc_dir = root / cls_name / "processed"
+    legacy = [proc_dir / "training.pt", proc_dir / "test.pt"]
     sources: list[_Source] = []
 
     if all(p.is_file() for p in legacy):

@@ -209,13 +209,19 @@ class Store:
 
         Raises FileNotFoundError when the file vanished (merged away by another process).
         """
+        table = self._read_table(path, columns, required)
+        return None if table is None else table.to_pandas()
+
+    def _read_table(self, path: Path, columns: list[str] | None, required: Iterable[str],
+                    read_dictionary: list[str] | None = None) -> pa.Table | None:
+        """:meth:`_read_file` as an arrow table (``read_dictionary``: columns kept dictionary-encoded)."""
         try:
             names = set(pq.read_schema(path).names)
             missing = [c for c in required if c not in names]
             if missing:
                 raise ValueError(f"not a results file of this folder: no column {missing[0]!r}")
             cols = None if columns is None else [c for c in columns if c in names]
-            return pq.read_table(path, columns=cols, page_checksum_verification=True).to_pandas()
+            return pq.read_table(path, columns=cols, page_checksum_verification=True, read_dictionary=read_dictionary)
         except FileNotFoundError:
             raise
         except OSError as exc:
@@ -280,11 +286,34 @@ class Store:
         if "epochs_done" in df.columns:
             trained = df[df["epochs_done"].fillna(0) > 0]
             if len(trained):
-                hist = self._read_folder(self.history_dir, ["attempt_id"], HISTORY_REQUIRED)
-                have = set(hist["attempt_id"]) if not hist.empty else set()
-                lost = trained.loc[~trained["attempt_id"].isin(have), "cell_id"]
-                df = df[~df["cell_id"].isin(set(lost))]
-        return dict(zip(df["cell_id"], df["status"]))
+                have = self._history_attempts()
+                # plain sets: pandas' isin on arrow strings loops in Python (0.3 s per call at 100k cells)
+                lost = {c for c, a in zip(trained["cell_id"].tolist(), trained["attempt_id"].tolist()) if a not in have}
+                if lost:
+                    return {c: s for c, s in zip(df["cell_id"].tolist(), df["status"].tolist()) if c not in lost}
+        return dict(zip(df["cell_id"].tolist(), df["status"].tolist()))
+
+    def _history_attempts(self) -> set[str]:
+        """Attempt ids that have history rows: each file's ``attempt_id`` column read as a dictionary.
+
+        Parquet stores the column dictionary-encoded, so this reads the (few) distinct ids and the
+        row indices, never builds a Python string per row: 10M history rows take 0.2 s, not 7 s.
+        """
+        for _ in range(100):
+            if not self.history_dir.is_dir():
+                return set()
+            have: set[str] = set()
+            try:
+                for p in sorted(p for p in self.history_dir.glob("*.parquet") if not p.name.startswith(".")):
+                    table = self._read_table(p, ["attempt_id"], HISTORY_REQUIRED, read_dictionary=["attempt_id"])
+                    if table is None:
+                        continue
+                    for chunk in table.column("attempt_id").chunks:
+                        have.update(chunk.dictionary.to_pylist() if pa.types.is_dictionary(chunk.type) else chunk.to_pylist())
+            except FileNotFoundError:
+                continue  # merged away while we listed: list again
+            return have
+        raise StoreReadError(f"{self.history_dir}: files keep vanishing while read; is another process merging them?")
 
     def history(self, attempt_ids: Iterable[str] | None = None) -> pd.DataFrame:
         """History rows of the given attempts (default: of every committed attempt, i.e. one with a cell row)."""

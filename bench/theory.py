@@ -29,7 +29,7 @@ from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
-from scipy import integrate, optimize, special
+from scipy import optimize, special  # scipy.integrate (~0.2 s to import) only where the gauss integral needs it
 
 __all__ = [
     "binary_entropy",
@@ -269,6 +269,8 @@ def _gauss_cond_entropy_scalar(delta: float, prior: float) -> float:
     # at 0 (peak of φ) and −δ (the softplus knee) help quad.
     lim = 14.0
     pts = sorted({0.0, max(-lim + 1e-9, -delta)})
+    from scipy import integrate
+
     val, _ = integrate.quad(integrand, -lim, lim, points=pts, epsabs=1e-300, epsrel=1e-12, limit=200)
     hyx = val / math.sqrt(2.0 * math.pi)
     return float(min(max(hyx, 0.0), h_y))
