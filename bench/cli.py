@@ -48,7 +48,9 @@ class _OneLineErrors(TyperGroup):
                 hint = f" (see `{exc.ctx.command_path} --help`)"
             typer.echo(f"error: {' '.join(exc.format_message().split())}{hint}", err=True)
             sys.exit(exc.exit_code)
-        except _click_exceptions.Abort:
+        except Exception as exc:
+            if type(exc).__name__ != "Abort":  # click's Abort (Ctrl-C at a prompt, a closed pipe)
+                raise
             typer.echo("error: aborted", err=True)
             sys.exit(1)
         finally:
