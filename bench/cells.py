@@ -12,7 +12,10 @@ import inspect
 import itertools
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # torch is imported lazily: status and report run without it
+    import torch
 
 
 from bench.errors import BenchError, closest

@@ -116,15 +116,19 @@ def cell_env(env: dict[str, str]):
         os.environ.update(saved)
 
 
+def timed_cell(cell: Cell, opts: ExecOptions, has_gpu: bool) -> TaskResult:
+    """On a worker (Ray task or SLURM job): choose the device explicitly, train, return the rows."""
+    t0 = time.time_ns()
+    outcome = run_cell(cell, replace(opts, device=pick_cell_device(has_gpu)), memo=_WORKER_MEMO)
+    return TaskResult(outcome, t0, time.time_ns(), socket.gethostname())
+
+
 def ray_cell(cell: Cell, opts: ExecOptions, env: dict[str, str]) -> TaskResult:
-    """Runs inside a Ray worker: choose the device explicitly, train, return the rows."""
+    """Runs inside a Ray worker, with the driver's LOSSBENCH_* variables set."""
     import ray
 
-    t0 = time.time_ns()
-    device = pick_cell_device(bool(ray.get_gpu_ids()))
     with cell_env(env):
-        outcome = run_cell(cell, replace(opts, device=device), memo=_WORKER_MEMO)
-    return TaskResult(outcome, t0, time.time_ns(), socket.gethostname())
+        return timed_cell(cell, opts, bool(ray.get_gpu_ids()))
 
 
 # ---------------------------------------------------------------- the launcher

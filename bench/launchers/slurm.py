@@ -20,21 +20,19 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.cells import Cell
-from bench.data import Splits
 from bench.errors import BenchError
-from bench.execute import CellOutcome, ExecOptions, run_cell
+from bench.execute import CellOutcome, ExecOptions
 from bench.launchers import Hooks, LauncherOptions
 from bench.execute import failed_outcome
-from bench.launchers.ray import TaskResult, absolute_options, import_extra, pick_cell_device
+from bench.launchers.ray import TaskResult, absolute_options, import_extra, timed_cell
 from bench.store import StoreWriteError
 
 CLUSTER_ENV = "LOSSBENCH_SUBMITIT_CLUSTER"
@@ -42,15 +40,9 @@ CLUSTERS = ("slurm", "local", "debug")
 MAX_IN_FLIGHT = 512  # claimed cells hold one lock file each
 
 
-_JOB_MEMO: dict[str, Splits] = {}
-
-
 def slurm_cell(cell: Cell, opts: ExecOptions, gpus: int) -> TaskResult:
-    """Runs in the SLURM job: choose the device explicitly, train, return the rows."""
-    t0 = time.time_ns()
-    device = pick_cell_device(gpus > 0)
-    outcome = run_cell(cell, replace(opts, device=device), memo=_JOB_MEMO)
-    return TaskResult(outcome, t0, time.time_ns(), socket.gethostname())
+    """Runs in the SLURM job."""
+    return timed_cell(cell, opts, gpus > 0)
 
 
 @dataclass
