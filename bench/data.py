@@ -464,6 +464,11 @@ def _absent(d: Path, missing: list[str]) -> str:
 
 def _decode_idx_dir(files: dict[str, Path], class_names: tuple[str, ...]) -> _Raw:
     t = {key: read_idx(path, 3 if key.endswith("_x") else 1) for key, path in files.items()}
+    return _checked_raw(t, files, class_names)
+
+
+def _checked_raw(t: dict[str, torch.Tensor], files: dict[str, Path], class_names: tuple[str, ...]) -> _Raw:
+    """Check decoded idx tensors (shapes agree, labels in 0-9; errors name ``files``) and add the channel axis."""
     _check_idx_dims(files, {k: tuple(v.shape) for k, v in t.items()})
     for split in ("train", "test"):
         _check_labels(t[f"{split}_y"], 10, files[f"{split}_y"])
@@ -500,16 +505,7 @@ def _mnist_tv_read(kind: str, root: Path, download: bool) -> _Raw:
         if not isinstance(v, torch.Tensor) or (want[0] and v.dtype != want[0]) or v.dim() != want[1]:
             raise BenchError(f"{raw_dir}: torchvision returned unexpected {key} data; replace the files")
     names = {k: raw_dir / n for k, n in _IDX_FILES.items()}
-    _check_idx_dims(names, {k: tuple(v.shape) for k, v in t.items()})
-    for split in ("train", "test"):
-        _check_labels(t[f"{split}_y"], 10, names[f"{split}_y"])
-    return _Raw(
-        t["train_x"].unsqueeze(1),
-        t["train_y"].long(),
-        t["test_x"].unsqueeze(1),
-        t["test_y"].long(),
-        tuple(str(c) for c in cls.classes),
-    )
+    return _checked_raw(t, names, tuple(str(c) for c in cls.classes))
 
 
 def _mnist_sources(kind: str, root: Path, debian_dir: Path | None) -> list[_Source]:
