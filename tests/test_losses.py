@@ -384,3 +384,88 @@ def test_split_mi_does_not_track_grad() -> None:
     acc = SplitMI()
     acc.update(logits.requires_grad_(True), targets)
     assert acc.compute()["mi"] == pytest.approx(mi_terms(logits, targets)["mi"].item(), abs=1e-12)
+
+
+# ---------- class-major layout on CPU (losses.base.with_class_dim) ----------
+
+from losses.base import class_major, with_class_dim  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("n", "k", "expected"),
+    [(512, 10, True), (128, 10, True), (512, 3, True), (64, 10, False), (512, 2, False),
+     (512, 16, False), (256, 1000, False)],
+)
+def test_class_major_rule(n: int, k: int, expected: bool) -> None:
+    assert class_major(torch.zeros(n, k)) is expected
+
+
+def test_with_class_dim_is_a_view() -> None:
+    logits, targets = random_batch(n=256, k=10, seed=20)
+    x, t = with_class_dim(logits, targets)
+    assert x.shape == (1, 10, 256) and t.shape == (1, 256)
+    assert x.data_ptr() == logits.data_ptr() and t.data_ptr() == targets.data_ptr()  # no copy
+    torch.testing.assert_close(x[0].t(), logits)
+    small = random_batch(n=8, k=5, seed=20)
+    assert with_class_dim(*small)[0] is small[0]
+
+
+def _reference_value(loss: Loss, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Each loss written out in the usual (n, K) layout, term by term."""
+    logp = torch.log_softmax(logits, dim=1)
+    p = logp.exp()
+    nll = -logp.gather(1, targets.unsqueeze(1)).mean()
+    if isinstance(loss, MilLoss):
+        t = mi_terms(logits, targets)
+        return t["h_cond"] + loss.lam * t["h_marg"]
+    if isinstance(loss, CelLossLSR):
+        return (1 - loss.epsilon) * nll - loss.epsilon * logp.mean(dim=1).mean()
+    if isinstance(loss, CelLossCP):
+        return nll + loss.beta * (p * logp).sum(dim=1).mean()
+    if isinstance(loss, CelLossLC):
+        eps = loss._eps.item()  # the float32 buffer the loss reads
+        return (1 - eps) * nll - eps * (p.detach() * logp).sum(dim=1).mean()
+    return nll
+
+
+@pytest.mark.parametrize("n", [8, 300], ids=["usual-layout", "class-major"])
+@pytest.mark.parametrize(
+    "loss",
+    [CelLoss(), CelLossLSR(0.2), CelLossCP(0.3), CelLossLC(0.4), MilLoss(50.0), MilLoss(0.0)],
+    ids=["cel", "lsr", "cp", "lc", "mil", "mil-lam0"],
+)
+def test_value_and_gradient_in_both_layouts(loss: Loss, n: int) -> None:
+    logits, targets = random_batch(n=n, k=10, seed=21, scale=3.0)
+    assert class_major(logits) is (n == 300)
+    x = logits.clone().requires_grad_(True)
+    y = logits.clone().requires_grad_(True)
+    value = loss(x, targets)
+    want = _reference_value(loss, y, targets)
+    torch.testing.assert_close(value, want, rtol=1e-12, atol=1e-12)
+    (gx,) = torch.autograd.grad(value, x)
+    (gy,) = torch.autograd.grad(want, y)
+    torch.testing.assert_close(gx, gy, rtol=1e-10, atol=1e-14)
+
+
+def test_mil_gradcheck_class_major() -> None:
+    logits, targets = random_batch(n=103, k=10, seed=22)
+    assert class_major(logits)
+    logits.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x: MilLoss(7.0)(x, targets), (logits,), fast_mode=True)
+
+
+def test_mil_float32_class_major_matches_float64() -> None:
+    logits, targets = random_batch(n=512, k=10, seed=23, scale=5.0)
+    got = MilLoss(50.0)(logits.float(), targets)
+    t = mi_terms(logits, targets)
+    assert got.item() == pytest.approx((t["h_cond"] + 50.0 * t["h_marg"]).item(), rel=1e-5)
+
+
+def test_split_mi_class_major_matches_mi_terms() -> None:
+    logits, targets = random_batch(n=700, k=10, seed=24, scale=4.0)
+    acc = SplitMI()
+    for chunk_l, chunk_t in zip(logits.split(300), targets.split(300), strict=True):
+        acc.update(chunk_l, chunk_t)  # 300 and 300 rows: class-major; the last 100: usual layout
+    want = mi_terms(logits, targets)
+    for key, value in acc.compute().items():
+        assert value == pytest.approx(want[key].item(), abs=1e-10)
