@@ -15,12 +15,16 @@ test accuracy after every epoch.
   only test accuracy per epoch. Batches are gathered with ``x[idx]``.
 * bare+index_select: the same loop gathering batches with ``torch.index_select`` as the harness
   does (a row copy; advanced indexing of a uint8 image tensor is ~15x slower on CPU). Against
-  it, the ratio is the harness's bookkeeping alone (metrics, callback, MI eval, checkpoints).
+  it, the ratio is the harness's bookkeeping (metrics, callback, MI eval, checkpoints) less
+  what its loss layout saves: both loops call ``F.cross_entropy(logits, y)``, while the
+  harness's celLoss computes the same values over the transposed logits on a CPU with K < 16
+  (``losses.base.with_class_dim``), ~60-90 us less per MLP step here.
 
 Rounds alternate the order (harness, bare, bare+index_select, then reversed, ...) in one
 process; the headline is the median of the per-round time ratios. Target on CPU: <= 1.05 against
-both loops. The script also checks that
-the two trained models are bitwise identical (same seed, same float operations).
+both loops. The script also prints how far the trained weights are apart (same seed, data
+order and maths; the loss layout changes the last bits of the loss, so not bitwise on CPU
+MNIST-shaped data, and the difference stays at float32 rounding level).
 
     .venv/bin/python benchmarks/harness_overhead.py            # both models
     .venv/bin/python benchmarks/harness_overhead.py --arch mlp --rounds 11
@@ -148,10 +152,14 @@ def measure(arch: str, args: argparse.Namespace, captured: dict[str, nn.Module])
     spread_bare = _common.ratio_spread(times["harness"], times["bare"])
     spread_fast = _common.ratio_spread(times["harness"], times["bare+index_select"])
 
-    def same(a: nn.Module, b: nn.Module) -> bool:
-        return all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    def max_diff(a: nn.Module, b: nn.Module) -> float:
+        """Largest |weight difference| relative to the largest |weight| (0.0: bitwise equal)."""
+        pairs = list(zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+        scale = max(p.abs().max().item() for p, _ in pairs)
+        return max((p - q).abs().max().item() for p, q in pairs) / scale
 
-    identical = same(harness_out["model"], bare_out["model"]) and same(harness_out["model"], fast_out["model"])
+    diff = max(max_diff(harness_out["model"], bare_out["model"]), max_diff(harness_out["model"], fast_out["model"]))
+    identical = diff == 0.0
     acc_h, acc_b = harness_out["row"]["final_test_acc"], bare_out["test_acc"]
     hist = harness_out["history"]
     eval_share = sum(h["eval_time"] for h in hist) / sum(h["epoch_time"] for h in hist)
@@ -159,12 +167,13 @@ def measure(arch: str, args: argparse.Namespace, captured: dict[str, nn.Module])
            _common.med(times["bare+index_select"]),
            f"{r_bare:.3f} ({spread_bare[0]:.2f}-{spread_bare[1]:.2f})",
            f"{r_fast:.3f} ({spread_fast[0]:.2f}-{spread_fast[1]:.2f})",
-           f"{_common.verdict(r_bare, 1.05)} / {_common.verdict(r_fast, 1.05)}", identical,
+           f"{_common.verdict(r_bare, 1.05)} / {_common.verdict(r_fast, 1.05)}",
+           "0 (bitwise equal)" if identical else f"{diff:.1e}",
            f"{acc_h:.4f} / {acc_b:.4f}", f"{100 * eval_share:.1f}%"]
     result = {"n_train": n_train, "n_test": n_test, "epochs": args.epochs, "rounds": rounds,
               "seconds": times, "ratio_vs_bare": r_bare, "ratio_vs_bare_index_select": r_fast,
               "spread_vs_bare": spread_bare, "spread_vs_bare_index_select": spread_fast,
-              "weights_identical": identical, "test_acc_harness": acc_h, "test_acc_bare": acc_b,
+              "weights_identical": identical, "weights_max_rel_diff": diff, "test_acc_harness": acc_h, "test_acc_bare": acc_b,
               "harness_eval_share": eval_share}
     return row, result
 
@@ -201,7 +210,7 @@ def main() -> None:
         rows.append(row)
     print(_common.table(["model", "train imgs", "epochs", "rounds", "harness s", "bare s", "bare+index_select s",
                          "harness/bare (range)", "harness/bare+index_select (range)", "target <= 1.05 (bare / +index_select)",
-                         "weights bitwise equal", "final test acc harness / bare", "eval share of harness epoch"],
+                         "weights: max abs diff / max abs", "final test acc harness / bare", "eval share of harness epoch"],
                         rows))
     print("seconds are medians over rounds; ratios are medians of per-round ratios (range: min-max over rounds)")
     _common.write_json(args.json, {"benchmark": "harness_overhead", "machine": info, "results": results})

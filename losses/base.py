@@ -82,15 +82,16 @@ def class_major(logits: Tensor) -> bool:
     """Whether softmax-type ops should run over dim 0 of ``logits.t()`` instead of dim 1 of ``logits``.
 
     The values are the same either way; only the speed differs. On a CPU, PyTorch's
-    (log_)softmax over a last dimension narrower than its SIMD width runs a scalar loop per
-    row, while over the leading dimension of the transposed view it vectorises along the
-    batch: cross entropy forward + backward at n = 512, K = 10 takes ~65 µs instead of
-    ~155 µs on the 2-core Xeon of ``docs/benchmarks.md`` (``benchmarks/softmax_layout.py``
-    prints the table for any CPU). For K >= 16, for tiny batches and on CUDA the usual layout
-    is as fast or faster, so this is true only for a CPU tensor with 3 <= K < 16 and n K >= 1024.
+    (log_)softmax over a last dimension narrower than its SIMD width runs a loop per row,
+    while over the leading dimension of the transposed view it vectorises along the batch:
+    cross entropy forward + backward at n = 512, K = 10 takes ~65 µs instead of ~155 µs on the
+    2-core Xeon of ``docs/benchmarks.md``. For K >= 16, for small batches and on CUDA the usual
+    layout is as fast or faster. The rule, fitted on that machine's table
+    (``benchmarks/softmax_layout.py`` prints it for any CPU): a CPU tensor with 2 <= K < 16 and
+    n (K - 1) >= 1024.
     """
     n, k = logits.shape
-    return logits.device.type == "cpu" and 3 <= k < 16 and n * k >= 1024
+    return logits.device.type == "cpu" and 2 <= k < 16 and n * (k - 1) >= 1024
 
 
 def with_class_dim(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:

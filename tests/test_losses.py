@@ -394,7 +394,7 @@ from losses.base import class_major, with_class_dim  # noqa: E402
 @pytest.mark.parametrize(
     ("n", "k", "expected"),
     [(512, 10, True), (128, 10, True), (512, 3, True), (64, 10, False), (512, 2, False),
-     (512, 16, False), (256, 1000, False)],
+     (2048, 2, True), (128, 5, False), (512, 16, False), (256, 1000, False)],
 )
 def test_class_major_rule(n: int, k: int, expected: bool) -> None:
     assert class_major(torch.zeros(n, k)) is expected
@@ -448,7 +448,7 @@ def test_value_and_gradient_in_both_layouts(loss: Loss, n: int) -> None:
 
 
 def test_mil_gradcheck_class_major() -> None:
-    logits, targets = random_batch(n=103, k=10, seed=22)
+    logits, targets = random_batch(n=120, k=10, seed=22)
     assert class_major(logits)
     logits.requires_grad_(True)
     assert torch.autograd.gradcheck(lambda x: MilLoss(7.0)(x, targets), (logits,), fast_mode=True)
