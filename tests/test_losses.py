@@ -428,15 +428,20 @@ def _reference_value(loss: Loss, logits: torch.Tensor, targets: torch.Tensor) ->
     return nll
 
 
-@pytest.mark.parametrize("n", [8, 300], ids=["usual-layout", "class-major"])
+@pytest.mark.parametrize(
+    ("n", "k", "layout"),
+    [(8, 10, "usual"), (300, 10, "class-major"), (1100, 2, "class-major"), (600, 3, "class-major"),
+     (300, 16, "usual")],
+    ids=["usual-k10", "class-major-k10", "class-major-k2", "class-major-k3", "usual-k16"],
+)
 @pytest.mark.parametrize(
     "loss",
     [CelLoss(), CelLossLSR(0.2), CelLossCP(0.3), CelLossLC(0.4), MilLoss(50.0), MilLoss(0.0)],
     ids=["cel", "lsr", "cp", "lc", "mil", "mil-lam0"],
 )
-def test_value_and_gradient_in_both_layouts(loss: Loss, n: int) -> None:
-    logits, targets = random_batch(n=n, k=10, seed=21, scale=3.0)
-    assert class_major(logits) is (n == 300)
+def test_value_and_gradient_in_both_layouts(loss: Loss, n: int, k: int, layout: str) -> None:
+    logits, targets = random_batch(n=n, k=k, seed=21, scale=3.0)
+    assert class_major(logits) is (layout == "class-major")
     x = logits.clone().requires_grad_(True)
     y = logits.clone().requires_grad_(True)
     value = loss(x, targets)
