@@ -13,11 +13,16 @@ Everything stays on the device: no ``.item()``, no ``bincount`` (which reads the
 maximum label back to the host on CUDA); label counts come from ``index_add_``, equal to
 ``torch.bincount(targets, minlength=K)`` and deterministic on CUDA.
 
-:class:`MilLoss` computes the same loss with one gather, since Σ_k p̂(k) log p_θ(k) =
-(1/n) Σ_i log p_θ(y_i):  L = -(1/n) Σ_i [log p_θ(y_i|x_i) + λ log p_θ(y_i)]. With the per-class
-log-sum-exp written out (its shift a constant), that is seven small autograd operations on
-top of ``log_softmax``, about half of what the term-by-term form records; on a CPU it shares
-:func:`losses.base.with_class_dim`'s layout with the cross-entropy losses. :func:`mi_terms`
+:class:`MilLoss` computes the same loss with one gather and one more ``log_softmax``. With
+q_ik = log_softmax over the samples of log p_θ(k|x_i) = log p_θ(k|x_i) - log p_θ(k) - log n,
+Σ_k p̂(k) log p_θ(k) = (1/n) Σ_i log p_θ(y_i), so
+
+    L = -(1/n) Σ_i [(1 + λ) log p_θ(y_i|x_i) - λ q_{i,y_i}] + λ log n:
+
+three autograd operations on top of cross entropy's two, stable wherever ``log_softmax`` is
+(the per-class log-sum-exp is the second ``log_softmax``'s), against about a dozen for the
+term-by-term form. On a CPU it shares :func:`losses.base.with_class_dim`'s layout with the
+cross-entropy losses, where the second ``log_softmax`` runs along the batch. :func:`mi_terms`
 keeps the term-by-term form; the tests check one against the other.
 """
 
@@ -72,16 +77,12 @@ class MilLoss(Loss):
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
         x, t = with_class_dim(prepare(logits, targets), targets)
-        sample_dim = 0 if x.ndim == 2 else 2
-        logp = F.log_softmax(x, dim=1)
-        # log p_θ(k) = log Σ_i exp(log p_θ(k|x_i) - m_k) + m_k - log n, shifted by each class's
-        # largest log-probability m_k (a constant for autograd, as in logsumexp; -inf only for a
-        # class whose logits are all -inf, clamped so that the shift stays finite)
-        top = logp.detach().amax(dim=sample_dim, keepdim=True).clamp_min_(torch.finfo(logp.dtype).min)
-        offset = top - math.log(targets.shape[0])
-        log_marg = (logp - top).exp().sum(dim=sample_dim, keepdim=True).log().add_(offset)
-        # -(1/n) Σ_i [log p_θ(y_i|x_i) + λ log p_θ(y_i)] = H_θ(Y|X) + λ H_θ(Y): one gather for both terms
-        return F.nll_loss(torch.add(logp, log_marg, alpha=self.lam), t)
+        logp = F.log_softmax(x, dim=1)                                   # log p_θ(k|x_i)
+        # log_softmax over the samples: log p_θ(k|x_i) - log Σ_j p_θ(k|x_j) = log p_θ(k|x_i) - log p_θ(k) - log n
+        over_samples = F.log_softmax(logp, dim=0 if x.ndim == 2 else 2)
+        # (1+λ) log p_θ(y_i|x_i) - λ (that at y_i) = log p_θ(y_i|x_i) + λ (log p_θ(y_i) + log n)
+        per_sample = torch.lerp(over_samples, logp, 1.0 + self.lam)
+        return F.nll_loss(per_sample, t) + self.lam * math.log(targets.shape[0])
 
     def extra_repr(self) -> str:
         return f"lam={self.lam}"
