@@ -50,7 +50,7 @@ def measure(arch: str, args: argparse.Namespace, full, losses: dict[str, tuple[s
             return h["train_loss"]
         return run
 
-    rounds = args.rounds or (11 if arch == "mlp" else 15)
+    rounds = args.rounds or (31 if arch == "mlp" else 15)
     _common.interleave({name: make(name) for name in losses}, rounds=rounds, warmup=1)
     for name in losses:
         step_times[name] = step_times[name][1:]  # drop the warm-up
@@ -71,7 +71,7 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=60000, help="training images for the MLP")
     ap.add_argument("--cnn-n-train", type=int, default=4096, help="training images for the CNN (short epochs interleave better)")
     ap.add_argument("--batch-size", type=int, default=512)
-    ap.add_argument("--rounds", type=int, default=0, help="timed rounds (default: 11 for the MLP, 15 for the CNN)")
+    ap.add_argument("--rounds", type=int, default=0, help="timed rounds (default: 31 for the MLP, 15 for the CNN)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     ap.add_argument("--registry", default=str(_common.REPO / "registry.yaml"))
     ap.add_argument("--json", default=None)
