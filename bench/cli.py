@@ -108,6 +108,29 @@ def _cache_dir(results: Path) -> Path:
     return Path(os.environ.get("LOSSBENCH_CACHE", results / "cache"))
 
 
+def _gc_paused(command):
+    """Run a short read-only command with Python's cyclic garbage collector paused.
+
+    ``status`` and ``report`` build a few objects per cell of the grid and exit; at 100,000 cells
+    the collector's passes over that growing heap are a third of the grid expansion (0.42 s
+    against 0.28 s), and nothing they build forms cycles. Re-enabled on return, so in-process
+    callers (the tests) keep their collector.
+    """
+    import functools
+    import gc
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return command(*args, **kwargs)
+        finally:
+            if was_enabled:
+                gc.enable()
+    return wrapper
+
+
 def _resolve_cells(registry_path: Path, grid: str, device_name: str | None, sets: list[str], filters: list[str],
                    data_root: Path | None, results: Path, check_data: bool | str, quiet: bool = False,
                    cell_device=None):
@@ -269,6 +292,7 @@ def _default_baseline(cells) -> str | None:
 
 
 @app.command()
+@_gc_paused
 def status(
     grid: str = GridOpt,
     registry: Path = RegistryOpt,
@@ -315,6 +339,7 @@ def status(
 
 
 @app.command()
+@_gc_paused
 def report(
     grid: str = GridOpt,
     registry: Path = RegistryOpt,
