@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import textwrap
 
@@ -63,8 +64,10 @@ def test_run_store_skip_and_report(workspace, cli, tmp_path):
     assert "trained 1 (1 done" in r.output
     assert len(Store(results).cells()) == 2  # the retrained cell replaces its row
 
+    assert gc.isenabled()
     r = cli("status", "--grid", "two", "--registry", reg, "--results", results, "--data-root", data_root)
     assert "2 done, 0 running, 0 failed, 0 diverged, 0 pending" in r.output
+    assert gc.isenabled(), "status pauses the cyclic GC only while it runs"
 
     out = tmp_path / "report"
     for fmt, needle in [("markdown", "| mnist"), ("latex", "\\toprule"), ("csv", "acc_mean")]:
@@ -73,6 +76,7 @@ def test_run_store_skip_and_report(workspace, cli, tmp_path):
         assert r.exit_code == 0, r.output
         assert needle in r.output
     assert (out / "two" / "report.md").exists() and (out / "two" / "report.tex").exists()
+    assert gc.isenabled(), "report pauses the cyclic GC only while it runs"
     csv = pd.read_csv(out / "two" / "report.csv")
     assert list(csv["loss"]) == ["celLoss", "milLoss"] and (csv["n"] == 1).all()
 
@@ -228,3 +232,23 @@ def test_quick_grid_report_with_figures(tmp_path, cli):
     for p in (out / "quick" / "figures").iterdir():
         head = p.read_bytes()[:8]
         assert head.startswith(b"\x89PNG") if p.suffix == ".png" else head.startswith(b"%PDF")
+
+
+def test_gc_paused_while_a_read_only_command_runs():
+    from bench.cli import _gc_paused
+
+    @_gc_paused
+    def probe() -> bool:
+        return gc.isenabled()
+
+    assert gc.isenabled() and probe() is False and gc.isenabled()
+
+    @_gc_paused
+    def fails() -> None:
+        raise RuntimeError("boom")
+
+    try:
+        fails()
+    except RuntimeError:
+        pass
+    assert gc.isenabled(), "re-enabled when the command raises too"
