@@ -65,6 +65,11 @@ RegistryOpt = typer.Option(Path("registry.yaml"), "--registry", help="Registry f
 ResultsOpt = typer.Option(Path("results"), "--results", help="Results folder (parquet store, checkpoints, locks).",
                           envvar="LOSSBENCH_RESULTS")
 GridOpt = typer.Option("quick", "--grid", "-g", help="Grid name from the registry.")
+# status and report: which cells a finished run had
+RanOnDeviceOpt = typer.Option(None, "--device", help="Device the cells ran on (their precision 'auto' and so their "
+                              "identity depend on it); cuda works on a CPU-only head node.")
+SameSetOpt = typer.Option([], "--set", help="The same --set overrides the run used.")
+DataRootReadOpt = typer.Option(None, "--data-root", envvar="LOSSBENCH_DATA_ROOT")
 
 
 def torch_device(name: str):
@@ -297,9 +302,9 @@ def status(
     grid: str = GridOpt,
     registry: Path = RegistryOpt,
     results: Path = ResultsOpt,
-    device: Optional[str] = typer.Option(None, "--device", help="Device the cells ran on (their precision 'auto' and so their identity depend on it); cuda works on a CPU-only head node."),
-    set_: list[str] = typer.Option([], "--set", help="The same --set overrides the run used."),
-    data_root: Optional[Path] = typer.Option(None, "--data-root", envvar="LOSSBENCH_DATA_ROOT"),
+    device: Optional[str] = RanOnDeviceOpt,
+    set_: list[str] = SameSetOpt,
+    data_root: Optional[Path] = DataRootReadOpt,
 ) -> None:
     """Counts of done / running / failed / diverged / pending cells, and the failed cells' messages."""
     try:
@@ -308,23 +313,19 @@ def status(
         _, _, cells = _resolve_cells(registry, grid, device, set_, [], data_root, results, check_data="fallback", quiet=True,
                                    cell_device=_identity_device(device))
         store = Store(results)
-        from bench.store import _safe
-
         current = store.statuses()  # a cell whose stored history was lost counts as not run
         messages: dict[str, str] = {}
         if any(s != "done" for s in current.values()):  # plain dicts: to_dict("index") takes 0.8 s at 100k rows
             df = store.cells(["cell_id", "status", "message"])
             bad = df[df["status"] != "done"]
             messages = dict(zip(bad["cell_id"].tolist(), bad["message"].tolist()))
-        # a cell can only be running while its lock file exists: list the folder once, probe only those
-        locks = {p.name for p in store.locks_dir.glob("*.lock")} if store.locks_dir.is_dir() else set()
+        running = store.running(c.cell_id for c in cells if c.cell_id not in current)
         counts = {"done": 0, "running": 0, "failed": 0, "diverged": 0, "pending": 0}
         problems = []
         for c in cells:
             status = current.get(c.cell_id)
             if status is None:
-                running = f"{_safe(c.cell_id)}.lock" in locks and store.is_running(c.cell_id)
-                counts["running" if running else "pending"] += 1
+                counts["running" if c.cell_id in running else "pending"] += 1
                 continue
             counts[status] = counts.get(status, 0) + 1
             if status != "done":
@@ -348,9 +349,9 @@ def report(
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the report (and figures) under OUT/<grid>/."),
     figures: bool = typer.Option(False, "--figures", help="Draw learning curves, sweeps and Î-vs-error plots (PNG and PDF)."),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="Reference loss for the paired differences (default celLoss)."),
-    device: Optional[str] = typer.Option(None, "--device", help="Device the cells ran on (their precision 'auto' and so their identity depend on it); cuda works on a CPU-only head node."),
-    set_: list[str] = typer.Option([], "--set", help="The same --set overrides the run used."),
-    data_root: Optional[Path] = typer.Option(None, "--data-root", envvar="LOSSBENCH_DATA_ROOT"),
+    device: Optional[str] = RanOnDeviceOpt,
+    set_: list[str] = SameSetOpt,
+    data_root: Optional[Path] = DataRootReadOpt,
 ) -> None:
     """Paper-style table of final test accuracy (mean ± std over seeds), with MI, bounds and paired differences."""
     from bench.report import FORMATS

@@ -25,7 +25,7 @@ from bench.errors import BenchError
 from bench.faults import SimulatedOutOfMemoryError, fault_from_env
 from bench.models import build_model
 from bench.registry import TrainConfig, import_target
-from bench.store import StoreWriteError, _safe
+from bench.store import StoreWriteError, checkpoint_file
 from bench.train import ProgressFn, label_entropy, load_checkpoint, train_cell
 
 
@@ -75,7 +75,7 @@ def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
     device = torch.device(opts.device)
     cfg = TrainConfig(**cell.config["train"])
     t0 = time.perf_counter()
-    ckpt = Path(opts.checkpoint_dir) / f"{_safe(cell.cell_id)}.pt" if opts.checkpoint_dir else None
+    ckpt = checkpoint_file(opts.checkpoint_dir, cell.cell_id) if opts.checkpoint_dir else None
     base = _base_row(cell, device, socket.gethostname(), _now(), time.time_ns())
     history: list[dict[str, Any]] = []
     try:

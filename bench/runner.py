@@ -65,7 +65,7 @@ class Driver:
             self.busy.append(cell)  # another process is training it; look again at the end
             return False
         # another process may have trained it between our scan and the lock
-        if self.store.statuses().get(cell.cell_id) != self.initial.get(cell.cell_id):
+        if self.store.statuses([cell.cell_id]).get(cell.cell_id) != self.initial.get(cell.cell_id):
             lock.release()
             self.summary.done_elsewhere += 1
             return False
@@ -110,8 +110,11 @@ def remove_leftover_checkpoints(store: Store, finished: list[Cell]) -> None:
 
     Only while holding the cell's lock, so a ``--force`` retraining in another process keeps its checkpoint.
     """
+    if not store.checkpoints_dir.is_dir():
+        return
+    present = {p.name for p in store.checkpoints_dir.glob("*.pt")}  # one listing, not a stat per finished cell
     for cell in finished:
-        if not store.checkpoint_path(cell.cell_id).exists():
+        if store.checkpoint_path(cell.cell_id).name not in present:
             continue
         lock = store.cell_lock(cell.cell_id)
         try:

@@ -163,10 +163,11 @@ class CheckpointWriter:
         buf = io.BytesIO()
         torch.save(state, buf)
         data = buf.getvalue()
+        cell_id = str(state.get("cell_id", ""))
 
         def write() -> None:
             try:
-                atomic_write_bytes(path, data)
+                atomic_write_bytes(path, data, "checkpoint", cell_id)
             except BaseException as exc:  # noqa: BLE001 - handed to the training thread
                 self._error = exc
 

@@ -16,6 +16,19 @@ from tests.fixtures_data import write_cifar10_batches, write_mnist_idx
 REPO = Path(__file__).resolve().parents[1]
 
 
+def gauss_registry(**grids) -> dict:
+    """A registry over the gauss model (and Fashion-MNIST, named but not read): mlp x celLoss, milLoss."""
+    return {
+        "datasets": {"g": {"kind": "gauss", "params": {"d": 2}}, "fm": {"kind": "fashion-mnist"}},
+        "architectures": {"mlp": {"source": "native", "name": "mlp"}},
+        "losses": {
+            "celLoss": {"target": "losses.cross_entropy:CelLoss"},
+            "milLoss": {"target": "losses.mutual_information:MilLoss", "params": {"lam": 50.0}},
+        },
+        "grids": grids,
+    }
+
+
 def tiny_registry(**grids) -> dict:
     """A registry over tiny real-format MNIST/CIFAR-10 files and the gauss model."""
     return {

@@ -18,6 +18,7 @@ from bench.figures import (batch_sweep_figure, done_cells, draw_all, lambda_swee
 from bench.registry import parse_registry
 from bench.store import Store
 from bench.theory import fano_bound, theorem4_bound
+from tests.conftest import gauss_registry
 
 CPU = torch.device("cpu")
 EPOCHS = 4
@@ -26,21 +27,12 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def registry():
     common = {"architectures": ["mlp"], "seeds": [0, 1], "train": {"epochs": EPOCHS, "batch_size": 64}}
-    return parse_registry({
-        "datasets": {"g": {"kind": "gauss", "params": {"d": 2}}, "fm": {"kind": "fashion-mnist"}},
-        "architectures": {"mlp": {"source": "native", "name": "mlp"}},
-        "losses": {
-            "celLoss": {"target": "losses.cross_entropy:CelLoss"},
-            "milLoss": {"target": "losses.mutual_information:MilLoss", "params": {"lam": 50.0}},
-        },
-        "grids": {
-            "two": {**common, "datasets": ["g"], "losses": ["celLoss", "milLoss"]},
-            "lam": {**common, "datasets": ["g"], "losses": ["celLoss", {"milLoss": {"lam": [1, 10, 100]}}]},
-            "bs": {**common, "datasets": ["g"], "losses": ["celLoss", "milLoss"],
-                   "train": {"epochs": EPOCHS, "batch_size": [32, 128]}},
-            "multi": {**common, "datasets": ["g", "fm"], "losses": ["celLoss", "milLoss"], "seeds": [0]},
-        },
-    })
+    return parse_registry(gauss_registry(
+        two={**common, "datasets": ["g"], "losses": ["celLoss", "milLoss"]},
+        lam={**common, "datasets": ["g"], "losses": ["celLoss", {"milLoss": {"lam": [1, 10, 100]}}]},
+        bs={**common, "datasets": ["g"], "losses": ["celLoss", "milLoss"], "train": {"epochs": EPOCHS, "batch_size": [32, 128]}},
+        multi={**common, "datasets": ["g", "fm"], "losses": ["celLoss", "milLoss"], "seeds": [0]},
+    ))
 
 
 def cells_of(grid: str) -> list[Cell]:

@@ -11,24 +11,15 @@ import yaml
 from bench.cells import cell_identity, expand_grid, loss_label, parse_filters, parse_set
 from bench.errors import BenchError
 from bench.registry import load_registry, parse_registry
+from tests.conftest import gauss_registry
 
 REPO = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
 
 
 def base_registry() -> dict:
-    return {
-        "datasets": {"g": {"kind": "gauss", "params": {"d": 2}}, "fm": {"kind": "fashion-mnist"}},
-        "architectures": {"mlp": {"source": "native", "name": "mlp"}},
-        "losses": {
-            "celLoss": {"target": "losses.cross_entropy:CelLoss"},
-            "milLoss": {"target": "losses.mutual_information:MilLoss", "params": {"lam": 50.0}},
-        },
-        "grids": {
-            "g1": {"datasets": ["g"], "architectures": ["mlp"], "losses": "all", "seeds": [0, 1],
-                   "train": {"epochs": 2, "batch_size": 64}},
-        },
-    }
+    return gauss_registry(g1={"datasets": ["g"], "architectures": ["mlp"], "losses": "all", "seeds": [0, 1],
+                              "train": {"epochs": 2, "batch_size": 64}})
 
 
 def test_shipped_registry_loads_and_counts():

@@ -57,12 +57,13 @@ def make_launcher(options: LauncherOptions) -> Launcher:
         raise BenchError(f"--jobs {options.jobs} is for --launcher local; on {options.kind} size cells with "
                          "--cpus-per-cell / --gpus-per-cell")
     if options.kind == "ray":
-        from bench.launchers.ray import RayLauncher, import_extra
+        from bench.launchers.cluster import import_extra
+        from bench.launchers.ray import RayLauncher
 
         import_extra("ray", "ray", "Ray")  # a missing extra is one line now, before any cell is claimed
         return RayLauncher(options)
     if options.kind == "slurm":
-        from bench.launchers.ray import import_extra
+        from bench.launchers.cluster import import_extra
         from bench.launchers.slurm import SlurmLauncher
 
         import_extra("submitit", "slurm", "submitit")

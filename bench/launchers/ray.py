@@ -20,108 +20,18 @@ GPU resources that only exist for scheduling; cells packed onto them still train
 
 from __future__ import annotations
 
-import os
 import socket
-import time
 from collections import deque
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench.cells import Cell
-from bench.data import Splits
 from bench.errors import BenchError
-from bench.execute import CellOutcome, ExecOptions, failed_outcome, run_cell
+from bench.execute import CellOutcome, ExecOptions, failed_outcome
 from bench.launchers import Hooks, LauncherOptions
+from bench.launchers.cluster import (MAX_IN_FLIGHT, TaskResult, absolute_options, cell_env, first_line, forwarded_env,
+                                     import_extra, timed_cell)
 from bench.store import StoreWriteError
-
-MAX_IN_FLIGHT = 512  # claimed cells hold one lock file each; keep well under the open-files limit
-FORWARDED_ENV_PREFIX = "LOSSBENCH_"  # driver variables every cell sees (e.g. the LOSSBENCH_FAULT test hook)
-
-
-# ---------------------------------------------------------------- shared by the cluster launchers
-
-def import_extra(module: str, extra: str, name: str):
-    """Import an optional engine, or fail with one line naming the extra to install.
-
-    ``extra`` is both the launcher's and the extra's name (``ray``, ``slurm``); ``name`` the engine's.
-    """
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise BenchError(f"the {extra} launcher needs {name}: pip install 'lossbench[{extra}]'") from None
-
-
-def absolute_options(opts: ExecOptions) -> ExecOptions:
-    """Paths as the workers must see them: absolute (workers do not share the driver's cwd)."""
-
-    def fix(p: str | None) -> str | None:
-        return str(Path(p).expanduser().resolve()) if p else p
-
-    return replace(opts, data_root=fix(opts.data_root), cache_dir=fix(opts.cache_dir),
-                   checkpoint_dir=fix(opts.checkpoint_dir))
-
-
-def pick_cell_device(has_gpu: bool) -> str:
-    """The device a worker trains on: cuda when it was given a GPU that torch can see, else cpu."""
-    import torch
-
-    return "cuda" if has_gpu and torch.cuda.is_available() else "cpu"
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-@dataclass
-class TaskResult:
-    """What a remote cell sends back: its rows plus wall-clock bounds (ns) measured on the worker."""
-
-    outcome: CellOutcome
-    started_ns: int
-    finished_ns: int
-    host: str = ""
-
-
-# ---------------------------------------------------------------- the task
-
-_WORKER_MEMO: dict[str, Splits] = {}  # per Ray worker process: the dataset it decoded last
-
-
-def forwarded_env() -> dict[str, str]:
-    """The driver's ``LOSSBENCH_*`` variables, which every cell sees wherever it runs."""
-    return {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIX)}
-
-
-@contextmanager
-def cell_env(env: dict[str, str]):
-    """Give one cell the driver's ``LOSSBENCH_*`` variables, and take them back afterwards.
-
-    Passed with each task rather than as a Ray ``runtime_env``: a runtime_env per value would start
-    a fresh pool of workers (each importing torch) for every distinct setting.
-    """
-    saved = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIX)}
-    for k in saved:
-        del os.environ[k]
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for k in [k for k in os.environ if k.startswith(FORWARDED_ENV_PREFIX)]:
-            del os.environ[k]
-        os.environ.update(saved)
-
-
-def timed_cell(cell: Cell, opts: ExecOptions, has_gpu: bool) -> TaskResult:
-    """On a worker (Ray task or SLURM job): choose the device explicitly, train, return the rows."""
-    t0 = time.time_ns()
-    outcome = run_cell(cell, replace(opts, device=pick_cell_device(has_gpu)), memo=_WORKER_MEMO)
-    return TaskResult(outcome, t0, time.time_ns(), socket.gethostname())
-
 
 def ray_cell(cell: Cell, opts: ExecOptions, env: dict[str, str]) -> TaskResult:
     """Runs inside a Ray worker, with the driver's LOSSBENCH_* variables set."""
@@ -167,11 +77,11 @@ class RayLauncher:
             # or RAY_ADDRESS would otherwise make ray.init() join another one
             ray.init(address=address or "local", include_dashboard=False, logging_level="warning")
         except ConnectionError as exc:
-            raise BenchError(f"--ray-address {address}: no Ray cluster there ({_first_line(exc)}); start one with "
+            raise BenchError(f"--ray-address {address}: no Ray cluster there ({first_line(exc)}); start one with "
                              "`ray start --head`, or omit --ray-address to start a local one") from None
         except Exception as exc:  # noqa: BLE001 - any start failure is one line for the user
             where = f"--ray-address {address}" if address else "starting a local Ray cluster"
-            raise BenchError(f"{where}: {type(exc).__name__}: {_first_line(exc)}") from None
+            raise BenchError(f"{where}: {type(exc).__name__}: {first_line(exc)}") from None
         return True
 
     def _where(self) -> str:
@@ -283,12 +193,12 @@ class RayLauncher:
             if isinstance(cause, StoreWriteError):
                 raise cause from None  # a checkpoint could not be written: ends the run, as on the local launcher
             # raised outside run_cell (e.g. the task could not import the project on that node): not retried
-            return failed_outcome(cell, f"ray task error: {type(cause).__name__}: {_first_line(cause)}")
+            return failed_outcome(cell, f"ray task error: {type(cause).__name__}: {first_line(cause)}")
         except rex.RayError as exc:
             tries = self.options.max_retries + 1
             return failed_outcome(
                 cell, f"the Ray worker running this cell died {tries} time(s) ({type(exc).__name__}: "
-                      f"{_first_line(exc)[:200]}); rerun with --retry-failed (it resumes from its checkpoint "
+                      f"{first_line(exc)[:200]}); rerun with --retry-failed (it resumes from its checkpoint "
                       "where the checkpoint path is shared)")
         self.timings[cell.cell_id] = (result.started_ns, result.finished_ns)
         return result.outcome
@@ -307,10 +217,4 @@ def _probe(address: str, timeout_s: float = 5.0) -> None:
                          "with `ray start --head`, or omit --ray-address to start a local one") from None
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-__all__ = ["RayLauncher", "ray_cell", "pick_cell_device", "absolute_options", "import_extra",
-           "TaskResult"]
+__all__ = ["RayLauncher", "ray_cell"]

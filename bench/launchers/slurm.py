@@ -29,15 +29,13 @@ from typing import Any
 
 from bench.cells import Cell
 from bench.errors import BenchError
-from bench.execute import CellOutcome, ExecOptions
+from bench.execute import CellOutcome, ExecOptions, failed_outcome
 from bench.launchers import Hooks, LauncherOptions
-from bench.execute import failed_outcome
-from bench.launchers.ray import TaskResult, absolute_options, import_extra, timed_cell
+from bench.launchers.cluster import MAX_IN_FLIGHT, TaskResult, absolute_options, first_line, import_extra, timed_cell
 from bench.store import StoreWriteError
 
 CLUSTER_ENV = "LOSSBENCH_SUBMITIT_CLUSTER"
 CLUSTERS = ("slurm", "local", "debug")
-MAX_IN_FLIGHT = 512  # claimed cells hold one lock file each
 
 
 def slurm_cell(cell: Cell, opts: ExecOptions, gpus: int) -> TaskResult:
@@ -185,7 +183,7 @@ class SlurmLauncher:
         try:
             jobs = executor.map_array(slurm_cell, batch, [opts] * len(batch), [self.gpus] * len(batch))
         except (submitit.core.utils.FailedSubmissionError, subprocess.CalledProcessError, OSError) as exc:
-            raise BenchError(f"--launcher slurm: the submission was refused: {_first_line(exc)}") from None
+            raise BenchError(f"--launcher slurm: the submission was refused: {first_line(exc)}") from None
         if self.cluster == "local":
             for job in jobs:  # no network filesystem to wait for: a job without a result died
                 job._results_timeout_s = 2
@@ -213,7 +211,7 @@ class SlurmLauncher:
                       f"time; state {_state(job)}; logs in {Path(str(job.paths.stderr)).parent}); "
                       "rerun with --retry-failed to resume from its checkpoint")
         except Exception as exc:  # noqa: BLE001 - the debug executor re-raises the job's own exception
-            return failed_outcome(cell, f"job raised {type(exc).__name__}: {_first_line(exc)}")
+            return failed_outcome(cell, f"job raised {type(exc).__name__}: {first_line(exc)}")
         self.timings[cell.cell_id] = (result.started_ns, result.finished_ns)
         return result.outcome
 
@@ -241,11 +239,6 @@ def _partition_gres(partition: str | None) -> list[str] | None:
         return None
     lines = [line.strip().lower() for line in out.splitlines() if line.strip()]
     return lines or None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _last_error_line(exc: BaseException) -> str:

@@ -1,0 +1,107 @@
+"""What the cluster launchers (Ray, SLURM) share: the worker-side cell runner and its helpers.
+
+A worker picks its device itself, trains one cell through :func:`bench.execute.run_cell` with the
+driver's ``LOSSBENCH_*`` variables, and sends back a :class:`TaskResult`; the driver alone writes
+the store.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from bench.cells import Cell
+from bench.data import Splits
+from bench.errors import BenchError
+from bench.execute import CellOutcome, ExecOptions, run_cell
+
+MAX_IN_FLIGHT = 512  # claimed cells hold one lock file each; keep well under the open-files limit
+FORWARDED_ENV_PREFIX = "LOSSBENCH_"  # driver variables every cell sees (e.g. the LOSSBENCH_FAULT test hook)
+
+
+def import_extra(module: str, extra: str, name: str):
+    """Import an optional engine, or fail with one line naming the extra to install.
+
+    ``extra`` is both the launcher's and the extra's name (``ray``, ``slurm``); ``name`` the engine's.
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise BenchError(f"the {extra} launcher needs {name}: pip install 'lossbench[{extra}]'") from None
+
+
+def absolute_options(opts: ExecOptions) -> ExecOptions:
+    """Paths as the workers must see them: absolute (workers do not share the driver's cwd)."""
+
+    def fix(p: str | None) -> str | None:
+        return str(Path(p).expanduser().resolve()) if p else p
+
+    return replace(opts, data_root=fix(opts.data_root), cache_dir=fix(opts.cache_dir),
+                   checkpoint_dir=fix(opts.checkpoint_dir))
+
+
+def pick_cell_device(has_gpu: bool) -> str:
+    """The device a worker trains on: cuda when it was given a GPU that torch can see, else cpu."""
+    from bench.device import pick_device
+
+    return pick_device("auto" if has_gpu else "cpu").type
+
+
+@dataclass
+class TaskResult:
+    """What a remote cell sends back: its rows plus wall-clock bounds (ns) measured on the worker."""
+
+    outcome: CellOutcome
+    started_ns: int
+    finished_ns: int
+    host: str = ""
+
+
+_WORKER_MEMO: dict[str, Splits] = {}  # per Ray worker process: the dataset it decoded last
+
+
+def forwarded_env() -> dict[str, str]:
+    """The driver's ``LOSSBENCH_*`` variables, which every cell sees wherever it runs."""
+    return {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIX)}
+
+
+@contextmanager
+def cell_env(env: dict[str, str]):
+    """Give one cell the driver's ``LOSSBENCH_*`` variables, and take them back afterwards.
+
+    Passed with each task rather than as a Ray ``runtime_env``: a runtime_env per value would start
+    a fresh pool of workers (each importing torch) for every distinct setting.
+    """
+    saved = forwarded_env()
+    for k in saved:
+        del os.environ[k]
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k in [k for k in os.environ if k.startswith(FORWARDED_ENV_PREFIX)]:
+            del os.environ[k]
+        os.environ.update(saved)
+
+
+def timed_cell(cell: Cell, opts: ExecOptions, has_gpu: bool) -> TaskResult:
+    """On a worker (Ray task or SLURM job): choose the device explicitly, train, return the rows."""
+    t0 = time.time_ns()
+    outcome = run_cell(cell, replace(opts, device=pick_cell_device(has_gpu)), memo=_WORKER_MEMO)
+    return TaskResult(outcome, t0, time.time_ns(), socket.gethostname())
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line (its type when it has no text), for one-line failure messages."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+__all__ = ["MAX_IN_FLIGHT", "TaskResult", "absolute_options", "cell_env", "first_line", "forwarded_env",
+           "import_extra", "pick_cell_device", "timed_cell"]
