@@ -368,14 +368,17 @@ def report(
             raise BenchError(f"--baseline {baseline!r}: not a loss of grid {grid!r}{closest(baseline, {c.loss for c in cells})}")
         store = Store(results)
         target = _report_dir(out if out is not None else (Path("report") if figures else None), grid)
+        from bench.report import REPORT_COLUMNS, collect, render
+
         fig_names: list[str] = []
         if figures:
             from bench.figures import draw_all
 
-            fig_names = draw_all(grid, cells, store, target)
-        from bench.report import REPORT_COLUMNS, collect, render
-
-        data = collect(grid, cells, store.cells(REPORT_COLUMNS), baseline or _default_baseline(cells))
+            results_df = store.cells()  # every column: the figures read the sweep settings too
+            fig_names = draw_all(grid, cells, store, target, results_df)
+        else:
+            results_df = store.cells(REPORT_COLUMNS)
+        data = collect(grid, cells, results_df, baseline or _default_baseline(cells))
         text = render(data, fmt, fig_names)
         if target is not None:
             ext = {"markdown": "md", "latex": "tex", "csv": "csv"}[fmt]

@@ -44,7 +44,7 @@ def paired_diff_ci(
     ``note``).  Pairs where either value is not finite (NaN/inf, e.g. a diverged run) are
     dropped too.  With n pairs, mean d̄ and sample std s (ddof = 1):
 
-        d̄ ± t_{(1+level)/2, n−1} · s / √n      (scipy.stats.t, n − 1 degrees of freedom).
+        d̄ ± t_{(1+level)/2, n−1} · s / √n      (Student t quantile, scipy.special.stdtrit, n − 1 degrees of freedom).
 
     * n < 2: no interval — lo = hi = NaN, significant = False, note starts "n too small"
       (mean is the single difference, or NaN when n = 0).

@@ -26,8 +26,7 @@ except ImportError:  # run as `python benchmarks/x.py` without an installed pack
     sys.path.insert(0, str(REPO))
 
 
-def interleave(variants: dict[str, Callable[[], object]], rounds: int, warmup: int = 1,
-               on_round: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, list[float]]:
+def interleave(variants: dict[str, Callable[[], object]], rounds: int, warmup: int = 1) -> dict[str, list[float]]:
     """Wall time of each variant, ``rounds`` times, interleaved; the order alternates each round."""
     names = list(variants)
     for _ in range(warmup):
@@ -35,15 +34,10 @@ def interleave(variants: dict[str, Callable[[], object]], rounds: int, warmup: i
             variants[name]()
     times: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds):
-        order = names if r % 2 == 0 else names[::-1]
-        this: dict[str, float] = {}
-        for name in order:
+        for name in names if r % 2 == 0 else names[::-1]:
             t0 = time.perf_counter()
             variants[name]()
-            this[name] = time.perf_counter() - t0
-            times[name].append(this[name])
-        if on_round is not None:
-            on_round(r, this)
+            times[name].append(time.perf_counter() - t0)
     return times
 
 

@@ -47,24 +47,17 @@ from bench import execute
 from bench.cells import expand_grid
 from bench.data import Splits
 from bench.execute import ExecOptions, run_cell
+from bench.models import build_model
 from bench.progress import PlainDisplay
 from bench.registry import parse_registry
 
 SEED = 0
 
 
-def hand_model(arch: str) -> nn.Module:
-    """The paper's nets written out by hand (same layer order, hence same init, as bench.models)."""
-    if arch == "mlp":
-        return nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
-    return nn.Sequential(nn.Conv2d(1, 10, 5), nn.MaxPool2d(2), nn.ReLU(), nn.Conv2d(10, 20, 5), nn.MaxPool2d(2), nn.ReLU(),
-                         nn.Flatten(), nn.Linear(320, 50), nn.ReLU(), nn.Linear(50, 10))
-
-
 def bare_loop(arch: str, splits: Splits, epochs: int, batch_size: int, out: dict, index_select: bool) -> None:
     """A hand-written training loop: what the harness is measured against."""
     torch.manual_seed(SEED)
-    model = hand_model(arch)
+    model = build_model("native", arch, splits.in_shape, splits.num_classes, {})  # the harness's model and init
     conv = arch == "cnn"
     if conv:
         model = model.to(memory_format=torch.channels_last)

@@ -40,14 +40,13 @@ def measure(arch: str, args: argparse.Namespace, full, losses: dict[str, tuple[s
     def make(name: str):
         target, params = losses[name]
 
-        def run() -> float:
+        def run() -> None:
             torch.manual_seed(SEED)
             model = build_model("native", arch, splits.in_shape, splits.num_classes, {})
             result = train_cell(cell_id=f"bench-{name}", model=model, criterion=import_target(target)(**params),
                                 splits=splits, cfg=cfg, seed=SEED, device=torch.device("cpu"), checkpoint=None)
             h = result.history[-1]
             step_times[name].append((h["epoch_time"] - h["eval_time"]) / steps)
-            return h["train_loss"]
         return run
 
     rounds = args.rounds or (31 if arch == "mlp" else 15)
