@@ -8,7 +8,6 @@ does. Display names are not part of the identity: renaming an entry keeps its re
 from __future__ import annotations
 
 import hashlib
-import inspect
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ if TYPE_CHECKING:  # torch is imported lazily: status and report run without it
 
 
 from bench.errors import BenchError, closest
-from bench.registry import TRAIN_FIELDS, Registry, TrainConfig, import_target
+from bench.registry import TRAIN_FIELDS, Registry, TrainConfig
 
 ID_LENGTH = 16
 
@@ -103,27 +102,9 @@ def _sweep(mapping: dict[str, Any]) -> list[dict[str, Any]]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
 
 
-def check_loss(name: str, target: str, params: dict[str, Any]) -> None:
-    """Import a loss and build it once with ``params``; any problem is one BenchError line."""
-    import torch
-
-    cls = import_target(target)
-    if not (inspect.isclass(cls) and issubclass(cls, torch.nn.Module)):
-        raise BenchError(f"loss {name!r}: target {target!r} is not a torch.nn.Module class with forward(logits, targets)")
-    try:
-        sig = inspect.signature(cls)
-        sig.bind(**params)
-    except TypeError:
-        accepted = [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
-        bad = [k for k in params if k not in accepted]
-        raise BenchError(
-            f"loss {name!r}: unknown parameter {bad[0] if bad else params!r}{closest(bad[0], accepted) if bad else ''}"
-            f"; {target} accepts {accepted}"
-        ) from None
-    try:
-        cls(**params)
-    except (ValueError, TypeError) as exc:
-        raise BenchError(f"loss {name!r} with {params}: {exc}") from None
+def dataset_classes(kind: str) -> int:
+    """Number of classes of a dataset kind, known without reading its data."""
+    return 2 if kind == "gauss" else 10
 
 
 def resolve_precision(train: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -223,12 +204,16 @@ def expand_grid(
         train_variants.append((label, resolve_precision(TrainConfig(**t).model_dump(), device)))
 
     loss_variants: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = []
+    if validate:
+        from bench.preflight import check_loss
+
+        classes = sorted({dataset_classes(registry.datasets[substitute.get(d, d)].kind) for d in grid.datasets})
     for gl in grid.grid_losses(registry.loss_names()):
         spec = registry.losses[gl.name]
         for ov in _sweep(gl.overrides):
             params = {**spec.params, **ov}
             if validate:
-                check_loss(gl.name, spec.target, params)
+                check_loss(loss_label(gl.name, ov), spec.target, params, classes, registry.import_paths())
             loss_variants.append((loss_label(gl.name, ov), gl.name, spec.target, params))
 
     cells: list[Cell] = []

@@ -242,7 +242,8 @@ def run(
         store.ensure_writable()
         clean_temp_files(store)
         opts = ExecOptions(device=str(dev), data_root=str(data_root) if data_root else None, download=download,
-                           cache_dir=str(_cache_dir(results)), checkpoint_dir=str(store.checkpoints_dir))
+                           cache_dir=str(_cache_dir(results)), checkpoint_dir=str(store.checkpoints_dir),
+                           import_paths=reg.import_paths())
         from bench.launchers import LauncherOptions, make_launcher
 
         chosen = make_launcher(LauncherOptions(
@@ -329,8 +330,10 @@ def status(
                 continue
             counts[status] = counts.get(status, 0) + 1
             if status != "done":
+                tb = store.traceback_path(c.cell_id)
+                kept = f" (traceback: {tb})" if tb.is_file() else ""
                 problems.append(f"  {status}: {c.cell_id} {c.dataset}/{c.architecture}/{c.loss}/seed {c.seed}: "
-                                f"{messages.get(c.cell_id, '')}")
+                                f"{messages.get(c.cell_id, '')}{kept}")
     except BenchError as err:
         _fail(err)
         return
@@ -422,45 +425,15 @@ def list_(
 ) -> None:
     """What the registry holds: datasets with sizes, architectures with parameter counts, losses, grids with cell counts."""
     try:
-        from tabulate import tabulate
-
-        from bench.cells import expand_grid
-        from bench.data import load_splits
-        from bench.device import pick_device
-        from bench.models import build_model, count_params
+        from bench.catalog import catalog, render_catalog
         from bench.registry import load_registry
 
-        reg = load_registry(registry)
-        rows = []
-        for name, ds in reg.datasets.items():
-            try:
-                s = load_splits(ds.kind, dict(ds.params), data_root, False, _cache_dir(results))
-                rows.append([name, ds.kind, len(s.train_y), len(s.test_y), "x".join(map(str, s.in_shape)), s.num_classes])
-            except BenchError:
-                rows.append([name, ds.kind, "not found", "", "", ""])
-        typer.echo(tabulate(rows, headers=["dataset", "kind", "train", "test", "shape", "classes"]))
-        typer.echo("")
-        rows = []
-        for name, arch in reg.architectures.items():
-            shape = (1, 28, 28) if arch.source == "native" else (3, 32, 32)
-            count = ""
-            if params:
-                count = f"{count_params(build_model(arch.source, arch.name, shape, 10, dict(arch.params))) / 1e6:.3f}M"
-            rows.append([name, arch.source, arch.name, "x".join(map(str, shape)), count])
-        typer.echo(tabulate(rows, headers=["architecture", "source", "name", "input", "params (10 classes)"]))
-        typer.echo("")
-        typer.echo(tabulate([[n, l.target, ", ".join(f"{k}={v}" for k, v in l.params.items())] for n, l in reg.losses.items()],
-                            headers=["loss", "target", "defaults"]))
-        typer.echo("")
-        dev = pick_device(None)
-        rows = []
-        for name, g in reg.grids.items():
-            cells = expand_grid(reg, name, dev)
-            rows.append([name, len(cells), ", ".join(g.datasets), ", ".join(g.architectures), len(g.seeds),
-                         cells[0].config["train"]["epochs"] if cells else ""])
-        typer.echo(tabulate(rows, headers=["grid", "cells", "datasets", "architectures", "seeds", "epochs"]))
+        # everything is checked (every grid expanded, every loss probed) before anything is printed
+        tables = catalog(load_registry(registry), data_root, None, count=params)  # read-only: no cache written
     except BenchError as err:
         _fail(err)
+        return
+    typer.echo(render_catalog(tables))
 
 
 def _float_list(text: str, what: str) -> list[float]:

@@ -24,6 +24,7 @@ from bench.data import Splits, load_splits
 from bench.errors import BenchError
 from bench.faults import SimulatedOutOfMemoryError, fault_from_env
 from bench.models import build_model
+from bench.preflight import where
 from bench.registry import TrainConfig, import_target
 from bench.store import StoreWriteError, checkpoint_file
 from bench.train import ProgressFn, label_entropy, load_checkpoint, train_cell
@@ -38,12 +39,14 @@ class ExecOptions:
     download: bool = False
     cache_dir: str | None = None
     checkpoint_dir: str | None = None
+    import_paths: tuple[str, ...] = ()  # where a loss target's module is looked for (Registry.import_paths)
 
 
 @dataclass
 class CellOutcome:
     row: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
+    traceback: str = ""  # the full traceback of a cell that raised; the driver keeps it beside the store
 
     @property
     def status(self) -> str:
@@ -78,6 +81,7 @@ def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
     ckpt = checkpoint_file(opts.checkpoint_dir, cell.cell_id) if opts.checkpoint_dir else None
     base = _base_row(cell, device, socket.gethostname(), _now(), time.time_ns())
     history: list[dict[str, Any]] = []
+    tb_text = ""
     try:
         splits = load_cell_splits(cell, opts, memo)
         resume_state = None
@@ -92,13 +96,15 @@ def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
         torch.manual_seed(cell.seed)
         arch = cell.config["architecture"]
         model = build_model(arch["source"], arch["name"], splits.in_shape, splits.num_classes, dict(arch["params"]))
-        loss_cls = import_target(cell.config["loss"]["target"])
+        loss_cls = import_target(cell.config["loss"]["target"], opts.import_paths)
         criterion = loss_cls(**cell.config["loss"]["params"])
         result = train_cell(cell_id=cell.cell_id, model=model, criterion=criterion, splits=splits, cfg=cfg,
                             seed=cell.seed, device=device, checkpoint=ckpt, resume_state=resume_state,
                             progress=progress, fault=fault_from_env())
         history = result.history
         status, message = result.status, result.message
+        if status == "diverged":
+            message = f"loss {cell.loss!r}: {message}"
         resumed = result.resumed_from_epoch
         wall = result.wall_time
         test_h = label_entropy(splits.test_y, splits.num_classes)
@@ -113,11 +119,12 @@ def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
     except BenchError as exc:
         status, message, resumed, wall, test_h, num_classes = "failed", str(exc), 0, time.perf_counter() - t0, float("nan"), 0
     except Exception as exc:  # noqa: BLE001 - a failing cell is recorded and the grid goes on
-        tb = traceback.extract_tb(exc.__traceback__)
-        where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
         status, resumed, wall, test_h, num_classes = "failed", 0, time.perf_counter() - t0, float("nan"), 0
-        message = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}{where}"
-    return CellOutcome(_result_row(base, status, message, history, resumed, num_classes, test_h, wall, device), history)
+        # the line named is the user's own (their loss file), not torch's autograd internals
+        message = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}{where(exc)}"
+        tb_text = "".join(traceback.format_exception(exc))
+    return CellOutcome(_result_row(base, status, message, history, resumed, num_classes, test_h, wall, device),
+                       history, tb_text)
 
 
 def _result_row(base: dict[str, Any], status: str, message: str, history: list[dict[str, Any]], resumed: int,

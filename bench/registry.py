@@ -8,6 +8,9 @@ turns that file into typed, immutable pydantic models and turns every problem wi
 from __future__ import annotations
 
 import importlib
+import os
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -156,6 +159,12 @@ class Registry(_Strict):
     def loss_names(self) -> list[str]:
         return list(self.losses)
 
+    def import_paths(self) -> tuple[str, ...]:
+        """Folders a loss ``target`` module is looked for in besides the installed packages: the
+        registry file's folder, then the working folder."""
+        folders = (str(Path(self.source).resolve().parent), os.getcwd())
+        return tuple(dict.fromkeys(folders))
+
 
 class _RefError(ValueError):
     def __init__(self, path: str, kind: str, name: str, valid: Any, message: str | None = None):
@@ -261,13 +270,24 @@ def load_registry(path: Path | str) -> Registry:
     return parse_registry(data, source=str(path))
 
 
-def import_target(target: str) -> type:
-    """Import ``package.module:ClassName``; a bad target is one BenchError line."""
+def import_target(target: str, import_paths: Sequence[str] = ()) -> type:
+    """Import ``package.module:ClassName``; a bad target is one BenchError line.
+
+    ``import_paths`` (the registry file's folder and the working folder, see
+    :meth:`Registry.import_paths`) are searched after the installed packages, so a
+    ``my_losses.py`` beside ``registry.yaml`` imports as a user expects without shadowing a
+    package of the same name.
+    """
     module_name, _, attr = target.partition(":")
+    for folder in import_paths:
+        if folder not in sys.path:
+            sys.path.append(folder)
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # noqa: BLE001 - any import failure is the user's target
-        raise BenchError(f"loss target {target!r}: cannot import module {module_name!r} ({type(exc).__name__}: {exc})") from None
+        looked = f"; looked in the installed packages and {', '.join(import_paths)}" if import_paths else ""
+        raise BenchError(f"loss target {target!r}: cannot import module {module_name!r} "
+                         f"({type(exc).__name__}: {exc}){looked}") from None
     obj = getattr(module, attr, None)
     if obj is None:
         public = [n for n in dir(module) if not n.startswith("_")]

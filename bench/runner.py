@@ -25,7 +25,8 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
-        return 1 if (self.trained["failed"] or self.trained["diverged"]) else 0
+        """1 while the grid holds failed or diverged cells, whether trained now or skipped (as stored)."""
+        return 1 if (self.trained["failed"] or self.trained["diverged"] or self.skipped_failed) else 0
 
 
 def select_cells(cells: list[Cell], statuses: dict[str, str], force: bool, retry_failed: bool,
@@ -81,6 +82,8 @@ class Driver:
         self.display.step(cell, p)
 
     def finish(self, cell: Cell, outcome: CellOutcome) -> None:
+        if outcome.traceback:  # before the row, so a row that says "failed" always has its traceback
+            self.store.write_traceback(cell.cell_id, outcome.traceback)
         self.store.write_result(outcome.row, outcome.history)
         if outcome.status == "done":
             self.store.remove_checkpoint(cell.cell_id)

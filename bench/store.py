@@ -99,6 +99,20 @@ class Store:
     def corrupt_dir(self) -> Path:
         return self.root / "corrupt"
 
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    def traceback_path(self, cell_id: str) -> Path:
+        """Where the full traceback of a cell that raised is kept (``bench status`` points to it)."""
+        return self.logs_dir / f"{_safe(cell_id)}.traceback.txt"
+
+    def write_traceback(self, cell_id: str, text: str) -> Path:
+        path = self.traceback_path(cell_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, text.encode(), "log", cell_id)
+        return path
+
     # ---------------------------------------------------------------- setup
     def check_location(self) -> None:
         """Cheap checks that write nothing: the folder (or the folder it would be created in) is a writable folder."""

@@ -362,7 +362,9 @@ def _train(cell_id: str, model: torch.nn.Module, criterion: torch.nn.Module, spl
         if not math.isfinite(train_loss):
             wall += time.perf_counter() - t0
             return TrainResult("diverged", history, wall, start_epoch,
-                               f"non-finite training loss in epoch {epoch + 1}; try a smaller lr")
+                               f"non-finite training loss in epoch {epoch + 1}: the loss returned {train_loss}; a loss "
+                               "that takes log(0) or divides by zero does this by itself, else the weights diverged: "
+                               f"try a smaller lr (--set train.lr={cfg.lr / 10:g})")
         t_eval = time.perf_counter()
         metrics = evaluate(model, test_x, test_y, splits, cfg, device)
         epoch_time = time.perf_counter() - t0
@@ -372,7 +374,9 @@ def _train(cell_id: str, model: torch.nn.Module, criterion: torch.nn.Module, spl
         history.append(row)
         if not all(math.isfinite(v) for v in (metrics["test_loss"], metrics["test_mi"])):
             return TrainResult("diverged", history, wall, start_epoch,
-                               f"non-finite test loss in epoch {epoch + 1}; try a smaller lr")
+                               f"the model's test predictions were non-finite in epoch {epoch + 1} (test NLL "
+                               f"{metrics['test_loss']}, test MI {metrics['test_mi']}); the weights diverged: try a "
+                               f"smaller lr (--set train.lr={cfg.lr / 10:g})")
         if checkpoint is not None and epoch + 1 < cfg.epochs:
             writer.submit(checkpoint, {
                 "version": CHECKPOINT_VERSION,

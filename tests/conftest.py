@@ -13,6 +13,8 @@ from typer.testing import CliRunner
 
 from tests.fixtures_data import write_cifar10_batches, write_mnist_idx
 
+pytest_plugins = ["tests.ci_skips"]
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -86,3 +88,4 @@ def bench_subprocess(*args: str, env: dict | None = None, timeout: float = 300, 
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "bench.cli", *map(str, args)], capture_output=True, text=True,
                           env=full_env, timeout=timeout, cwd=cwd or REPO)
+

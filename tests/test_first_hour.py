@@ -1,0 +1,254 @@
+"""A new user's first hour: the README's "Adding a loss" followed literally, broken losses, exit codes.
+
+Every test runs the real ``bench`` console script in a subprocess from a temp folder, as a user does.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import REPO, gauss_registry
+
+BENCH = Path(sys.executable).with_name("bench")
+
+FOCAL = '''
+import torch
+import torch.nn.functional as F
+
+
+class FocalLoss(torch.nn.Module):
+    def __init__(self, gamma: float = 2.0):
+        super().__init__()
+        self.gamma = gamma
+
+    def forward(self, logits, targets):
+        logp = F.log_softmax(logits, 1).gather(1, targets[:, None]).squeeze(1)
+        return (-(1 - logp.exp()) ** self.gamma * logp).mean()
+'''
+
+BROKEN = '''
+import torch
+import torch.nn.functional as F
+
+
+class NeedsGamma(torch.nn.Module):
+    def __init__(self, gamma: float):
+        super().__init__()
+        self.gamma = gamma
+
+    def forward(self, logits, targets):
+        return F.cross_entropy(logits, targets)
+
+
+class PerSample(torch.nn.Module):
+    def forward(self, logits, targets):
+        return F.cross_entropy(logits, targets, reduction="none")
+
+
+class ReturnsFloat(torch.nn.Module):
+    def forward(self, logits, targets):
+        return float(F.cross_entropy(logits, targets))
+
+
+class Detached(torch.nn.Module):
+    def forward(self, logits, targets):
+        return F.cross_entropy(logits.detach(), targets)
+
+
+class Raises(torch.nn.Module):
+    def forward(self, logits, targets):
+        return logits[:, 99].mean()
+
+
+class Typed(torch.nn.Module):
+    def __init__(self, gamma: float = 2.0, mode: str = "mean"):
+        super().__init__()
+        self.gamma, self.mode = gamma, mode
+
+    def forward(self, logits, targets):
+        return F.cross_entropy(logits, targets)
+
+
+class FailsLater(torch.nn.Module):
+    """Passes the one-batch check, then raises in training (its third call)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, logits, targets):
+        self.calls += 1
+        if self.calls == 3:
+            raise ValueError("the third batch is bad")
+        return F.cross_entropy(logits, targets)
+
+
+class NanLater(torch.nn.Module):
+    """Passes the one-batch check, then returns NaN in training."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, logits, targets):
+        self.calls += 1
+        loss = F.cross_entropy(logits, targets)
+        return loss * float("nan") if self.calls >= 2 else loss
+'''
+
+
+def bench(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("LOSSBENCH_REGISTRY", "LOSSBENCH_RESULTS", "PYTHONPATH")}
+    env["PYTHONPATH"] = str(REPO)  # this checkout's code, as the installed console script would import it
+    return subprocess.run([str(BENCH), *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=timeout)
+
+
+def write_registry(folder: Path, losses: dict, grid_losses: list, epochs: int = 2) -> Path:
+    reg = gauss_registry(mine={"datasets": ["g"], "architectures": ["mlp"], "losses": grid_losses, "seeds": [0],
+                               "train": {"epochs": epochs, "batch_size": 256}})
+    reg["datasets"]["g"]["params"] = {"d": 2, "n_train": 1024, "n_test": 256}
+    reg["losses"].update(losses)
+    path = folder / "registry.yaml"
+    path.write_text(yaml.safe_dump(reg, sort_keys=False))
+    return path
+
+
+def test_bench_console_script_exists():
+    assert BENCH.is_file(), f"{BENCH}: run scripts/setup.sh"
+
+
+@pytest.mark.parametrize("where", ["registry folder", "working folder"])
+def test_a_loss_module_beside_the_registry_imports(tmp_path, where):
+    project = tmp_path / "project"
+    project.mkdir()
+    reg = write_registry(project, {"focal": {"target": "my_losses:FocalLoss", "params": {"gamma": 2.0}}},
+                         ["celLoss", {"focal": {"gamma": [1.0, 2.0]}}])
+    if where == "registry folder":  # run from elsewhere: the module is found beside registry.yaml
+        (project / "my_losses.py").write_text(FOCAL)
+        cwd = tmp_path
+    else:  # the registry is elsewhere: the module is found in the working folder
+        (tmp_path / "my_losses.py").write_text(FOCAL)
+        cwd = tmp_path
+        reg = reg.rename(project / "elsewhere.yaml")
+    r = bench("run", "--grid", "mine", "--registry", reg, "--results", tmp_path / "results", "--no-report", cwd=cwd)
+    assert r.returncode == 0, r.stderr
+    rows = pd.read_parquet(tmp_path / "results" / "cells")
+    assert sorted(rows["loss"]) == ["celLoss", "focal(gamma=1)", "focal(gamma=2)"]
+    assert set(rows["status"]) == {"done"}
+
+
+def test_an_unimportable_module_names_where_it_looked(tmp_path):
+    reg = write_registry(tmp_path, {"focal": {"target": "my_losses:FocalLoss"}}, ["focal"])
+    r = bench("run", "--grid", "mine", "--registry", reg, "--results", tmp_path / "results", cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: loss target 'my_losses:FocalLoss'")
+    assert str(tmp_path) in r.stderr
+
+
+BROKEN_CASES = {
+    "missing-argument": ({"target": "broken:NeedsGamma"}, ["missing required parameter 'gamma'", "losses.bad.params.gamma"]),
+    "wrong-type": ({"target": "broken:Typed", "params": {"gamma": "two"}}, ["gamma='two' is a str", "expects float"]),
+    "wrong-type-str": ({"target": "broken:Typed", "params": {"mode": 3}}, ["mode=3 is a int", "expects str"]),
+    "unknown-parameter": ({"target": "broken:Typed", "params": {"gama": 1.0}}, ["unknown parameter 'gama'", "gamma"]),
+    "per-sample": ({"target": "broken:PerSample"}, ["tensor of shape (8,)", "0-dim tensor", ".mean()"]),
+    "float": ({"target": "broken:ReturnsFloat"}, ["returned a float, not a tensor"]),
+    "detached": ({"target": "broken:Detached"}, ["does not depend on the logits"]),
+    "raises": ({"target": "broken:Raises"}, ["forward(logits, targets) raised IndexError", "at broken.py:"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_CASES))
+def test_a_broken_loss_is_one_error_line_before_any_training(tmp_path, case):
+    spec, expected = BROKEN_CASES[case]
+    (tmp_path / "broken.py").write_text(BROKEN)
+    reg = write_registry(tmp_path, {"bad": spec}, ["celLoss", "bad"])
+    results = tmp_path / "results"
+    r = bench("run", "--grid", "mine", "--registry", reg, "--results", results, cwd=tmp_path)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: loss 'bad'"), r.stderr
+    for text in expected:
+        assert text in r.stderr, r.stderr
+    assert not (results / "cells").exists(), "nothing may be trained, not even the good loss"
+
+
+def test_a_loss_that_raises_in_training_keeps_its_traceback(tmp_path):
+    (tmp_path / "broken.py").write_text(BROKEN)
+    reg = write_registry(tmp_path, {"later": {"target": "broken:FailsLater"}}, ["celLoss", "later"])
+    results = tmp_path / "results"
+    r = bench("run", "--grid", "mine", "--registry", reg, "--results", results, "--no-report", cwd=tmp_path)
+    assert r.returncode == 1
+    rows = pd.read_parquet(results / "cells").set_index("loss")
+    assert rows.loc["celLoss", "status"] == "done", "the grid goes on"
+    message = rows.loc["later", "message"]
+    line = BROKEN.splitlines().index('            raise ValueError("the third batch is bad")') + 1
+    assert rows.loc["later", "status"] == "failed"
+    assert message == f"ValueError: the third batch is bad at broken.py:{line}"
+    tb = results / "logs" / f"{rows.loc['later', 'cell_id']}.traceback.txt"
+    assert "Traceback (most recent call last)" in tb.read_text() and "broken.py" in tb.read_text()
+    s = bench("status", "--grid", "mine", "--registry", reg, "--results", results, cwd=tmp_path)
+    assert f"at broken.py:{line}" in s.stdout and str(tb.relative_to(tmp_path)) in s.stdout, s.stdout
+
+
+def test_a_loss_that_returns_nan_is_reported_as_the_loss_value(tmp_path):
+    (tmp_path / "broken.py").write_text(BROKEN)
+    reg = write_registry(tmp_path, {"nanny": {"target": "broken:NanLater"}}, ["nanny"])
+    results = tmp_path / "results"
+    r = bench("run", "--grid", "mine", "--registry", reg, "--results", results, "--no-report", cwd=tmp_path)
+    assert r.returncode == 1
+    row = pd.read_parquet(results / "cells").iloc[0]
+    assert row["status"] == "diverged"
+    assert row["message"].startswith("loss 'nanny': non-finite training loss in epoch 1: the loss returned nan")
+
+
+def test_registering_a_loss_does_not_grow_the_paper_grids(tmp_path):
+    reg = yaml.safe_load((REPO / "registry.yaml").read_text())
+    reg["losses"]["focal"] = {"target": "my_losses:FocalLoss"}
+    (tmp_path / "my_losses.py").write_text(FOCAL)
+    path = tmp_path / "registry.yaml"
+    path.write_text(yaml.safe_dump(reg, sort_keys=False))
+    r = bench("list", "--registry", path, "--results", tmp_path / "results", "--no-params", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    counts = {line.split()[0]: line.split()[1] for line in r.stdout.split("grid ", 1)[1].splitlines()[2:]}
+    assert {g: counts[g] for g in ("quick", "mnist", "fashion-mnist", "cifar10")} == {
+        "quick": "15", "mnist": "30", "fashion-mnist": "30", "cifar10": "75"}
+
+
+def test_a_grid_holding_failed_cells_exits_1_even_when_they_are_skipped(tmp_path):
+    (tmp_path / "broken.py").write_text(BROKEN)
+    reg = write_registry(tmp_path, {"later": {"target": "broken:FailsLater"}}, ["celLoss", "later"])
+    results = tmp_path / "results"
+    args = ("run", "--grid", "mine", "--registry", reg, "--results", results, "--no-report")
+    assert bench(*args, cwd=tmp_path).returncode == 1
+    again = bench(*args, cwd=tmp_path)
+    assert again.returncode == 1, again.stdout
+    assert "--retry-failed" in again.stdout + again.stderr
+
+
+def test_list_validates_everything_before_printing(tmp_path):
+    (tmp_path / "broken.py").write_text(BROKEN)
+    reg = write_registry(tmp_path, {"bad": {"target": "broken:PerSample"}}, ["celLoss", "bad"])
+    r = bench("list", "--registry", reg, "--results", tmp_path / "results", "--no-params", cwd=tmp_path)
+    assert r.returncode == 2 and r.stdout == "", r.stdout
+    assert r.stderr.startswith("error: loss 'bad'") and r.stderr.count("\n") == 1
+
+
+def test_list_shows_descriptions_and_where_a_dataset_was_looked_for(tmp_path):
+    reg = write_registry(tmp_path, {}, ["celLoss"])
+    data = yaml.safe_load(reg.read_text())
+    data["datasets"]["m"] = {"kind": "mnist", "description": "handwritten digits"}
+    data["losses"]["celLoss"]["description"] = "plain cross entropy"
+    reg.write_text(yaml.safe_dump(data, sort_keys=False))
+    r = bench("list", "--registry", reg, "--results", tmp_path / "results", "--data-root", tmp_path / "nowhere",
+              cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "handwritten digits" in r.stdout and "plain cross entropy" in r.stdout
+    assert "not found" in r.stdout and str(tmp_path / "nowhere") in r.stdout
+    assert not (tmp_path / "results").exists(), "bench list is read-only"
