@@ -182,7 +182,15 @@ def _resolve_cells(registry_path: Path, grid: str, device_name: str | None, sets
     return registry, device, cells
 
 
-@app.command()
+def _train_settings_epilog() -> str:
+    from bench.registry import train_settings
+
+    lines = [f"  train.{name} ({kind}, default {default}): {meaning}" for name, kind, default, meaning in train_settings()]
+    # \b keeps click from re-wrapping the list into one paragraph
+    return "\b\nTraining settings (a grid's train: block, or --set train.KEY=VALUE):\n" + "\n".join(lines)
+
+
+@app.command(epilog=_train_settings_epilog())
 def run(
     grid: str = GridOpt,
     registry: Path = RegistryOpt,

@@ -46,19 +46,35 @@ class LossSpec(_Strict):
 
 
 class TrainConfig(_Strict):
-    """Training settings of one cell. ``auto`` values are resolved per device (see bench.device)."""
+    """Training settings of one cell (a grid's ``train:`` block, ``--set train.KEY=VALUE``).
 
-    epochs: int = Field(77, gt=0)
-    batch_size: int = Field(512, gt=0)
-    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
-    lr: float = Field(1e-3, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    nesterov: bool = False
-    weight_decay: float = Field(0.0, ge=0)
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    channels_last: Literal["auto", "on", "off"] = "auto"
-    compile: bool = False
-    eval_batch_size: int = Field(4096, gt=0)
+    Every setting is part of a cell's identity. ``auto`` values are resolved on the device the
+    cell runs on and recorded with it.
+    """
+
+    epochs: int = Field(77, gt=0, description="passes over the training split")
+    batch_size: int = Field(512, gt=0, description="training batch size (the last batch of an epoch may be smaller)")
+    optimizer: Literal["sgd", "adam", "adamw"] = Field("sgd", description="torch.optim SGD, Adam or AdamW")
+    lr: float = Field(1e-3, gt=0, description="learning rate, constant over training")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (ignored by adam/adamw)")
+    nesterov: bool = Field(False, description="SGD Nesterov momentum")
+    weight_decay: float = Field(0.0, ge=0, description="L2 penalty (decoupled for adamw)")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 autocast with fp32 weights on CUDA, fp32 on CPU; bf16/fp16 need CUDA")
+    channels_last: Literal["auto", "on", "off"] = Field(
+        "auto", description="channels_last memory format for image batches (auto: on)")
+    compile: bool = Field(False, description="torch.compile the training forward")
+    eval_batch_size: int = Field(4096, gt=0, description="batch size of the evaluation passes (no effect on results)")
+
+
+def train_settings() -> list[tuple[str, str, str, str]]:
+    """(name, type, default, meaning) of every training setting, for ``bench run --help`` and the README."""
+    out = []
+    for name, f in TrainConfig.model_fields.items():
+        ann = f.annotation
+        kind = "/".join(ann.__args__) if getattr(ann, "__origin__", None) is Literal else ann.__name__
+        out.append((name, kind, str(f.default), f.description or ""))
+    return out
 
 
 TRAIN_FIELDS = tuple(TrainConfig.model_fields)

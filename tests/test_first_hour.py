@@ -252,3 +252,16 @@ def test_list_shows_descriptions_and_where_a_dataset_was_looked_for(tmp_path):
     assert "handwritten digits" in r.stdout and "plain cross entropy" in r.stdout
     assert "not found" in r.stdout and str(tmp_path / "nowhere") in r.stdout
     assert not (tmp_path / "results").exists(), "bench list is read-only"
+
+
+def test_every_training_setting_is_documented_in_run_help_and_the_readme(tmp_path):
+    from bench.registry import TrainConfig, train_settings
+
+    r = bench("run", "--help", cwd=tmp_path)
+    assert r.returncode == 0
+    readme = (REPO / "README.md").read_text()
+    for name, kind, default, meaning in train_settings():
+        assert f"train.{name} ({kind}, default {default})" in " ".join(r.stdout.split()), name
+        assert f"| `{name}` | {kind} | {default} | {meaning} |" in readme, f"README: training setting {name}"
+    assert {s[0] for s in train_settings()} == set(TrainConfig.model_fields)
+    assert "0-based" in readme.split("set_progress", 1)[1][:300], "README: set_progress gets a 0-based epoch"
