@@ -138,7 +138,7 @@ def _gc_paused(command):
 
 def _resolve_cells(registry_path: Path, grid: str, device_name: str | None, sets: list[str], filters: list[str],
                    data_root: Path | None, results: Path, check_data: bool | str, quiet: bool = False,
-                   cell_device=None):
+                   cell_device=None, read_only: bool = False):
     """Load the registry and expand a grid into cells for ``cell_device`` (default: this machine's)."""
     from bench.cells import expand_grid, parse_filters, parse_set
     from bench.registry import load_registry
@@ -168,7 +168,8 @@ def _resolve_cells(registry_path: Path, grid: str, device_name: str | None, sets
             try:
                 from bench.data import load_splits
 
-                load_splits(ds.kind, dict(ds.params), data_root, False, _cache_dir(results))
+                # status / report / --dry-run are read-only: they read the data but write no cache
+                load_splits(ds.kind, dict(ds.params), data_root, False, None if (light or read_only) else _cache_dir(results))
             except BenchError as exc:
                 if spec.fallback_dataset is None:
                     raise
@@ -238,7 +239,7 @@ def run(
         # lives on the workers too, so the driver does not read it
         cell_device = (torch_device("cuda" if gpus_per_cell > 0 else "cpu")) if cluster else None
         reg, dev, cells = _resolve_cells(registry, grid, device, set_, filter_, data_root, results,
-                                         check_data=not cluster, cell_device=cell_device)
+                                         check_data=not cluster, cell_device=cell_device, read_only=dry_run)
         if dry_run:
             statuses = store.statuses()
             from bench.progress import cell_title
@@ -319,6 +320,7 @@ def status(
     try:
         from bench.store import Store
 
+        _existing_results(results, grid)
         _, _, cells = _resolve_cells(registry, grid, device, set_, [], data_root, results, check_data="fallback", quiet=True,
                                    cell_device=_identity_device(device))
         store = Store(results)
@@ -372,6 +374,7 @@ def report(
             raise BenchError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
         from bench.store import Store
 
+        _existing_results(results, grid)
         reg, _, cells = _resolve_cells(registry, grid, device, set_, [], data_root, results, check_data="fallback", quiet=True,
                                    cell_device=_identity_device(device))
         if baseline is not None and baseline not in {c.loss for c in cells}:
@@ -398,6 +401,13 @@ def report(
         _fail(err)
         return
     typer.echo(text)
+
+
+def _existing_results(results: Path, grid: str) -> None:
+    """Read-only commands read a results folder; a missing one is a typo, not an empty store."""
+    if not results.is_dir():
+        raise BenchError(f"--results {results}: no such folder; pass the folder `bench run` wrote to, or train the "
+                         f"grid first: bench run --grid {grid} --results {results}")
 
 
 def _report_dir(out: Path | None, grid: str) -> Path | None:

@@ -265,3 +265,30 @@ def test_every_training_setting_is_documented_in_run_help_and_the_readme(tmp_pat
         assert f"| `{name}` | {kind} | {default} | {meaning} |" in readme, f"README: training setting {name}"
     assert {s[0] for s in train_settings()} == set(TrainConfig.model_fields)
     assert "0-based" in readme.split("set_progress", 1)[1][:300], "README: set_progress gets a 0-based epoch"
+
+
+@pytest.mark.parametrize("command", ["status", "report"])
+def test_read_only_commands_refuse_a_missing_results_folder_and_create_nothing(tmp_path, command):
+    reg = write_registry(tmp_path, {}, ["celLoss"])
+    before = sorted(p.name for p in tmp_path.iterdir())
+    r = bench(command, "--grid", "mine", "--registry", reg, "--results", tmp_path / "results2", cwd=tmp_path)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith("error: --results ") and "no such folder" in r.stderr and r.stderr.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_read_only_commands_write_no_cache(tmp_path, data_root):
+    reg = tmp_path / "registry.yaml"
+    from tests.conftest import tiny_registry
+
+    data = tiny_registry(two={"datasets": ["mnist"], "architectures": ["mlp"], "losses": ["celLoss"], "seeds": [0],
+                              "train": {"epochs": 1, "batch_size": 64}, "fallback_dataset": "g"})
+    reg.write_text(yaml.safe_dump(data, sort_keys=False))
+    results = tmp_path / "results"
+    results.mkdir()
+    for args in (["status"], ["report"], ["run", "--dry-run"], ["list", "--no-params"]):
+        r = bench(*args, "--grid", "two", "--registry", reg, "--results", results, "--data-root", data_root,
+                  cwd=tmp_path) if args[0] != "list" else bench(*args, "--registry", reg, "--results", results,
+                                                                 "--data-root", data_root, cwd=tmp_path)
+        assert r.returncode == 0, (args, r.stderr)
+        assert list(results.iterdir()) == [], (args, list(results.rglob("*")))
