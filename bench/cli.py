@@ -483,7 +483,11 @@ def bound(
             raise BenchError(f"--classes {classes}: expected an integer >= 2")
         if mi < 0 or (entropy is not None and entropy < 0):
             raise BenchError("--mi and --entropy must be >= 0")
-        h = entropy if entropy is not None else (math.log(classes) if unit == "nats" else math.log2(classes))
+        max_h = math.log(classes) if unit == "nats" else math.log2(classes)
+        if entropy is not None and entropy > max_h * (1 + 1e-12):
+            raise BenchError(f"--entropy {entropy:g}: a label entropy over {classes} classes is at most "
+                             f"{'ln' if unit == 'nats' else 'log2'} K = {max_h:.6g} {unit}")
+        h = entropy if entropy is not None else max_h
         t4 = theorem4_bound(h, mi, classes, unit=unit)
         fano = fano_bound(h, mi, classes, unit=unit)
     except (ValueError, BenchError) as exc:

@@ -290,6 +290,9 @@ def _train(cell_id: str, model: torch.nn.Module, criterion: torch.nn.Module, spl
     model = model.to(device=device, memory_format=memory_format)
     criterion = criterion.to(device)
     optimizer = make_optimizer(model.parameters(), cfg, device)
+    # fp16's narrow exponent underflows small gradients: scale the loss, unscale before the step
+    # (bf16 has fp32's exponent range and needs no scaler)
+    scaler = torch.amp.GradScaler(device.type) if cfg.precision == "fp16" else None
     # the compiled module shares the weights; evaluation runs the plain one (no extra graphs)
     step_model = torch.compile(model, dynamic=False) if cfg.compile else model
 
@@ -309,6 +312,8 @@ def _train(cell_id: str, model: torch.nn.Module, criterion: torch.nn.Module, spl
     if resume_state is not None:
         model.load_state_dict(resume_state["model"])
         optimizer.load_state_dict(resume_state["optimizer"])
+        if scaler is not None and resume_state.get("grad_scaler") is not None:
+            scaler.load_state_dict(resume_state["grad_scaler"])
         gen.set_state(resume_state["generator"])
         torch.set_rng_state(resume_state["cpu_rng"])
         if device.type == "cuda" and resume_state.get("cuda_rng") is not None:
@@ -347,8 +352,13 @@ def _train(cell_id: str, model: torch.nn.Module, criterion: torch.nn.Module, spl
             if nan_fault:
                 loss = loss * float("nan")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
             meter.add(loss.detach(), logits.detach(), yb)
             if writer.failed:  # the last epoch's checkpoint could not be written (e.g. disk full): stop now
                 writer.wait()
@@ -384,6 +394,7 @@ def _train(cell_id: str, model: torch.nn.Module, criterion: torch.nn.Module, spl
                 "epoch": epoch + 1,
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
+                "grad_scaler": scaler.state_dict() if scaler is not None else None,
                 "generator": gen.get_state(),
                 "cpu_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,

@@ -41,3 +41,11 @@ def test_bad_theory_input_is_one_line(cli, args, needle):
     assert r.exit_code == 2
     lines = [line for line in r.output.splitlines() if line.strip()]
     assert len(lines) == 1 and needle in lines[0], r.output
+
+
+def test_bound_rejects_an_entropy_above_log_k(cli):
+    r = cli("bound", "--mi", "0.5", "--classes", "10", "--entropy", "2.5")
+    assert r.exit_code == 2 and "at most ln K = 2.30259 nats" in r.output
+    r = cli("bound", "--mi", "0.5", "--classes", "4", "--entropy", "2.01", "--unit", "bits")
+    assert r.exit_code == 2 and "at most log2 K = 2 bits" in r.output
+    assert cli("bound", "--mi", "0.5", "--classes", "4", "--entropy", "2", "--unit", "bits").exit_code == 0
