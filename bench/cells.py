@@ -116,8 +116,8 @@ def resolve_precision(train: dict[str, Any], device: torch.device) -> dict[str, 
     if train["precision"] in ("bf16", "fp16") and not cuda:
         raise BenchError(f"precision {train['precision']!r} needs a CUDA device; use --set train.precision=fp32 on {device.type}")
     if train["channels_last"] == "auto":
-        # channels_last is faster for conv nets on CUDA and on x86 CPUs alike (5.7 s vs 13.6 s an
-        # epoch for the paper's CNN on the 2-core dev machine); it is a no-op for 2-D inputs
+        # channels_last is faster for conv nets on CUDA and on x86 CPUs alike (docs/benchmarks.md);
+        # it is a no-op for 2-D inputs
         train["channels_last"] = "on"
     return train
 

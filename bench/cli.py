@@ -178,7 +178,7 @@ def _resolve_cells(registry_path: Path, grid: str, device_name: str | None, sets
                     typer.echo(f"note: dataset {ds_name!r} unavailable ({exc}); grid {grid!r} falls back to "
                                f"{spec.fallback_dataset!r}", err=True)
     if unfiltered is not None and not substitute and not flt:
-        return registry, device, unfiltered  # the same expansion: do not repeat it (1 s at 100k cells)
+        return registry, device, unfiltered  # the same expansion: do not repeat it (it dominates status on large grids)
     cells = expand_grid(registry, grid, device, overrides, flt, substitute, validate=not light)
     return registry, device, cells
 
@@ -326,7 +326,7 @@ def status(
         store = Store(results)
         current = store.statuses()  # a cell whose stored history was lost counts as not run
         messages: dict[str, str] = {}
-        if any(s != "done" for s in current.values()):  # plain dicts: to_dict("index") takes 0.8 s at 100k rows
+        if any(s != "done" for s in current.values()):  # plain dicts: to_dict("index") is slow on large stores (docs/benchmarks.md)
             df = store.cells(["cell_id", "status", "message"])
             bad = df[df["status"] != "done"]
             messages = dict(zip(bad["cell_id"].tolist(), bad["message"].tolist()))

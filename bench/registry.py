@@ -189,7 +189,7 @@ class _RefError(ValueError):
         super().__init__(self.message)
 
 
-class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml parses ~10x faster
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml: the C parser, when present
     """A safe YAML loader that rejects duplicate mapping keys instead of keeping the last one."""
 
 

@@ -327,7 +327,7 @@ class Store:
             trained = df[df["epochs_done"].fillna(0) > 0]
             if len(trained):
                 have = self._history_attempts()
-                # plain sets: pandas' isin on arrow strings loops in Python (0.3 s per call at 100k cells)
+                # plain sets: pandas' isin on arrow strings loops in Python (slow on large stores)
                 lost = {c for c, a in zip(trained["cell_id"].tolist(), trained["attempt_id"].tolist()) if a not in have}
                 if lost:
                     return {c: s for c, s in zip(df["cell_id"].tolist(), df["status"].tolist()) if c not in lost}

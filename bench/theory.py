@@ -29,7 +29,7 @@ from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
-from scipy import optimize, special  # scipy.integrate (~0.2 s to import) only where the gauss integral needs it
+from scipy import optimize, special  # scipy.integrate (slow to import) only where the gauss integral needs it
 
 __all__ = [
     "binary_entropy",

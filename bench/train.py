@@ -2,7 +2,7 @@
 
 The loop keeps the training split resident on the device (uint8 for images), draws a seeded
 per-epoch permutation on the device, gathers each batch with ``index_select`` (a row copy,
-~15x faster than advanced indexing on CPU) and normalises it on the device. Nothing in the
+much faster than advanced indexing on CPU; docs/benchmarks.md) and normalises it on the device. Nothing in the
 step loop reads the device: each step's loss and logits are kept (as tensors) and reduced in
 chunks on the device; the host reads the epoch's figures once, at its end (and the progress
 display at most twice a second). A non-finite epoch loss ends the cell as ``diverged``.
@@ -81,7 +81,7 @@ class EpochMeter:
             return
         logits = self._logits[0] if len(self._logits) == 1 else torch.cat(self._logits)
         labels = self._labels[0] if len(self._labels) == 1 else torch.cat(self._labels)
-        # max(1).indices is argmax(1) (first maximum, NaN as maximum) and ~1.6x faster on CPU
+        # max(1).indices is argmax(1) (first maximum, NaN as maximum) and faster on CPU
         correct = (logits.max(1).indices == labels).sum()
         self._correct = correct if self._correct is None else self._correct + correct
         self._logits.clear()
