@@ -53,13 +53,11 @@ def _architecture_rows(reg: Registry, count: bool) -> list[list[object]]:
 
 
 def _grid_rows(reg: Registry) -> list[list[object]]:
-    from bench.cells import expand_grid
-    from bench.device import pick_device
+    from bench.plan import make_plan
 
-    dev = pick_device(None)
     rows: list[list[object]] = []
     for name, g in reg.grids.items():
-        cells = expand_grid(reg, name, dev)  # validates: every loss of the grid is built and probed
+        cells = make_plan(reg, name).cells  # validates: every loss probed, every model built on the meta device
         rows.append([name, len(cells), ", ".join(g.datasets), ", ".join(g.architectures), len(g.seeds),
                      cells[0].config["train"]["epochs"] if cells else "", g.description])
     return rows

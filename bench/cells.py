@@ -11,11 +11,7 @@ import hashlib
 import itertools
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # torch is imported lazily: status and report run without it
-    import torch
-
+from typing import Any
 
 from bench.errors import BenchError, closest
 from bench.registry import TRAIN_FIELDS, Registry, TrainConfig
@@ -102,26 +98,6 @@ def _sweep(mapping: dict[str, Any]) -> list[dict[str, Any]]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
 
 
-def dataset_classes(kind: str) -> int:
-    """Number of classes of a dataset kind, known without reading its data."""
-    return 2 if kind == "gauss" else 10
-
-
-def resolve_precision(train: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """Replace ``auto`` settings with what will actually run on ``device``."""
-    train = dict(train)
-    cuda = device.type == "cuda"
-    if train["precision"] == "auto":
-        train["precision"] = "bf16" if cuda else "fp32"
-    if train["precision"] in ("bf16", "fp16") and not cuda:
-        raise BenchError(f"precision {train['precision']!r} needs a CUDA device; use --set train.precision=fp32 on {device.type}")
-    if train["channels_last"] == "auto":
-        # channels_last is faster for conv nets on CUDA and on x86 CPUs alike (docs/benchmarks.md);
-        # it is a no-op for 2-D inputs
-        train["channels_last"] = "on"
-    return train
-
-
 def parse_assignments(items: list[str], what: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items:
@@ -179,7 +155,6 @@ def parse_filters(items: list[str]) -> dict[str, list[str]]:
 def expand_grid(
     registry: Registry,
     grid_name: str,
-    device: torch.device,
     overrides: dict[str, Any] | None = None,
     filters: dict[str, list[str]] | None = None,
     dataset_substitute: dict[str, str] | None = None,
@@ -187,9 +162,10 @@ def expand_grid(
 ) -> list[Cell]:
     """Every cell of a grid, in a stable order (dataset, architecture, loss, then seed).
 
-    ``device``: anything with a ``type`` ("cpu", "cuda"): precision ``auto`` resolves by it.
-    ``validate=False`` skips importing and building each loss (status and report only read the
-    store; the identity does not depend on it), so no torch import is needed.
+    A cell's identity is its declared configuration: ``auto`` settings stay ``auto`` (what they
+    resolve to on the device that trains the cell is recorded with its result, as provenance).
+    ``validate=False`` skips the loss checks (status and report only read the store; the identity
+    does not depend on them), so no torch import is needed.
     """
     if grid_name not in registry.grids:
         raise BenchError(f"unknown grid {grid_name!r}{closest(grid_name, registry.grids)}; `bench list` shows the grids")
@@ -201,13 +177,15 @@ def expand_grid(
     train_variants = []
     for t in _sweep(train_grid):
         label = ",".join(f"{k}={_format_value(t[k])}" for k in swept)
-        train_variants.append((label, resolve_precision(TrainConfig(**t).model_dump(), device)))
+        train_variants.append((label, TrainConfig(**t).model_dump()))
 
     loss_variants: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = []
     if validate:
+        from bench.data import dataset_shape
         from bench.preflight import check_loss
 
-        classes = sorted({dataset_classes(registry.datasets[substitute.get(d, d)].kind) for d in grid.datasets})
+        classes = sorted({dataset_shape(registry.datasets[substitute.get(d, d)].kind,
+                                        registry.datasets[substitute.get(d, d)].params)[1] for d in grid.datasets})
     for gl in grid.grid_losses(registry.loss_names()):
         spec = registry.losses[gl.name]
         for ov in _sweep(gl.overrides):

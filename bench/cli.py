@@ -7,12 +7,15 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from typer.core import TyperGroup
 
 from bench.errors import BenchError
+
+if TYPE_CHECKING:
+    from bench.plan import Plan
 
 # typer may vendor click: take the exception classes from wherever its BadParameter lives
 _click_exceptions = sys.modules[typer.BadParameter.__module__]
@@ -65,38 +68,11 @@ RegistryOpt = typer.Option(Path("registry.yaml"), "--registry", help="Registry f
 ResultsOpt = typer.Option(Path("results"), "--results", help="Results folder (parquet store, checkpoints, locks).",
                           envvar="LOSSBENCH_RESULTS")
 GridOpt = typer.Option("quick", "--grid", "-g", help="Grid name from the registry.")
-# status and report: which cells a finished run had
-RanOnDeviceOpt = typer.Option(None, "--device", help="Device the cells ran on (their precision 'auto' and so their "
-                              "identity depend on it); cuda works on a CPU-only head node.")
-SameSetOpt = typer.Option([], "--set", help="The same --set overrides the run used.")
-DataRootReadOpt = typer.Option(None, "--data-root", envvar="LOSSBENCH_DATA_ROOT")
-
-
-def torch_device(name: str):
-    import torch
-
-    return torch.device(name)
-
-
-class _DeviceType(NamedTuple):
-    """What a cell's identity needs of a device: its type (precision ``auto`` resolves by it)."""
-
-    type: str
-
-
-def _identity_device(name: str | None):
-    """The device a grid's cells ran on, for their identity only: a head node without CUDA can
-    still report on cells its GPU workers trained (``--device cuda``). Imports no torch (1-2 s)
-    when it can: ``--device`` given, or a Linux machine with no GPU driver at all (auto -> cpu)."""
-    if name in (None, "", "auto"):
-        gpu_driver = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/kfd")
-        if sys.platform.startswith("linux") and not any(os.path.exists(p) for p in gpu_driver):
-            return _DeviceType("cpu")  # what pick_device would answer: no driver, no CUDA
-        return None
-    kind, _, index = name.partition(":")
-    if kind not in ("cpu", "cuda", "mps") or (index and (kind != "cuda" or not index.isdigit())):
-        raise BenchError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
-    return _DeviceType(kind)
+# status and report: the cells of the grid's last run, or of these flags
+ReadSetOpt = typer.Option([], "--set", help="Show the cells of these training settings instead of the last run's.")
+ReadFilterOpt = typer.Option([], "--filter", help="Keep cells with key=value[,value] (as bench run --filter).")
+DataRootReadOpt = typer.Option(None, "--data-root", envvar="LOSSBENCH_DATA_ROOT",
+                               help="Where the data is, to decide a grid's fallback when no run of it is recorded.")
 
 
 def _fail_value(exc: Exception) -> None:
@@ -136,51 +112,54 @@ def _gc_paused(command):
     return wrapper
 
 
-def _resolve_cells(registry_path: Path, grid: str, device_name: str | None, sets: list[str], filters: list[str],
-                   data_root: Path | None, results: Path, check_data: bool | str, quiet: bool = False,
-                   cell_device=None, read_only: bool = False):
-    """Load the registry and expand a grid into cells for ``cell_device`` (default: this machine's)."""
-    from bench.cells import expand_grid, parse_filters, parse_set
-    from bench.registry import load_registry
+def _data_problem(data_root: Path | None, cache_dir: Path | None):
+    """A probe for the planner's fallbacks: why a dataset cannot be read, or None."""
+    def problem(name: str, ds) -> str | None:  # noqa: ARG001 - the planner passes the name too
+        from bench.data import load_splits
 
-    light = check_data == "fallback"  # status / report: no torch when it can be helped
-    if cell_device is None:
-        from bench.device import pick_device
+        try:
+            load_splits(ds.kind, dict(ds.params), data_root, False, cache_dir)
+        except BenchError as exc:
+            return str(exc)
+        return None
+    return problem
 
-    registry = load_registry(registry_path)
-    device = cell_device if cell_device is not None else pick_device(device_name)
-    overrides = parse_set(sets)
-    flt = parse_filters(filters)
-    substitute: dict[str, str] = {}
-    if check_data == "fallback":
-        # status / report: reading the data (and importing torchvision) costs seconds; only a grid
-        # with a fallback dataset needs to know whether its data is there, to resolve the run's cells
-        check_data = grid in registry.grids and registry.grids[grid].fallback_dataset is not None
-    unfiltered = None
-    if check_data:
-        # every check that needs no data first (grid, losses, settings), so a typo reads no data
-        # and writes nothing (not even the data cache); filter values are matched after fallbacks
-        unfiltered = expand_grid(registry, grid, device, overrides, None, None)
-    if grid in registry.grids and check_data:
-        spec = registry.grids[grid]
-        for ds_name in spec.datasets:
-            ds = registry.datasets[ds_name]
-            try:
-                from bench.data import load_splits
 
-                # status / report / --dry-run are read-only: they read the data but write no cache
-                load_splits(ds.kind, dict(ds.params), data_root, False, None if (light or read_only) else _cache_dir(results))
-            except BenchError as exc:
-                if spec.fallback_dataset is None:
-                    raise
-                substitute[ds_name] = spec.fallback_dataset
-                if not quiet:
-                    typer.echo(f"note: dataset {ds_name!r} unavailable ({exc}); grid {grid!r} falls back to "
-                               f"{spec.fallback_dataset!r}", err=True)
-    if unfiltered is not None and not substitute and not flt:
-        return registry, device, unfiltered  # the same expansion: do not repeat it (it dominates status on large grids)
-    cells = expand_grid(registry, grid, device, overrides, flt, substitute, validate=not light)
-    return registry, device, cells
+def _plan_run(reg, grid: str, sets: list[str], filters: list[str], problem) -> "Plan":
+    """Plan a run: every check that needs no data first (grid, settings, losses, models), so a typo
+    reads no data and writes nothing; then the fallbacks (``problem`` reads data; None: skip them);
+    filter values are matched after the fallbacks."""
+    from bench.cells import parse_filters, parse_set
+    from bench.plan import fallbacks, make_plan
+
+    overrides, flt = parse_set(sets), parse_filters(filters)
+    declared = make_plan(reg, grid, overrides, None, {}, validate=True)
+    subs = fallbacks(reg, grid, problem) if problem is not None else {}
+    for name, fallback in subs.items():
+        typer.echo(f"note: dataset {name!r} unavailable ({problem(name, reg.datasets[name])}); grid {grid!r} "
+                   f"falls back to {fallback!r}", err=True)
+    plan = declared if not subs and not flt else make_plan(reg, grid, overrides, flt, subs, validate=bool(subs))
+    if problem is not None:  # a dataset that cannot be read is one error line now, not a failed row per cell
+        for name in dict.fromkeys(c.dataset for c in plan.cells):
+            why = problem(name, reg.datasets[name])
+            if why is not None:
+                raise BenchError(why)
+    return plan
+
+
+def _plan_read(reg, grid: str, store, sets: list[str], filters: list[str], data_root: Path | None):
+    """The cells ``status`` / ``report`` show: the grid's last run's, or those of the flags given."""
+    from bench.cells import parse_filters, parse_set
+    from bench.plan import plan_from_runs
+
+    if grid not in reg.grids:
+        from bench.cells import expand_grid
+
+        expand_grid(reg, grid, validate=False)  # the unknown-grid error, with the closest names
+    overrides, flt = parse_set(sets), parse_filters(filters)
+    runs = store.runs(grid)
+    needs_probe = not runs and reg.grids[grid].fallback_dataset is not None
+    return plan_from_runs(reg, grid, runs, overrides, flt, _data_problem(data_root, None) if needs_probe else None)
 
 
 def _train_settings_epilog() -> str:
@@ -205,6 +184,7 @@ def run(
     dry_run: bool = typer.Option(False, "--dry-run", help="List the cells and their status; train nothing."),
     force: bool = typer.Option(False, "--force", help="Retrain finished cells too."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry failed and diverged cells."),
+    rerun_stale: bool = typer.Option(False, "--rerun-stale", help="Retrain finished cells whose loss or model code changed since."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Cells trained at once by local worker processes."),
     launcher: str = typer.Option("local", "--launcher", help="local (default, no engine), ray or slurm."),
     gpus_per_cell: float = typer.Option(0.0, "--gpus-per-cell", min=0.0, help="GPUs per cell on ray/slurm (fractions on Ray: 0.25 packs four cells per GPU)."),
@@ -233,25 +213,31 @@ def run(
         store = Store(results)
         if not dry_run:
             store.check_location()  # a results path under a file: say so before reading any data
+        from bench.device import pick_device
+        from bench.plan import check_device
+        from bench.registry import load_registry
+
+        reg = load_registry(registry)
         cluster = launcher in ("ray", "slurm")
-        # on a cluster the cells run on the workers' device, not the driver's: their precision
-        # ('auto': bf16 on CUDA, fp32 on CPU) and so their identity follow --gpus-per-cell; the data
-        # lives on the workers too, so the driver does not read it
-        cell_device = (torch_device("cuda" if gpus_per_cell > 0 else "cpu")) if cluster else None
-        reg, dev, cells = _resolve_cells(registry, grid, device, set_, filter_, data_root, results,
-                                         check_data=not cluster, cell_device=cell_device, read_only=dry_run)
+        # on a cluster the data lives on the workers, so the driver does not read it (no fallbacks)
+        cache = None if dry_run else _cache_dir(results)  # --dry-run is read-only: no cache written
+        plan = _plan_run(reg, grid, set_, filter_, None if cluster else _data_problem(data_root, cache))
+        cells = plan.cells
+        dev = pick_device(device) if not cluster else None
+        check_device(plan, ("cuda" if gpus_per_cell > 0 else "cpu") if cluster else dev.type)
         if dry_run:
             statuses = store.statuses()
             from bench.progress import cell_title
             for c in cells:
                 typer.echo(f"{c.cell_id}  {statuses.get(c.cell_id, 'pending'):9s} {cell_title(c)}")
-            typer.echo(f"{len(cells)} cells on {dev}; "
+            typer.echo(f"{len(cells)} cells{f' on {dev}' if dev is not None else ''}; "
                        f"{sum(statuses.get(c.cell_id) == 'done' for c in cells)} done")
             return
         store.ensure_writable()
         clean_temp_files(store)
-        opts = ExecOptions(device=str(dev), data_root=str(data_root) if data_root else None, download=download,
-                           cache_dir=str(_cache_dir(results)), checkpoint_dir=str(store.checkpoints_dir),
+        store.record_run(plan.record())
+        opts = ExecOptions(device=str(dev) if dev is not None else "cpu", data_root=str(data_root) if data_root else None,
+                           download=download, cache_dir=str(_cache_dir(results)), checkpoint_dir=str(store.checkpoints_dir),
                            import_paths=reg.import_paths())
         from bench.launchers import LauncherOptions, make_launcher
 
@@ -260,7 +246,12 @@ def run(
             ray_address=ray_address, slurm_partition=slurm_partition, timeout_min=timeout_min,
             slurm_array_parallelism=slurm_array_parallelism, log_dir=str(results / "logs")))
         t0 = time.perf_counter()
-        summary = run_grid(cells, store, chosen, opts, make_display(plain), force=force, retry_failed=retry_failed)
+        stale = _stale(cells, store, reg.import_paths())
+        if stale and not rerun_stale:
+            typer.echo(f"note: {len(stale)} finished cells ran an older version of their loss or model code (stale); "
+                       "they are kept as they are: retrain them with --rerun-stale", err=True)
+        summary = run_grid(cells, store, chosen, opts, make_display(plain), force=force, retry_failed=retry_failed,
+                           rerun=stale if rerun_stale else set())
     except BenchError as err:
         _fail(err)
         return
@@ -282,6 +273,18 @@ def run(
     if report:
         _print_report(reg, cells, store, grid, "markdown", None)
     raise typer.Exit(summary.exit_code)
+
+
+def _stale(cells, store, import_paths: tuple[str, ...]) -> set[str]:
+    """Finished cells of ``cells`` whose loss or model code changed since they ran."""
+    from bench.provenance import stale_cells
+
+    df = store.cells(["cell_id", "status", "code_fingerprint"])
+    if df.empty or "code_fingerprint" not in df:
+        return set()
+    done = df[df["status"] == "done"]
+    prints = {c: f for c, f in zip(done["cell_id"].tolist(), done["code_fingerprint"].tolist()) if isinstance(f, str)}
+    return set(stale_cells([c for c in cells if c.cell_id in prints], prints, import_paths))
 
 
 class _Terminated(KeyboardInterrupt):
@@ -312,43 +315,25 @@ def status(
     grid: str = GridOpt,
     registry: Path = RegistryOpt,
     results: Path = ResultsOpt,
-    device: Optional[str] = RanOnDeviceOpt,
-    set_: list[str] = SameSetOpt,
+    set_: list[str] = ReadSetOpt,
+    filter_: list[str] = ReadFilterOpt,
     data_root: Optional[Path] = DataRootReadOpt,
 ) -> None:
-    """Counts of done / running / failed / diverged / pending cells, and the failed cells' messages."""
+    """Counts of done / running / failed / diverged / pending cells of the grid's last run, and the failed cells' messages."""
     try:
+        from bench.overview import grid_status
+        from bench.registry import load_registry
         from bench.store import Store
 
+        reg = load_registry(registry)
         _existing_results(results, grid)
-        _, _, cells = _resolve_cells(registry, grid, device, set_, [], data_root, results, check_data="fallback", quiet=True,
-                                   cell_device=_identity_device(device))
         store = Store(results)
-        current = store.statuses()  # a cell whose stored history was lost counts as not run
-        messages: dict[str, str] = {}
-        if any(s != "done" for s in current.values()):  # plain dicts: to_dict("index") is slow on large stores (docs/benchmarks.md)
-            df = store.cells(["cell_id", "status", "message"])
-            bad = df[df["status"] != "done"]
-            messages = dict(zip(bad["cell_id"].tolist(), bad["message"].tolist()))
-        running = store.running(c.cell_id for c in cells if c.cell_id not in current)
-        counts = {"done": 0, "running": 0, "failed": 0, "diverged": 0, "pending": 0}
-        problems = []
-        for c in cells:
-            status = current.get(c.cell_id)
-            if status is None:
-                counts["running" if c.cell_id in running else "pending"] += 1
-                continue
-            counts[status] = counts.get(status, 0) + 1
-            if status != "done":
-                tb = store.traceback_path(c.cell_id)
-                kept = f" (traceback: {tb})" if tb.is_file() else ""
-                problems.append(f"  {status}: {c.cell_id} {c.dataset}/{c.architecture}/{c.loss}/seed {c.seed}: "
-                                f"{messages.get(c.cell_id, '')}{kept}")
+        read = _plan_read(reg, grid, store, set_, filter_, data_root)
+        lines = grid_status(read, store, reg.import_paths()).lines()
     except BenchError as err:
         _fail(err)
         return
-    typer.echo(f"grid {grid!r}: {len(cells)} cells: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
-    for line in problems:
+    for line in lines:
         typer.echo(line)
 
 
@@ -362,8 +347,8 @@ def report(
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the report (and figures) under OUT/<grid>/."),
     figures: bool = typer.Option(False, "--figures", help="Draw learning curves, sweeps and Î-vs-error plots (PNG and PDF)."),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="Reference loss for the paired differences (default celLoss)."),
-    device: Optional[str] = RanOnDeviceOpt,
-    set_: list[str] = SameSetOpt,
+    set_: list[str] = ReadSetOpt,
+    filter_: list[str] = ReadFilterOpt,
     data_root: Optional[Path] = DataRootReadOpt,
 ) -> None:
     """Paper-style table of final test accuracy (mean ± std over seeds), with MI, bounds and paired differences."""
@@ -372,15 +357,21 @@ def report(
     try:
         if fmt not in FORMATS:
             raise BenchError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+        from bench.overview import other_settings_note
+        from bench.registry import load_registry
         from bench.store import Store
 
+        reg = load_registry(registry)
         _existing_results(results, grid)
-        reg, _, cells = _resolve_cells(registry, grid, device, set_, [], data_root, results, check_data="fallback", quiet=True,
-                                   cell_device=_identity_device(device))
+        store = Store(results)
+        read = _plan_read(reg, grid, store, set_, filter_, data_root)
+        cells = read.plan.cells
+        for note in [*read.notes, other_settings_note(read, store.statuses())]:
+            if note:
+                typer.echo(f"note: {note}", err=True)
         if baseline is not None and baseline not in {c.loss for c in cells}:
             from bench.errors import closest
             raise BenchError(f"--baseline {baseline!r}: not a loss of grid {grid!r}{closest(baseline, {c.loss for c in cells})}")
-        store = Store(results)
         target = _report_dir(out if out is not None else (Path("report") if figures else None), grid)
         from bench.report import REPORT_COLUMNS, collect, render
 

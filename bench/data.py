@@ -872,6 +872,18 @@ def _load_gauss(params: Mapping[str, Any] | None) -> Splits:
     )
 
 
+_IMAGE_SHAPES = {"mnist": ((1, 28, 28), 10), "fashion-mnist": ((1, 28, 28), 10), "cifar10": ((3, 32, 32), 10)}
+
+
+def dataset_shape(kind: str, params: Mapping[str, Any] | None = None) -> tuple[tuple[int, int, int], int]:
+    """(input shape, number of classes) of a dataset, known without reading its data; validates ``params``."""
+    k = canonical_kind(kind)
+    if k == "gauss":
+        return (1, 1, gauss_params(params)["d"]), 2
+    _image_params(k, params)
+    return _IMAGE_SHAPES[k]
+
+
 def load_splits(
     kind: str,
     params: Mapping[str, Any] | None = None,

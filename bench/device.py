@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from bench.errors import BenchError
@@ -25,7 +27,20 @@ def pick_device(requested: str | None = None) -> torch.device:
     return device
 
 
-def describe(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda:{torch.cuda.get_device_name(device)}"
-    return device.type
+def resolve_train(train: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """A cell's declared training settings with ``auto`` replaced by what runs on ``device``.
+
+    The declared settings are the cell's identity; what they resolved to is recorded with its
+    result (``precision_used``, ``channels_last_used``), so one cell trained on a GPU and on a
+    CPU is the same cell with two provenances.
+    """
+    out = dict(train)
+    if out["precision"] == "auto":
+        out["precision"] = "bf16" if device.type == "cuda" else "fp32"
+    if out["precision"] in ("bf16", "fp16") and device.type != "cuda":
+        raise BenchError(f"precision {out['precision']!r} needs a CUDA device; use --set train.precision=fp32 "
+                         f"(or auto) on {device.type}")
+    if out["channels_last"] == "auto":
+        # faster for conv nets on CUDA and on x86 CPUs alike (docs/benchmarks.md); no-op for 2-D inputs
+        out["channels_last"] = "on"
+    return out

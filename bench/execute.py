@@ -21,10 +21,12 @@ import torch
 
 from bench.cells import Cell
 from bench.data import Splits, load_splits
+from bench.device import resolve_train
 from bench.errors import BenchError
 from bench.faults import SimulatedOutOfMemoryError, fault_from_env
 from bench.models import build_model
 from bench.preflight import where
+from bench.provenance import code_fingerprint, code_version
 from bench.registry import TrainConfig, import_target
 from bench.store import StoreWriteError, checkpoint_file
 from bench.train import ProgressFn, label_entropy, load_checkpoint, train_cell
@@ -76,13 +78,15 @@ def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
              memo: dict[str, Splits] | None = None) -> CellOutcome:
     """Train ``cell`` and return its store rows. Resumes from a checkpoint when one exists."""
     device = torch.device(opts.device)
-    cfg = TrainConfig(**cell.config["train"])
+    cfg = TrainConfig(**cell.config["train"])  # as declared; resolved for the device below
     t0 = time.perf_counter()
     ckpt = checkpoint_file(opts.checkpoint_dir, cell.cell_id) if opts.checkpoint_dir else None
-    base = _base_row(cell, device, socket.gethostname(), _now(), time.time_ns())
+    base = _base_row(cell, device, socket.gethostname(), _now(), time.time_ns(), opts.import_paths)
     history: list[dict[str, Any]] = []
     tb_text = ""
     try:
+        cfg = TrainConfig(**resolve_train(cell.config["train"], device))
+        base.update(precision_used=cfg.precision, channels_last_used=cfg.channels_last)
         splits = load_cell_splits(cell, opts, memo)
         resume_state = None
         if ckpt is not None and ckpt.exists():
@@ -156,7 +160,8 @@ def _result_row(base: dict[str, Any], status: str, message: str, history: list[d
     }
 
 
-def _base_row(cell: Cell, device: torch.device | None, host: str, started: str, started_ns: int) -> dict[str, Any]:
+def _base_row(cell: Cell, device: torch.device | None, host: str, started: str, started_ns: int,
+              import_paths: tuple[str, ...] = ()) -> dict[str, Any]:
     return {
         **cell.flat(),
         "attempt_id": uuid.uuid4().hex[:12],
@@ -165,6 +170,10 @@ def _base_row(cell: Cell, device: torch.device | None, host: str, started: str, 
         "host": host,
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
+        "code_fingerprint": code_fingerprint(cell.config, import_paths),
+        "code_version": code_version(),
+        "precision_used": "",  # what precision/channels_last 'auto' resolved to (set once resolved)
+        "channels_last_used": "",
         "started_at": started,
         "started_at_ns": started_ns,
     }

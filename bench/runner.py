@@ -30,12 +30,14 @@ class RunSummary:
 
 
 def select_cells(cells: list[Cell], statuses: dict[str, str], force: bool, retry_failed: bool,
-                 summary: RunSummary) -> list[Cell]:
-    """Drop finished cells (unless forced) and failed ones (unless retried); count what was dropped."""
+                 summary: RunSummary, rerun: set[str] | None = None) -> list[Cell]:
+    """Drop finished cells (unless forced or in ``rerun``: stale ones asked to be retrained) and failed
+    ones (unless retried); count what was dropped."""
     todo = []
+    rerun = rerun or set()
     for cell in cells:
         status = statuses.get(cell.cell_id)
-        if status == "done" and not force:
+        if status == "done" and not force and cell.cell_id not in rerun:
             summary.skipped_done += 1
         elif status in ("failed", "diverged") and not (force or retry_failed):
             summary.skipped_failed += 1
@@ -131,10 +133,10 @@ def remove_leftover_checkpoints(store: Store, finished: list[Cell]) -> None:
 
 
 def run_grid(cells: list[Cell], store: Store, launcher: Launcher, opts: ExecOptions, display: Display,
-             force: bool = False, retry_failed: bool = False) -> RunSummary:
+             force: bool = False, retry_failed: bool = False, rerun: set[str] | None = None) -> RunSummary:
     summary = RunSummary(total=len(cells))
     statuses = store.statuses()
-    todo = select_cells(cells, statuses, force, retry_failed, summary)
+    todo = select_cells(cells, statuses, force, retry_failed, summary, rerun)
     if not force:
         remove_leftover_checkpoints(store, [c for c in cells if statuses.get(c.cell_id) == "done"])
     driver = Driver(store, display, force=force, initial=statuses, summary=summary)

@@ -103,6 +103,40 @@ class Store:
     def logs_dir(self) -> Path:
         return self.root / "logs"
 
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    # ---------------------------------------------------------------- run records
+    def record_run(self, record: dict) -> Path:
+        """Store what a ``bench run`` planned (grid, overrides, filters, substitutions, cell ids), so
+        ``status`` and ``report`` rebuild the same cells without the run's flags."""
+        import json
+
+        record = {**record, "created_ns": time.time_ns()}
+        path = self.runs_dir / _safe(record["grid"]) / f"run-{_stamp()}.json"
+        _atomic_write(path, json.dumps(record, sort_keys=True).encode(), "run", "")
+        return path
+
+    def runs(self, grid: str) -> list[dict]:
+        """The run records of ``grid``, oldest first; an unreadable record is skipped with a warning."""
+        import json
+
+        folder = self.runs_dir / _safe(grid)
+        if not folder.is_dir():
+            return []
+        out = []
+        for path in sorted(folder.glob("run-*.json")):
+            try:
+                record = json.loads(path.read_text())
+                if not isinstance(record, dict) or record.get("grid") != grid:
+                    raise ValueError("not a run record of this grid")
+            except (OSError, ValueError) as exc:
+                _warn(f"skipping unreadable run record {path} ({type(exc).__name__}: {exc})")
+                continue
+            out.append(record)
+        return sorted(out, key=lambda r: r.get("created_ns", 0))
+
     def traceback_path(self, cell_id: str) -> Path:
         """Where the full traceback of a cell that raised is kept (``bench status`` points to it)."""
         return self.logs_dir / f"{_safe(cell_id)}.traceback.txt"

@@ -102,7 +102,7 @@ def make_cells(n_train: int, n_test: int, epochs: int, batch_size: int):
                             "seeds": [SEED], "train": {"epochs": epochs, "batch_size": batch_size, "optimizer": "sgd",
                                                        "lr": 0.001, "momentum": 0.9}}},
     }, source="<benchmark>")
-    return {c.architecture: c for c in expand_grid(reg, "bench", torch.device("cpu"))}
+    return {c.architecture: c for c in expand_grid(reg, "bench")}
 
 
 def measure(arch: str, args: argparse.Namespace, captured: dict[str, nn.Module]) -> tuple[list, dict]:

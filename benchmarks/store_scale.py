@@ -61,12 +61,10 @@ def write_registry(path: Path, seeds: int) -> None:
 
 
 def expand(registry: Path):
-    import torch
-
-    from bench.cells import expand_grid
+    from bench.plan import make_plan
     from bench.registry import load_registry
 
-    return expand_grid(load_registry(registry), "scale", torch.device("cpu"))
+    return make_plan(load_registry(registry), "scale", validate=False).cells
 
 
 def cell_table(cells, rng: np.random.Generator) -> tuple[pa.Table, list[str]]:
@@ -172,7 +170,7 @@ def breakdown(root: Path, profile: bool) -> list[list[object]]:
     if prof:
         prof.enable()
     timed("load_registry (yaml + pydantic)", lambda: load_registry(registry))
-    cells = timed("expand_grid (100k cells, identities)", lambda: expand(registry))
+    cells = timed("make_plan (100k cells, identities)", lambda: expand(registry))
     store = Store(results)
     timed("Store.statuses() (the resume scan)", store.statuses)
     timed("Store.cells([cell_id, status, message])", lambda: store.cells(["cell_id", "status", "message"]))
@@ -215,7 +213,7 @@ def main() -> None:
 
     from bench.store import Store
 
-    common = ["--grid", "scale", "--registry", str(root / "registry.yaml"), "--device", "cpu"]
+    common = ["--grid", "scale", "--registry", str(root / "registry.yaml")]
     outputs: dict[str, str] = {}
 
     def run(name: str, *a: str):

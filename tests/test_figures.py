@@ -36,7 +36,7 @@ def registry():
 
 
 def cells_of(grid: str) -> list[Cell]:
-    return expand_grid(registry(), grid, CPU)
+    return expand_grid(registry(), grid)
 
 
 def fake_history(cell: Cell, shift: float = 0.0) -> list[dict]:

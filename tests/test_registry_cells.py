@@ -25,15 +25,15 @@ def base_registry() -> dict:
 def test_shipped_registry_loads_and_counts():
     reg = load_registry(REPO / "registry.yaml")
     assert set(reg.grids) >= {"quick", "mnist", "fashion-mnist", "cifar10", "lambda-sweep", "batch-sweep"}
-    assert len(expand_grid(reg, "quick", CPU)) == 15
-    assert len(expand_grid(reg, "fashion-mnist", CPU)) == 30
-    assert len(expand_grid(reg, "cifar10", CPU)) == 75
-    cells = expand_grid(reg, "cifar10", CPU)
+    assert len(expand_grid(reg, "quick")) == 15
+    assert len(expand_grid(reg, "fashion-mnist")) == 30
+    assert len(expand_grid(reg, "cifar10")) == 75
+    cells = expand_grid(reg, "cifar10")
     assert {c.config["train"]["batch_size"] for c in cells} == {256}
     assert {c.config["train"]["epochs"] for c in cells} == {100}
-    lam = expand_grid(reg, "lambda-sweep", CPU)
+    lam = expand_grid(reg, "lambda-sweep")
     assert {c.loss for c in lam} >= {"celLoss", "milLoss(lam=1)", "milLoss(lam=50)"}
-    bs = expand_grid(reg, "batch-sweep", CPU)
+    bs = expand_grid(reg, "batch-sweep")
     assert {c.variant for c in bs} >= {"batch_size=64", "batch_size=512"}
 
 
@@ -44,8 +44,8 @@ def test_identity_stable_under_key_and_list_order():
     data["grids"]["g1"]["train"] = {"batch_size": 64, "epochs": 2}
     data["losses"] = dict(reversed(list(data["losses"].items())))
     reg2 = parse_registry(data)
-    ids1 = {c.cell_id for c in expand_grid(reg1, "g1", CPU)}
-    ids2 = {c.cell_id for c in expand_grid(reg2, "g1", CPU)}
+    ids1 = {c.cell_id for c in expand_grid(reg1, "g1")}
+    ids2 = {c.cell_id for c in expand_grid(reg2, "g1")}
     assert ids1 == ids2 and len(ids1) == 4
 
 
@@ -54,25 +54,23 @@ def test_identity_stable_under_key_and_list_order():
     ("train", "weight_decay", 1e-4), ("train", "precision", "fp32"),
 ])
 def test_identity_changes_with_any_setting(change):
-    base = expand_grid(parse_registry(base_registry()), "g1", CPU)
+    base = expand_grid(parse_registry(base_registry()), "g1")
     data = base_registry()
     data["grids"]["g1"]["train"][change[1]] = change[2]
-    if change == ("train", "precision", "fp32"):
-        # fp32 is what auto resolves to on CPU, so the identity must NOT change
-        assert {c.cell_id for c in expand_grid(parse_registry(data), "g1", CPU)} == {c.cell_id for c in base}
-        return
-    assert not ({c.cell_id for c in expand_grid(parse_registry(data), "g1", CPU)} & {c.cell_id for c in base})
+    # the identity is the declared config: an explicit fp32 is another cell than 'auto', even where
+    # auto resolves to fp32 (the resolved precision is provenance, stored with the result)
+    assert not ({c.cell_id for c in expand_grid(parse_registry(data), "g1")} & {c.cell_id for c in base})
 
 
 def test_identity_changes_with_loss_params_and_data_params():
-    base = {c.cell_id for c in expand_grid(parse_registry(base_registry()), "g1", CPU)}
+    base = {c.cell_id for c in expand_grid(parse_registry(base_registry()), "g1")}
     data = base_registry()
     data["losses"]["milLoss"]["params"]["lam"] = 10.0
-    changed = {c.cell_id for c in expand_grid(parse_registry(data), "g1", CPU)}
+    changed = {c.cell_id for c in expand_grid(parse_registry(data), "g1")}
     assert len(base & changed) == 2  # celLoss cells unchanged, milLoss cells new
     data = base_registry()
     data["datasets"]["g"]["params"]["d"] = 3
-    assert not (base & {c.cell_id for c in expand_grid(parse_registry(data), "g1", CPU)})
+    assert not (base & {c.cell_id for c in expand_grid(parse_registry(data), "g1")})
 
 
 def test_same_cell_from_two_grids_has_one_identity():
@@ -80,8 +78,8 @@ def test_same_cell_from_two_grids_has_one_identity():
     data["grids"]["g2"] = {"datasets": ["g"], "architectures": ["mlp"], "losses": ["milLoss"], "seeds": [1],
                            "train": {"batch_size": 64, "epochs": 2}}
     reg = parse_registry(data)
-    g1 = {c.cell_id for c in expand_grid(reg, "g1", CPU)}
-    g2 = {c.cell_id for c in expand_grid(reg, "g2", CPU)}
+    g1 = {c.cell_id for c in expand_grid(reg, "g1")}
+    g2 = {c.cell_id for c in expand_grid(reg, "g2")}
     assert g2 <= g1
 
 
@@ -95,7 +93,7 @@ def test_identity_is_a_hash_of_canonical_config():
 def test_loss_overrides_sweep_as_product():
     data = base_registry()
     data["grids"]["g1"]["losses"] = ["celLoss", {"milLoss": {"lam": [1, 10, 50]}}]
-    cells = expand_grid(parse_registry(data), "g1", CPU)
+    cells = expand_grid(parse_registry(data), "g1")
     assert [c.loss for c in cells if c.seed == 0] == ["celLoss", "milLoss(lam=1)", "milLoss(lam=10)", "milLoss(lam=50)"]
     assert {c.config["loss"]["params"]["lam"] for c in cells if c.loss_name == "milLoss"} == {1, 10, 50}
     assert loss_label("milLoss", {"lam": 0.5}) == "milLoss(lam=0.5)"
@@ -104,14 +102,14 @@ def test_loss_overrides_sweep_as_product():
 def test_train_lists_sweep():
     data = base_registry()
     data["grids"]["g1"]["train"]["batch_size"] = [32, 64]
-    cells = expand_grid(parse_registry(data), "g1", CPU)
+    cells = expand_grid(parse_registry(data), "g1")
     assert len(cells) == 8
     assert {c.variant for c in cells} == {"batch_size=32", "batch_size=64"}
 
 
 def test_set_overrides_and_filters():
     reg = parse_registry(base_registry())
-    cells = expand_grid(reg, "g1", CPU, overrides=parse_set(["train.epochs=5"]),
+    cells = expand_grid(reg, "g1", overrides=parse_set(["train.epochs=5"]),
                         filters=parse_filters(["loss=milLoss", "seed=1"]))
     assert len(cells) == 1 and cells[0].config["train"]["epochs"] == 5 and cells[0].seed == 1
 
@@ -165,7 +163,7 @@ def test_bad_loss_entries(target, params, needle):
     data["losses"]["bad"] = {"target": target, "params": params}
     reg = parse_registry(data)
     with pytest.raises(BenchError) as exc:
-        expand_grid(reg, "g1", CPU)
+        expand_grid(reg, "g1")
     assert needle in str(exc.value), str(exc.value)
 
 
@@ -180,15 +178,19 @@ def test_bad_set_and_filter():
         parse_filters(["sed=1"])
     reg = parse_registry(base_registry())
     with pytest.raises(BenchError, match="matches no cell"):
-        expand_grid(reg, "g1", CPU, filters=parse_filters(["loss=foo"]))
+        expand_grid(reg, "g1", filters=parse_filters(["loss=foo"]))
 
 
 def test_unknown_grid_and_cuda_precision_on_cpu():
+    from bench.plan import check_device, make_plan
+
     reg = parse_registry(base_registry())
     with pytest.raises(BenchError, match="unknown grid 'g2' \\(closest: 'g1'\\)"):
-        expand_grid(reg, "g2", CPU)
+        expand_grid(reg, "g2")
+    plan = make_plan(reg, "g1", overrides={"precision": "bf16"})
+    check_device(plan, "cuda")
     with pytest.raises(BenchError, match="needs a CUDA device"):
-        expand_grid(reg, "g1", CPU, overrides={"precision": "bf16"})
+        check_device(plan, "cpu")
 
 
 SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}

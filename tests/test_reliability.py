@@ -62,7 +62,7 @@ def write_registry(tmp_path: Path, grids: dict, n_train: int = 1024) -> Path:
 
 
 def cell_ids(reg: Path, grid: str) -> list[str]:
-    return [c.cell_id for c in expand_grid(load_registry(reg), grid, torch.device("cpu"))]
+    return [c.cell_id for c in expand_grid(load_registry(reg), grid)]
 
 
 class Run:

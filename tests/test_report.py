@@ -61,7 +61,7 @@ def fill(store: Store, cells, acc=ACC, status="done"):
 @pytest.fixture()
 def data(tmp_path):
     reg = registry()
-    cells = expand_grid(reg, "t", CPU)
+    cells = expand_grid(reg, "t")
     store = Store(tmp_path / "res")
     fill(store, cells)
     return collect("t", cells, store.cells(), "celLoss")
@@ -102,7 +102,7 @@ def test_mi_and_bounds_section(data):
 
 def test_failed_cells_do_not_count(tmp_path):
     reg = registry()
-    cells = expand_grid(reg, "t", CPU)
+    cells = expand_grid(reg, "t")
     store = Store(tmp_path / "res")
     fill(store, cells, status="failed")
     data = collect("t", cells, store.cells(), "celLoss")
@@ -112,7 +112,7 @@ def test_failed_cells_do_not_count(tmp_path):
 
 def test_gauss_truth_section(tmp_path):
     reg = registry()
-    cells = expand_grid(reg, "gg", CPU)
+    cells = expand_grid(reg, "gg")
     store = Store(tmp_path / "res")
     fill(store, cells, acc={("mlp", "celLoss"): [0.84]})
     md = render(collect("gg", cells, store.cells(), "celLoss"), "markdown")

@@ -1,0 +1,168 @@
+"""Plan a run: registry + grid + overrides + filters + dataset substitutions -> the cells, checked.
+
+``make_plan`` is a pure function of its inputs: it reads no data and trains nothing. Whether a
+dataset is available (and so whether a grid's ``fallback_dataset`` stands in for it) is decided
+by the caller, which passes the substitutions in (``fallbacks`` computes them from a probe). With
+``validate`` the plan checks every component it references before anything runs: each loss is
+built and probed once (bench.preflight), each architecture is built for its dataset's input shape
+on the meta device (no memory, no init cost) so a misspelt parameter fails here and not in every
+cell, and each dataset's parameters are validated without reading the data.
+
+A :class:`Plan` serialises to the run record that ``bench run`` stores, so ``bench status`` and
+``bench report`` can rebuild the same cells without repeating the run's flags.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.cells import Cell, expand_grid
+from bench.errors import BenchError
+from bench.registry import DatasetSpec, Registry
+
+
+@dataclass(frozen=True)
+class Plan:
+    grid: str
+    cells: list[Cell]
+    overrides: dict[str, Any] = field(default_factory=dict)  # parsed --set, by training setting
+    filters: dict[str, list[str]] = field(default_factory=dict)
+    substitutions: dict[str, str] = field(default_factory=dict)  # dataset -> the fallback dataset used instead
+
+    @property
+    def cell_ids(self) -> list[str]:
+        return [c.cell_id for c in self.cells]
+
+    def record(self) -> dict[str, Any]:
+        """What ``bench run`` stores about this plan (JSON-serialisable)."""
+        return {"grid": self.grid, "overrides": dict(self.overrides), "filters": {k: list(v) for k, v in self.filters.items()},
+                "substitutions": dict(self.substitutions), "cell_ids": self.cell_ids}
+
+    def settings_flags(self) -> str:
+        """The ``--set``/``--filter`` flags that reproduce this plan, for hints ("" when none)."""
+        flags = [f"--set train.{k}={v}" for k, v in sorted(self.overrides.items())]
+        flags += [f"--filter {k}={','.join(v)}" for k, v in sorted(self.filters.items())]
+        return " ".join(flags)
+
+
+def fallbacks(registry: Registry, grid: str, problem: Callable[[str, DatasetSpec], str | None]) -> dict[str, str]:
+    """Datasets of ``grid`` to replace by its ``fallback_dataset``: those for which ``problem``
+    (a probe the caller supplies: it may read data) returns why they cannot be read."""
+    spec = registry.grids.get(grid)
+    if spec is None or spec.fallback_dataset is None:
+        return {}
+    out: dict[str, str] = {}
+    for name in spec.datasets:
+        if problem(name, registry.datasets[name]) is not None:
+            out[name] = spec.fallback_dataset
+    return out
+
+
+def make_plan(registry: Registry, grid: str, overrides: Mapping[str, Any] | None = None,
+              filters: Mapping[str, list[str]] | None = None, substitutions: Mapping[str, str] | None = None,
+              validate: bool = True) -> Plan:
+    """The cells of ``grid`` under these overrides, filters and dataset substitutions.
+
+    ``validate=False`` (status and report, which only read the store) skips the component checks
+    and needs no torch import.
+    """
+    subs = dict(substitutions or {})
+    cells = expand_grid(registry, grid, dict(overrides or {}), {k: list(v) for k, v in (filters or {}).items()},
+                        subs, validate=validate)
+    if validate:
+        check_components(registry, grid, subs)
+    return Plan(grid, cells, dict(overrides or {}), {k: list(v) for k, v in (filters or {}).items()}, subs)
+
+
+def check_components(registry: Registry, grid: str, substitutions: Mapping[str, str]) -> None:
+    """Each dataset's parameters and each (dataset, architecture) pair of the grid, without data."""
+    import torch
+
+    from bench.data import dataset_shape
+    from bench.models import build_model
+
+    spec = registry.grids[grid]
+    shapes: dict[tuple[tuple[int, ...], int], str] = {}
+    for name in spec.datasets:
+        actual = substitutions.get(name, name)
+        ds = registry.datasets[actual]
+        try:
+            shapes.setdefault(dataset_shape(ds.kind, ds.params), actual)
+        except BenchError as exc:
+            raise BenchError(f"{registry.source}: datasets.{actual}: {exc}") from None
+    for arch_name in spec.architectures:
+        arch = registry.architectures[arch_name]
+        for (in_shape, classes), ds_name in shapes.items():
+            try:
+                with torch.device("meta"):  # structure and parameters only: no memory, no init cost
+                    build_model(arch.source, arch.name, in_shape, classes, dict(arch.params))
+            except BenchError as exc:
+                raise BenchError(f"{registry.source}: architectures.{arch_name}: {exc} (for dataset {ds_name!r})") from None
+            except Exception as exc:  # noqa: BLE001 - a library's builder refusing its arguments
+                text = " ".join(str(exc).split())[:200]
+                raise BenchError(f"{registry.source}: architectures.{arch_name} with params {dict(arch.params)}: "
+                                 f"{type(exc).__name__}: {text}") from None
+
+
+def check_device(plan: Plan, device_type: str) -> None:
+    """Settings the device that trains the plan cannot honour: one line before anything runs."""
+    for cell in plan.cells:
+        precision = cell.config["train"]["precision"]
+        if precision in ("bf16", "fp16") and device_type != "cuda":
+            raise BenchError(f"precision {precision!r} needs a CUDA device; use --set train.precision=fp32 "
+                             f"(or auto) on {device_type}")
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """What ``status`` and ``report`` show: the plan of the grid's last run (or of the flags given),
+    and notes about the store's other cells of the grid."""
+
+    plan: Plan
+    notes: list[str]
+    other_runs: list[dict[str, Any]]  # records of runs of this grid under other settings
+
+
+def plan_from_runs(registry: Registry, grid: str, runs: list[dict[str, Any]], overrides: Mapping[str, Any] | None,
+                   filters: Mapping[str, list[str]] | None,
+                   problem: Callable[[str, DatasetSpec], str | None] | None = None) -> ReadPlan:
+    """Rebuild the cells a reader should show from the grid's stored run records (oldest first).
+
+    With no ``--set``/``--filter`` the cells are those of the last run's settings (every run with
+    those settings and substitutions, so two partial runs with different filters show together);
+    with flags, the flags' cells, under the substitutions a run with those settings used. Without
+    any record the grid is planned as declared, its fallback decided by ``problem`` when given.
+    """
+    asked = bool(overrides) or bool(filters)
+    wanted = dict(overrides or {})
+    notes: list[str] = []
+    same = [r for r in runs if r.get("overrides", {}) == wanted] if asked else (
+        [r for r in runs if r.get("overrides", {}) == runs[-1].get("overrides", {})] if runs else [])
+    if same:
+        subs = dict(same[-1].get("substitutions", {}))
+        same = [r for r in same if r.get("substitutions", {}) == subs]
+    else:
+        subs = fallbacks(registry, grid, problem) if problem is not None else {}
+    if asked:
+        plan = make_plan(registry, grid, wanted, filters, subs, validate=False)
+    else:
+        base = dict(same[-1].get("overrides", {})) if same else {}
+        plan = make_plan(registry, grid, base, None, subs, validate=False)
+        if same and all(r.get("filters") for r in same):  # every run was partial: show what they planned
+            ran = {c for r in same for c in r.get("cell_ids", [])}
+            union_filters: dict[str, list[str]] = {}
+            for r in same:
+                for k, v in r["filters"].items():
+                    union_filters.setdefault(k, []).extend(x for x in v if x not in union_filters.get(k, []))
+            plan = Plan(grid, [c for c in plan.cells if c.cell_id in ran], base, union_filters, subs)
+        if same:
+            recorded = {c for r in same for c in r.get("cell_ids", [])}
+            gone = len(recorded - set(plan.cell_ids))
+            if gone:
+                notes.append(f"{gone} cells of the last runs of grid {grid!r} are not in it any more: the registry "
+                             "changed since (their results stay in the store)")
+    mine = set(plan.cell_ids)
+    others = [r for r in runs if not set(r.get("cell_ids", [])) <= mine]
+    return ReadPlan(plan, notes, others)
