@@ -17,6 +17,7 @@ from typing import Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bench.data.kinds import KINDS
 from bench.errors import BenchError, closest
 
 Scalar = Union[bool, int, float, str]
@@ -27,7 +28,7 @@ class _Strict(BaseModel):
 
 
 class DatasetSpec(_Strict):
-    kind: Literal["mnist", "fashion-mnist", "cifar10", "gauss"]
+    kind: Literal[KINDS]  # type: ignore[valid-type]  # the kinds table is the one list of kinds
     params: dict[str, Any] = Field(default_factory=dict)
     description: str = ""
 

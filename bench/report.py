@@ -92,11 +92,11 @@ def gauss_truths(cells: list[Cell]) -> dict[str, dict[str, float]]:
     for cell in cells:
         ds = cell.config["dataset"]
         if ds["kind"] == "gauss" and cell.dataset not in out:
-            from bench.data import gauss_delta, gauss_params  # imports torch (~1.5 s): only for gauss grids
-            from bench.theory import gauss_bayes_error, gauss_mi
+            from bench.data import gauss_params  # imports torch: only for gauss grids
+            from bench.theory import gauss_bayes_error, gauss_delta, gauss_mi
 
             params = gauss_params(ds["params"])
-            delta = gauss_delta(params)
+            delta = gauss_delta(params["mu"], params["sigma2"])
             out[cell.dataset] = {"delta": delta, "mi_exact": float(gauss_mi(delta, params["prior"])),
                                  "bayes_error": float(gauss_bayes_error(delta, params["prior"]))}
     return out

@@ -1,18 +1,31 @@
-"""bench.data: loading each kind from tiny real-format files, validation, cache, gauss."""
+"""bench.data: loading each kind from tiny real-format files, the data-root rule, validation, cache, gauss."""
 
 from __future__ import annotations
 
 import gzip
 import math
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from bench.data import DATA_ROOT_ENV, KINDS, Splits, gauss_delta, gauss_params, load_splits, normalise
+from bench.data import (
+    DATA_ROOT_ENV,
+    KIND_TABLE,
+    KINDS,
+    Splits,
+    describe_source,
+    gauss_params,
+    load_splits,
+    normalise,
+)
+from bench.data.provenance import brace_paths
 from bench.errors import BenchError
+from bench.theory import gauss_delta as theory_delta
 from tests.fixtures_data import (
     CIFAR_CLASSES,
     IDX_NAMES,
@@ -24,6 +37,17 @@ from tests.fixtures_data import (
 )
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture(autouse=True)
+def no_env_root(monkeypatch):
+    """Each test chooses its data root; one set in the environment would make every root explicit."""
+    monkeypatch.delenv(DATA_ROOT_ENV, raising=False)
+
+
+def gauss_delta(params: dict) -> float:
+    p = gauss_params(params)
+    return theory_delta(p["mu"], p["sigma2"])
 
 
 def one_line(e: BaseException) -> str:
@@ -57,6 +81,22 @@ def check_images(s: Splits, n_train: int, n_test: int, shape: tuple[int, int, in
 
 def test_kinds():
     assert KINDS == ("mnist", "fashion-mnist", "cifar10", "gauss")
+    assert KINDS == tuple(KIND_TABLE)
+
+
+def test_registry_kinds_come_from_the_table():
+    from typing import get_args
+
+    from bench.registry import DatasetSpec
+
+    assert get_args(DatasetSpec.model_fields["kind"].annotation) == KINDS
+
+
+def test_kinds_table_imports_no_torch():
+    # status / report load the registry (and so the table) without ever training
+    code = "import sys, bench.registry; from bench.data import KINDS; assert 'torch' not in sys.modules, 'torch'"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
 
 
 @pytest.mark.parametrize("kind,family", [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")])
@@ -78,14 +118,16 @@ def test_gzipped_idx_in_raw_dir(tmp_path):
     assert s.class_names[0] == "T-shirt/top"
 
 
-def test_fashion_from_debian_dir_and_precedence(tmp_path):
+def test_fashion_from_debian_dir_and_precedence(tmp_path, monkeypatch):
+    # no explicit data root: ./data first, then the Debian dir
+    monkeypatch.chdir(tmp_path)
     deb = write_debian_fashion(tmp_path / "debian", n_train=40, n_test=20, seed=3)
-    s = load("fashion-mnist", tmp_path / "root", debian=deb)
+    s = load("fashion-mnist", debian=deb)
     check_images(s, 40, 20, (1, 28, 28))
     assert s.source == str(deb)
     # files under the data root win over the Debian dir
-    raw = write_mnist_idx(tmp_path / "root", "FashionMNIST", n_train=64, n_test=32)
-    s = load("fashion-mnist", tmp_path / "root", debian=deb)
+    raw = write_mnist_idx(tmp_path / "data", "FashionMNIST", n_train=64, n_test=32)
+    s = load("fashion-mnist", debian=deb)
     assert s.source == str(raw) and s.n_train == 64
 
 
@@ -126,16 +168,98 @@ def test_subset_params(tmp_path):
 # ---------------------------------------------------------------- missing / bad
 
 
+SUBDIR = {"mnist": "MNIST/raw", "fashion-mnist": "FashionMNIST/raw", "cifar10": "cifar-10-batches-py"}
+LAYOUT = {
+    "mnist": "MNIST/raw/{train-images-idx3,train-labels-idx1,t10k-images-idx3,t10k-labels-idx1}-ubyte[.gz]",
+    "fashion-mnist": "FashionMNIST/raw/{train-images-idx3,train-labels-idx1,t10k-images-idx3,t10k-labels-idx1}"
+                     "-ubyte[.gz]",
+    "cifar10": "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}",
+}
+
+
 @pytest.mark.parametrize("kind", ["mnist", "fashion-mnist", "cifar10"])
 def test_missing_dataset_message(tmp_path, kind):
     with pytest.raises(BenchError) as ei:
         load(kind, tmp_path / "nowhere", debian=tmp_path / "nodeb")
     msg = one_line(ei.value)
-    sub = {"mnist": "MNIST/raw", "fashion-mnist": "FashionMNIST/raw", "cifar10": "cifar-10-batches-py"}[kind]
-    assert str(tmp_path / "nowhere" / sub) in msg
+    assert str(tmp_path / "nowhere" / SUBDIR[kind]) in msg and LAYOUT[kind] in msg
     assert "--data-root" in msg and "--download" in msg
+    # an explicit root is the only place looked at
+    assert str(tmp_path / "nodeb") not in msg and "nothing else is searched" in msg
     if kind == "fashion-mnist":
-        assert str(tmp_path / "nodeb") in msg and "apt-get install dataset-fashion-mnist" in msg
+        assert "apt-get install dataset-fashion-mnist and give no --data-root" in msg
+
+
+@pytest.mark.parametrize("kind", ["mnist", "fashion-mnist", "cifar10"])
+def test_missing_dataset_message_default_root(tmp_path, monkeypatch, kind):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(BenchError) as ei:
+        load(kind, debian=tmp_path / "nodeb")
+    msg = one_line(ei.value)
+    assert str(tmp_path / "data" / SUBDIR[kind]) in msg and LAYOUT[kind] in msg
+    assert "no --data-root" in msg and "--download" in msg
+    if kind == "fashion-mnist":
+        assert f"{tmp_path / 'nodeb'} (missing)" in msg and "apt-get install dataset-fashion-mnist" in msg
+    else:
+        assert str(tmp_path / "nodeb") not in msg
+
+
+@pytest.mark.parametrize("how", ["argument", "env"])
+def test_explicit_root_never_falls_back(tmp_path, monkeypatch, how):
+    # ./data and the Debian dir both hold Fashion-MNIST; the explicit root does not
+    monkeypatch.chdir(tmp_path)
+    write_mnist_idx(tmp_path / "data", "FashionMNIST")
+    deb = write_debian_fashion(tmp_path / "debian")
+    (tmp_path / "mine").mkdir()
+    if how == "env":
+        monkeypatch.setenv(DATA_ROOT_ENV, str(tmp_path / "mine"))
+    root = tmp_path / "mine" if how == "argument" else None
+    with pytest.raises(BenchError) as ei:
+        load("fashion-mnist", root, debian=deb)
+    msg = one_line(ei.value)
+    origin = "--data-root" if how == "argument" else f"${DATA_ROOT_ENV}"
+    assert f"under data root {tmp_path / 'mine'} (from {origin}" in msg
+    for looked in ("FashionMNIST/processed", "FashionMNIST/raw"):
+        assert f"{tmp_path / 'mine' / looked} (missing)" in msg
+    assert f"{deb} (" not in msg and str(tmp_path / "data") not in msg  # not looked in ...
+    assert f"give no --data-root / ${DATA_ROOT_ENV} to use the copy in {deb}" in msg  # ... only pointed to
+    # the default root is used (and Debian's copy after it) only without an explicit one
+    monkeypatch.delenv(DATA_ROOT_ENV, raising=False)
+    assert load("fashion-mnist", debian=deb).source == str(tmp_path / "data" / "FashionMNIST" / "raw")
+
+
+def test_source_line_names_the_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    deb = write_debian_fashion(tmp_path / "debian")
+    s = load("fashion-mnist", debian=deb)
+    names = "{train-images-idx3,train-labels-idx1,t10k-images-idx3,t10k-labels-idx1}-ubyte.gz"
+    assert describe_source(s) == f"data: fashion-mnist from {deb}/{names}"
+    assert s.provenance.files == tuple(str(deb / f"{IDX_NAMES[k]}.gz") for k in IDX_NAMES)
+    assert s.provenance.cache == ""
+    # plain files under a data root; the second load is answered by the decoded cache, and says so
+    raw = write_mnist_idx(tmp_path / "root", "MNIST")
+    cache = tmp_path / "cache"
+    first = load("mnist", tmp_path / "root", cache=cache)
+    plain = "{train-images-idx3,train-labels-idx1,t10k-images-idx3,t10k-labels-idx1}-ubyte"
+    assert describe_source(first) == f"data: mnist from {raw}/{plain}"
+    second = load("mnist", tmp_path / "root", cache=cache)
+    (cfile,) = cache.iterdir()
+    assert describe_source(second) == f"data: mnist from {raw}/{plain} via decoded cache {cfile}"
+    cifar = load("cifar10", write_cifar10_batches(tmp_path / "c").parent)
+    assert describe_source(cifar) == (
+        f"data: cifar10 from {tmp_path / 'c' / 'cifar-10-batches-py'}/"
+        "{data_batch_1,data_batch_2,data_batch_3,data_batch_4,data_batch_5,test_batch,batches.meta}"
+    )
+    g = load("gauss", params={"d": 3, "n_train": 20, "n_test": 10})
+    assert describe_source(g) == (
+        "data: gauss generated (d=3, mu=1.0, sigma2=1.0, prior=0.5, seed=0, n_train=20, n_test=10)"
+    )
+
+
+def test_brace_paths():
+    assert brace_paths(["/d/processed/training.pt", "/d/processed/test.pt"]) == "/d/processed/{training,test}.pt"
+    assert brace_paths(["/d/a"]) == "/d/a"
+    assert brace_paths(["/d/a", "/e/b"]) == "/d/a, /e/b"
 
 
 def test_partially_present_lists_missing_files(tmp_path):
@@ -194,12 +318,13 @@ def test_corrupt_idx_names_file(tmp_path, gz, damage):
     assert expect in msg
 
 
-def test_corrupt_gzip_stream_in_debian_dir(tmp_path):
+def test_corrupt_gzip_stream_in_debian_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     deb = write_debian_fashion(tmp_path / "deb")
     path = deb / (IDX_NAMES["train_x"] + ".gz")
     path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
     with pytest.raises(BenchError) as ei:
-        load("fashion-mnist", tmp_path / "root", debian=deb)
+        load("fashion-mnist", debian=deb)
     assert str(path) in one_line(ei.value)
 
 
@@ -289,6 +414,26 @@ def test_cache_key_depends_on_source(tmp_path):
     assert len(list(cache.glob("mnist-*.pt"))) == 2
 
 
+def test_cache_does_not_cross_roots(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    raw = write_mnist_idx(tmp_path / "r1", "MNIST", seed=0)
+    load("mnist", tmp_path / "r1", cache=cache)
+    for p in raw.iterdir():
+        p.unlink()  # r1's entry now answers for r1 alone (its files are gone)
+    (tmp_path / "r2").mkdir()
+    with pytest.raises(BenchError, match="not found under data root"):
+        load("mnist", tmp_path / "r2", cache=cache)
+    write_mnist_idx(tmp_path / "r2", "MNIST", n_train=50, seed=1)
+    s = load("mnist", tmp_path / "r2", cache=cache)
+    assert s.n_train == 50 and s.source == str(tmp_path / "r2" / "MNIST" / "raw") and s.provenance.cache == ""
+    # nor does a cached ./data copy answer for an explicit root, or the other way round
+    monkeypatch.chdir(tmp_path)
+    write_mnist_idx(tmp_path / "data", "MNIST", n_train=40)
+    assert load("mnist", cache=cache).n_train == 40
+    assert load("mnist", tmp_path / "r2", cache=cache).n_train == 50
+    assert load("mnist", tmp_path / "r1", cache=cache).n_train == 64  # r1's own entry still serves
+
+
 # ------------------------------------------------------------------------ gauss
 
 
@@ -369,9 +514,11 @@ def test_normalise_does_not_touch_float_input():
 
 
 @pytest.mark.skipif(not DEBIAN.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
-def test_real_debian_fashion_mnist(tmp_path):
-    s = load("fashion-mnist", tmp_path / "empty-root", debian=DEBIAN)
+def test_real_debian_fashion_mnist(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # an empty ./data: Debian's copy is next
+    s = load("fashion-mnist", debian=DEBIAN)
     assert s.source == str(DEBIAN)
+    assert describe_source(s).startswith(f"data: fashion-mnist from {DEBIAN}/{{train-images-idx3,")
     assert s.n_train == 60000 and s.n_test == 10000
     assert s.in_shape == (1, 28, 28) and s.num_classes == 10
     assert torch.bincount(s.train_y, minlength=10).tolist() == [6000] * 10

@@ -1,0 +1,146 @@
+"""Source of the MNIST family (``mnist``, ``fashion-mnist``): idx files in torchvision's layout.
+
+Copies, in the order :mod:`bench.data.roots` allows:
+
+* ``<root>/<MNIST|FashionMNIST>/processed/{training,test}.pt``: torchvision's legacy files,
+  which win over ``raw/`` in torchvision too; read by torchvision's class.
+* ``<root>/<MNIST|FashionMNIST>/raw/``, exactly where ``torchvision.datasets.MNIST`` /
+  ``FashionMNIST`` look. torchvision reads only the *uncompressed* idx files there (its
+  download keeps the ``.gz`` beside them): when all four are uncompressed, their headers are
+  validated and the torchvision class reads them; when some are present only as ``.gz``,
+  :mod:`bench.data.idx` decodes them in place (torchvision would call that "not found").
+* the kind's Debian folder (fashion-mnist: ``dataset-fashion-mnist``, gzipped idx files),
+  only without an explicit data root; decoded directly, nothing copied or staged.
+* with ``download``, torchvision's class downloads into ``<root>/<family>/raw``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.data.checks import first_line
+from bench.data.files import Candidate, Decoded, FileSource, absent_reason, load_files, tv_datasets
+from bench.data.idx import check_idx_set, idx_dims, ndim_of, read_idx
+from bench.data.kinds import KindSpec, Request
+from bench.data.provenance import brace_paths
+from bench.data.roots import search_places
+from bench.data.splits import Splits
+from bench.errors import BenchError
+
+# torchvision's file names, spelled out so that finding a copy needs no torchvision import
+# (it pulls in torch._dynamo); they must match torchvision.datasets.MNIST's resources
+IDX_FILES = {
+    "train_x": "train-images-idx3-ubyte",
+    "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte",
+    "test_y": "t10k-labels-idx1-ubyte",
+}
+LEGACY_FILES = ("training.pt", "test.pt")
+_EXPECTED = tuple(f"{name}[.gz]" for name in IDX_FILES.values())
+
+
+def _check_labels(y: torch.Tensor, num_classes: int, where: Path) -> None:
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        raise BenchError(
+            f"{where}: labels range over [{int(y.min())}, {int(y.max())}], expected [0, {num_classes - 1}]; "
+            "the file is corrupt or of another data set"
+        )
+
+
+def _checked(t: Mapping[str, torch.Tensor], files: Mapping[str, Path], class_names: tuple[str, ...]) -> Decoded:
+    """Check decoded idx tensors (shapes agree, labels in 0-9; errors name ``files``) and add the channel axis."""
+    check_idx_set(files, {k: tuple(v.shape) for k, v in t.items()})
+    for split in ("train", "test"):
+        _check_labels(t[f"{split}_y"], 10, files[f"{split}_y"])
+    return Decoded(t["train_x"].unsqueeze(1), t["train_y"].long(), t["test_x"].unsqueeze(1), t["test_y"].long(),
+                   class_names)
+
+
+def _decode_idx(files: Mapping[str, Path], class_names: tuple[str, ...]) -> Decoded:
+    return _checked({key: read_idx(path, ndim_of(key)) for key, path in files.items()}, files, class_names)
+
+
+def _tv_read(spec: KindSpec, root: Path, download: bool) -> Decoded:
+    """Read through torchvision's MNIST/FashionMNIST class (after the caller validated the raw files)."""
+    cls = getattr(tv_datasets(), spec.folder)
+    raw_dir = root / spec.folder / "raw"
+    try:
+        tr, te = (cls(str(root), train=train, download=download) for train in (True, False))
+    except BenchError:
+        raise
+    except Exception as e:
+        if download:
+            raise BenchError(
+                f"could not download {spec.name} into {raw_dir}: {first_line(e)}; without a network pass "
+                f"--data-root DIR holding {spec.folder}/raw/"
+                + (f" or apt-get install {spec.debian_package}" if spec.debian_package else "")
+            ) from None
+        raise BenchError(
+            f"{raw_dir}: torchvision could not read {spec.name} ({first_line(e)}); replace the files"
+        ) from None
+    t = {"train_x": tr.data, "train_y": tr.targets, "test_x": te.data, "test_y": te.targets}
+    for key, v in t.items():
+        want_dtype = torch.uint8 if key.endswith("_x") else None
+        if not isinstance(v, torch.Tensor) or (want_dtype and v.dtype != want_dtype) or v.dim() != ndim_of(key):
+            raise BenchError(f"{raw_dir}: torchvision returned unexpected {key} data; replace the files")
+    return _checked(t, {k: raw_dir / n for k, n in IDX_FILES.items()}, tuple(str(c) for c in cls.classes))
+
+
+def _idx_files(d: Path) -> tuple[dict[str, Path], list[str]]:
+    """The four idx files in ``d`` (plain preferred over .gz) and the names of those missing."""
+    found, missing = {}, []
+    for key, name in IDX_FILES.items():
+        if (d / name).is_file():
+            found[key] = d / name
+        elif (d / f"{name}.gz").is_file():
+            found[key] = d / f"{name}.gz"
+        else:
+            missing.append(f"{name}[.gz]")
+    return found, missing
+
+
+def _legacy(spec: KindSpec, root: Path) -> Candidate:
+    d = root / spec.folder / "processed"
+    missing = [n for n in LEGACY_FILES if not (d / n).is_file()]
+    files = tuple(d / n for n in LEGACY_FILES if n not in missing)
+    return Candidate(d, LEGACY_FILES, files, absent_reason(d, missing), lambda: _tv_read(spec, root, False))
+
+
+def _raw(spec: KindSpec, root: Path) -> Candidate:
+    d = root / spec.folder / "raw"
+    found, missing = _idx_files(d)
+
+    def decode() -> Decoded:
+        if all(p.suffix != ".gz" for p in found.values()):  # the layout torchvision reads: validate, then let it
+            check_idx_set(found, {k: idx_dims(p, ndim_of(k)) for k, p in found.items()})
+            return _tv_read(spec, root, False)
+        return _decode_idx(found, spec.class_names)
+
+    return Candidate(d, _EXPECTED, tuple(found.values()), absent_reason(d, missing), decode)
+
+
+def _debian(spec: KindSpec, d: Path) -> Candidate:
+    found, missing = _idx_files(d)
+    return Candidate(d, _EXPECTED, tuple(found.values()), absent_reason(d, missing),
+                     lambda: _decode_idx(found, spec.class_names))
+
+
+def _download(spec: KindSpec, root: Path) -> Candidate:
+    decoded = _tv_read(spec, root, True)
+    return dataclasses.replace(_raw(spec, root), decode=lambda: decoded)
+
+
+def load(spec: KindSpec, params: Mapping[str, Any] | None, request: Request) -> Splits:
+    places = search_places(request.data_root, request.debian_dir if spec.debian_package else None)
+    root = places.root.path
+    candidates = [_legacy(spec, root), _raw(spec, root)]
+    if places.system_dir is not None:
+        candidates.append(_debian(spec, places.system_dir))
+    layout = f"{spec.folder}/raw/{brace_paths(_EXPECTED)} (idx files, plain or .gz)"
+    source = FileSource(tuple(candidates), layout, lambda r: _download(spec, r))
+    return load_files(spec, params, places, request, source)
