@@ -194,6 +194,7 @@ def run(
     slurm_partition: Optional[str] = typer.Option(None, "--slurm-partition", help="SLURM partition."),
     timeout_min: int = typer.Option(60 * 24, "--timeout-min", min=1, help="SLURM time limit per cell, minutes."),
     slurm_array_parallelism: int = typer.Option(16, "--slurm-array-parallelism", min=1, help="SLURM array jobs running at once."),
+    slurm_executor: str = typer.Option("slurm", "--slurm-executor", help="How --launcher slurm runs its jobs: slurm (sbatch, default), local (processes of this machine) or debug (one by one in this process)."),
     plain: Optional[bool] = typer.Option(None, "--plain/--rich", help="Plain line output (default when not a terminal)."),
     report: bool = typer.Option(True, "--report/--no-report", help="Print the grid's markdown table at the end."),
 ) -> None:
@@ -244,7 +245,8 @@ def run(
         chosen = make_launcher(LauncherOptions(
             kind=launcher, jobs=jobs, gpus_per_cell=gpus_per_cell, cpus_per_cell=cpus_per_cell, max_retries=max_retries,
             ray_address=ray_address, slurm_partition=slurm_partition, timeout_min=timeout_min,
-            slurm_array_parallelism=slurm_array_parallelism, log_dir=str(results / "logs")))
+            slurm_array_parallelism=slurm_array_parallelism, slurm_executor=slurm_executor,
+            log_dir=str(results / "logs")))
         t0 = time.perf_counter()
         stale = _stale(cells, store, reg.import_paths())
         if stale and not rerun_stale:

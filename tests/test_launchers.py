@@ -1,4 +1,4 @@
-"""The cluster launchers: a real local Ray cluster, and submitit's local/debug executors for SLURM.
+"""The cluster launchers: their shared loop, a real local Ray cluster, and submitit's local/debug executors.
 
 One Ray cluster (2 CPUs, 1 logical GPU, no token auth, temp dir under the test's tmp path) serves
 the whole module: the launcher joins a Ray that is already initialised and leaves it running.
@@ -10,9 +10,13 @@ import math
 import os
 import shutil
 import stat
+import subprocess
 import sys
 import tempfile
+import textwrap
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -21,12 +25,14 @@ import yaml
 from typer.testing import CliRunner
 
 import bench.launchers as launchers_pkg
-from bench.cells import expand_grid
+from bench.cells import Cell, expand_grid
 from bench.errors import BenchError
-from bench.execute import ExecOptions, run_cell
-from bench.launchers import LauncherOptions, make_launcher
+from bench.execute import CellOutcome, ExecOptions, run_cell
+from bench.launchers import Hooks, LauncherOptions, make_launcher
+from bench.launchers.loop import Died, Done, Failed, Queued, Running, State, run_cells
 from bench.registry import load_registry
 from bench.store import Store
+from tests.conftest import REPO
 
 REGISTRY = {
     "datasets": {"g": {"kind": "gauss", "params": {"d": 4, "n_train": 512, "n_test": 256, "seed": 0}}},
@@ -70,18 +76,24 @@ def assert_same_metrics(got: dict, want: dict) -> None:
             assert got[key] == want[key], key
 
 
-def spy_launchers(monkeypatch) -> list:
-    """Record the launchers the CLI builds (to read their worker-side timings)."""
-    made: list = []
+def spy_submissions(monkeypatch) -> list[dict[str, int]]:
+    """For each launcher the CLI builds: cell_id -> how many times it submitted that cell (its on_submit seam)."""
+    made: list[dict[str, int]] = []
     real = launchers_pkg.make_launcher
 
-    def spy(options):
-        launcher = real(options)
-        made.append(launcher)
-        return launcher
+    def spy(options, on_submit=None):
+        tries: dict[str, int] = {}
+        made.append(tries)
+        return real(options, on_submit=lambda cell, n: tries.__setitem__(cell.cell_id, n))
 
     monkeypatch.setattr(launchers_pkg, "make_launcher", spy)
     return made
+
+
+def worker_spans(results: Path) -> list[tuple[int, int]]:
+    """Each stored cell's (start, finish) in ns, as its worker measured them."""
+    df = Store(results).cells(["started_at_ns", "finished_at_ns"])
+    return sorted(zip(df["started_at_ns"].tolist(), df["finished_at_ns"].tolist()))
 
 
 @pytest.fixture(scope="module")
@@ -139,21 +151,161 @@ def test_missing_extra_is_one_line(monkeypatch, registry, tmp_path):
     assert r.output.strip() == "error: the slurm launcher needs submitit: pip install 'lossbench[slurm]'"
 
 
-def test_option_checks():
+def test_option_checks(monkeypatch):
+    from bench.launchers.ray import RayLauncher
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # the checks must pass with neither engine installed
+    monkeypatch.setitem(sys.modules, "submitit", None)
     with pytest.raises(BenchError, match="whole GPUs"):
         make_launcher(LauncherOptions(kind="slurm", gpus_per_cell=0.5))
     with pytest.raises(BenchError, match="fraction up to 1"):
         make_launcher(LauncherOptions(kind="ray", gpus_per_cell=1.5))
     with pytest.raises(BenchError, match="--jobs 2 is for --launcher local"):
         make_launcher(LauncherOptions(kind="ray", jobs=2))
-    ray_launcher = make_launcher(LauncherOptions(kind="ray", gpus_per_cell=0.25, cpus_per_cell=1))
+    with pytest.raises(BenchError, match="--slurm-executor 'pbs': expected one of slurm, local, debug"):
+        make_launcher(LauncherOptions(kind="slurm", slurm_executor="pbs"))
+    with pytest.raises(BenchError, match="--max-retries must be >= 0"):
+        make_launcher(LauncherOptions(kind="ray", max_retries=-1))
+    # valid options: the launcher is built, and only then is the missing engine reported
+    with pytest.raises(BenchError, match=r"needs Ray: pip install 'lossbench\[ray\]'"):
+        make_launcher(LauncherOptions(kind="ray", gpus_per_cell=0.25))
+    ray_launcher = RayLauncher(LauncherOptions(kind="ray", gpus_per_cell=0.25, cpus_per_cell=1))
     node = {"CPU": 8.0, "GPU": 2.0}
     assert ray_launcher.check_resources(node, [node]) == 8  # GPUs allow 8 cells, CPUs 8
     with pytest.raises(BenchError, match="has no GPUs"):
         ray_launcher.check_resources({"CPU": 8.0}, [{"CPU": 8.0}])
-    big = make_launcher(LauncherOptions(kind="ray", gpus_per_cell=2, cpus_per_cell=1))
+    big = RayLauncher(LauncherOptions(kind="ray", gpus_per_cell=2, cpus_per_cell=1))
     with pytest.raises(BenchError, match="no node of the Ray cluster"):
         big.check_resources({"CPU": 16.0, "GPU": 2.0}, [{"CPU": 8.0, "GPU": 1.0}, {"CPU": 8.0, "GPU": 1.0}])
+
+
+def test_option_checks_import_no_engine():
+    """In a fresh interpreter: checking (and building) the launchers leaves Ray and submitit unimported."""
+    code = textwrap.dedent("""
+        import sys
+        from bench.errors import BenchError
+        from bench.launchers import LauncherOptions, make_launcher
+        from bench.launchers.ray import RayLauncher
+        from bench.launchers.slurm import SlurmLauncher
+
+        bad = [LauncherOptions(kind="slurm", gpus_per_cell=0.5), LauncherOptions(kind="ray", gpus_per_cell=1.5),
+               LauncherOptions(kind="slurm", slurm_executor="pbs"), LauncherOptions(kind="ray", max_retries=-1),
+               LauncherOptions(kind="slurm", jobs=2)]
+        for options in bad:
+            try:
+                make_launcher(options)
+            except BenchError:
+                pass
+            else:
+                raise SystemExit(f"accepted {options}")
+        RayLauncher(LauncherOptions(kind="ray", gpus_per_cell=0.25))
+        SlurmLauncher(LauncherOptions(kind="slurm", slurm_executor="local"))
+        print(sorted(m for m in sys.modules if m.split(".")[0] in ("ray", "submitit")))
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------- the shared loop, with a scripted backend
+
+@dataclass
+class ScriptedBackend:
+    """A backend whose submitted cells are, at each poll, in the state ``script(cell, try)`` says."""
+
+    script: Callable[[Cell, int], State]
+    window: int = 2
+    tries: dict[str, int] = field(default_factory=dict)
+    cancelled: list[str] = field(default_factory=list)
+
+    def submit(self, cells: list[Cell]) -> list[tuple[Cell, int]]:
+        for cell in cells:
+            self.tries[cell.cell_id] = self.tries.get(cell.cell_id, 0) + 1
+        return [(cell, self.tries[cell.cell_id]) for cell in cells]
+
+    def poll(self, handles: list[tuple[Cell, int]]) -> list[State]:
+        return [self.script(cell, n) for cell, n in handles]
+
+    def cancel(self, handles: list[tuple[Cell, int]]) -> None:
+        self.cancelled.extend(cell.cell_id for cell, _ in handles)
+
+
+@dataclass
+class RecordingHooks:
+    """The driver's hooks, recording the order of events; ``interrupt`` raises in the first finish."""
+
+    interrupt: bool = False
+    events: list[tuple[str, str]] = field(default_factory=list)
+    outcomes: dict[str, CellOutcome] = field(default_factory=dict)
+
+    def hooks(self) -> Hooks:
+        def claim(cell: Cell) -> bool:
+            self.events.append(("claim", cell.cell_id))
+            return True
+
+        def finish(cell: Cell, outcome: CellOutcome) -> None:
+            self.events.append(("finish", cell.cell_id))
+            self.outcomes[cell.cell_id] = outcome
+            if self.interrupt:
+                raise KeyboardInterrupt
+
+        return Hooks(claim=claim, start=lambda c: self.events.append(("start", c.cell_id)),
+                     progress=lambda c, p: None, finish=finish,
+                     release=lambda c: self.events.append(("release", c.cell_id)))
+
+    def of(self, kind: str) -> list[str]:
+        return [cell_id for k, cell_id in self.events if k == kind]
+
+
+def done(cell: Cell) -> Done:
+    return Done(CellOutcome({"cell_id": cell.cell_id, "status": "done"}))
+
+
+def test_shared_loop_claims_lazily_retries_deaths_and_stores_failures(registry):
+    cells = expand_grid(load_registry(registry), "tiny", torch.device("cpu"))
+    dies_once, raises = cells[0].cell_id, cells[1].cell_id
+
+    def script(cell: Cell, n: int) -> State:
+        if cell.cell_id == dies_once and n == 1:
+            return Died("the worker died", "SIGKILL")
+        return Failed("boom") if cell.cell_id == raises else done(cell)
+
+    backend, rec, submitted = ScriptedBackend(script), RecordingHooks(), []
+    run_cells(cells, backend, rec.hooks(), max_retries=1, on_submit=lambda c, n: submitted.append((c.cell_id, n)))
+    # claimed lazily: no more than the window's two cells are held before the first one finishes
+    first_finish = rec.events.index(("finish", rec.of("finish")[0]))
+    assert len([e for e in rec.events[:first_finish] if e[0] == "claim"]) == 2
+    assert sorted(rec.of("claim")) == sorted(rec.of("release")) == sorted(c.cell_id for c in cells)
+    assert sorted(rec.of("start")) == sorted(rec.of("finish"))  # each shown once, the retried one too
+    assert backend.tries == {c.cell_id: 2 if c.cell_id == dies_once else 1 for c in cells}
+    assert (dies_once, 2) in submitted and len(submitted) == len(cells) + 1
+    assert rec.outcomes[dies_once].status == "done"  # the second try's result
+    assert rec.outcomes[raises].status == "failed" and rec.outcomes[raises].row["message"] == "boom"
+    assert not backend.cancelled
+
+
+def test_shared_loop_cancels_and_releases_on_interrupt(registry):
+    cells = expand_grid(load_registry(registry), "tiny", torch.device("cpu"))
+    first = cells[0].cell_id
+
+    def script(cell: Cell, n: int) -> State:
+        return done(cell) if cell.cell_id == first else Running()
+
+    backend, rec = ScriptedBackend(script, window=3), RecordingHooks(interrupt=True)
+    with pytest.raises(KeyboardInterrupt):
+        run_cells(cells, backend, rec.hooks(), max_retries=2)
+    assert rec.of("finish") == [first]
+    assert sorted(backend.cancelled) == sorted(c.cell_id for c in cells[1:3])  # what was still out
+    assert sorted(rec.of("release")) == sorted(rec.of("claim")) == sorted(c.cell_id for c in cells[:3])
+    assert cells[3].cell_id not in rec.of("claim")  # never claimed, so nothing to release
+
+
+def test_shared_loop_shows_a_cell_once_it_leaves_the_queue(registry):
+    cell = expand_grid(load_registry(registry), "tiny", torch.device("cpu"))[0]
+    polls = iter([Queued(), Queued(), done(cell)])
+    rec = RecordingHooks()
+    run_cells([cell], ScriptedBackend(lambda c, n: next(polls)), rec.hooks(), max_retries=0)
+    assert [kind for kind, _ in rec.events] == ["claim", "start", "finish", "release"]
 
 
 def _fake_tool(bindir: Path, name: str, output: str = "") -> None:
@@ -174,7 +326,7 @@ def test_slurm_parameters_and_gpu_check(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     opts = LauncherOptions(kind="slurm", gpus_per_cell=1, cpus_per_cell=4, slurm_partition="gpu", timeout_min=600,
                            slurm_array_parallelism=32)
-    launcher = SlurmLauncher(opts, cluster="slurm")
+    launcher = SlurmLauncher(opts)  # --slurm-executor slurm, the default
     launcher.check_gpus()  # the partition has gpu gres
     params = launcher.make_executor(submitit, tmp_path / "logs")._executor.parameters
     assert params["partition"] == "gpu" and params["array_parallelism"] == 32 and params["time"] == 600
@@ -186,16 +338,23 @@ def test_slurm_parameters_and_gpu_check(tmp_path, monkeypatch):
 
 def test_ray_worker_death_after_retries_is_a_failed_row(registry, tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")
-    from bench.launchers.ray import RayLauncher
+    from bench.launchers.ray import collect
 
     cell = expand_grid(load_registry(registry), "tiny")[0]
 
     class DeadRay:
+        exceptions = ray.exceptions
+
         @staticmethod
         def get(ref):
             raise ray.exceptions.WorkerCrashedError()
 
-    outcome = RayLauncher(LauncherOptions(kind="ray", max_retries=2))._collect(DeadRay, None, cell)
+    death = collect(DeadRay, None)
+    assert isinstance(death, Died)
+    backend, rec = ScriptedBackend(lambda c, n: death), RecordingHooks()
+    run_cells([cell], backend, rec.hooks(), max_retries=2)  # the loop's retries, as --max-retries 2
+    assert backend.tries == {cell.cell_id: 3}
+    outcome = rec.outcomes[cell.cell_id]
     assert outcome.status == "failed" and "died 3 time(s)" in outcome.row["message"]
     assert outcome.row["cell_id"] == cell.cell_id and math.isnan(outcome.row["final_test_acc"])
     # the same columns, of the same types, as the failed rows run_cell builds itself
@@ -211,10 +370,10 @@ def test_slurm_local_executor_resubmits_a_dead_job(registry, reference, cell_ids
     pytest.importorskip("submitit")
     cid = cell_ids[("celLoss", 0)]
     results = tmp_path / "results"
-    monkeypatch.setenv("LOSSBENCH_SUBMITIT_CLUSTER", "local")  # jobs are subprocesses of this machine
     monkeypatch.setenv("LOSSBENCH_FAULT", f"kill:{cid}:1")  # its first job is SIGKILLed after epoch 1
-    made = spy_launchers(monkeypatch)
+    made = spy_submissions(monkeypatch)
     r = bench(*run_args(registry, results, "--launcher", "slurm", "--filter", "loss=celLoss",
+                        "--slurm-executor", "local",  # jobs are subprocesses of this machine
                         "--slurm-array-parallelism", "2", "--timeout-min", "5", "--max-retries", "1"))
     assert r.exit_code == 0, r.output
     assert "trained 2 (2 done" in r.output
@@ -222,7 +381,7 @@ def test_slurm_local_executor_resubmits_a_dead_job(registry, reference, cell_ids
     assert len(got) == 2
     for cell_id, row in got.items():
         assert_same_metrics(row, reference[cell_id])
-    assert got[cid]["resumed_from_epoch"] == 1 and made[0].attempts[cid] == 2
+    assert got[cid]["resumed_from_epoch"] == 1 and made[0][cid] == 2
     assert list((results / "logs").iterdir()), "submitit keeps its job folders under <results>/logs"
 
 
@@ -230,22 +389,22 @@ def test_slurm_debug_executor_stores_an_exception_as_failed(registry, reference,
     pytest.importorskip("submitit")
     cid = cell_ids[("milLoss", 1)]
     results = tmp_path / "results"
-    monkeypatch.setenv("LOSSBENCH_SUBMITIT_CLUSTER", "debug")  # jobs run in this process
     monkeypatch.setenv("LOSSBENCH_FAULT", f"raise:{cid}:0")
-    made = spy_launchers(monkeypatch)
-    r = bench(*run_args(registry, results, "--launcher", "slurm", "--filter", "loss=milLoss"))
+    made = spy_submissions(monkeypatch)
+    r = bench(*run_args(registry, results, "--launcher", "slurm", "--filter", "loss=milLoss",
+                        "--slurm-executor", "debug"))  # jobs run in this process
     assert r.exit_code == 1
     got = metrics(results)
     assert got[cid]["status"] == "failed" and "fault injected" in got[cid]["message"]
     other = cell_ids[("milLoss", 0)]
     assert_same_metrics(got[other], reference[other])
-    assert made[0].attempts == {cid: 1, other: 1}  # the failing cell was not resubmitted
+    assert made[0] == {cid: 1, other: 1}  # the failing cell was not resubmitted
 
 
 # ---------------------------------------------------------------- a real local Ray cluster
 
 def test_ray_packs_cells_on_fractional_gpus_and_matches_local(ray_cluster, registry, reference, tmp_path, monkeypatch):
-    made = spy_launchers(monkeypatch)
+    made = spy_submissions(monkeypatch)
     results = tmp_path / "results"
     args = run_args(registry, results, *RAY)
     r = bench(*args)
@@ -257,13 +416,13 @@ def test_ray_packs_cells_on_fractional_gpus_and_matches_local(ray_cluster, regis
         assert row["device"] == "cpu"  # logical GPUs: the cell still chose the CPU explicitly
         assert_same_metrics(row, reference[cell_id])
     # four cells fit at once (1 GPU / 0.25, 2 CPUs / 0.5): their worker-side intervals overlap
-    spans = sorted(made[0].timings.values())
-    assert len(spans) == 4
+    spans = worker_spans(results)
+    assert len(spans) == 4 and len(made[0]) == 4
     assert any(spans[i + 1][0] < spans[i][1] for i in range(3)), spans
 
     r = bench(*args)
     assert r.exit_code == 0 and "trained 0" in r.output and "skipped 4 finished" in r.output
-    assert made[1].submitted == 0
+    assert made[1] == {}  # nothing submitted
 
 
 def test_ray_worker_killed_mid_cell_resumes_on_retry(ray_cluster, registry, reference, cell_ids, tmp_path,
@@ -271,9 +430,11 @@ def test_ray_worker_killed_mid_cell_resumes_on_retry(ray_cluster, registry, refe
     cid = cell_ids[("milLoss", 0)]
     results = tmp_path / "results"
     monkeypatch.setenv("LOSSBENCH_FAULT", f"kill:{cid}:1")  # SIGKILL its worker after epoch 1, once
+    made = spy_submissions(monkeypatch)
     r = bench(*run_args(registry, results, *RAY, "--max-retries", "1", "--filter", f"cell_id={cid}"))
     assert r.exit_code == 0, r.output
     assert (results / "checkpoints" / f"{cid}.killed").exists()  # it really died once
+    assert made[0] == {cid: 2}  # and the shared loop submitted it again
     row = metrics(results)[cid]
     assert row["status"] == "done" and row["resumed_from_epoch"] == 1
     assert_same_metrics(row, reference[cid])

@@ -4,6 +4,9 @@ A launcher implements ``run(cells, opts, hooks)``: for each cell it calls ``hook
 (False means skip it: another process has it or it is already done), runs it (in process, in a
 pool, on Ray, on SLURM), and calls ``hooks.finish(cell, outcome)`` in the driver process, which
 alone writes the store.
+
+The cluster launchers (``ray``, ``slurm``) share one driver-side loop (:mod:`bench.launchers.loop`);
+each provides only how its engine submits, polls and cancels cells.
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ class Hooks:
     release: Callable[[Cell], None]
 
 
+# told in the driver of each cell a cluster launcher submits, with its try number (1 for the first)
+SubmitObserver = Callable[[Cell, int], None]
+
+
 class Launcher(Protocol):
     def run(self, cells: list[Cell], opts: ExecOptions, hooks: Hooks) -> None: ...
 
@@ -43,10 +50,16 @@ class LauncherOptions:
     slurm_partition: str | None = None
     timeout_min: int = 60 * 24
     slurm_array_parallelism: int = 16
+    slurm_executor: str = "slurm"  # submitit's executor: slurm, or local / debug to run the jobs on this machine
     log_dir: str = "results/logs"
 
 
-def make_launcher(options: LauncherOptions) -> Launcher:
+def make_launcher(options: LauncherOptions, on_submit: SubmitObserver | None = None) -> Launcher:
+    """The launcher ``options`` ask for, its options checked first and its engine imported only then.
+
+    ``on_submit`` is told of each cell a cluster launcher submits, with its try number; the local
+    launchers submit nothing and ignore it.
+    """
     from bench.errors import BenchError
 
     if options.kind == "local":
@@ -56,16 +69,18 @@ def make_launcher(options: LauncherOptions) -> Launcher:
     if options.kind in ("ray", "slurm") and options.jobs != 1:
         raise BenchError(f"--jobs {options.jobs} is for --launcher local; on {options.kind} size cells with "
                          "--cpus-per-cell / --gpus-per-cell")
+    from bench.launchers.cluster import import_extra
+
     if options.kind == "ray":
-        from bench.launchers.cluster import import_extra
         from bench.launchers.ray import RayLauncher
 
+        ray_launcher = RayLauncher(options, on_submit=on_submit)  # checks the options without Ray
         import_extra("ray", "ray", "Ray")  # a missing extra is one line now, before any cell is claimed
-        return RayLauncher(options)
+        return ray_launcher
     if options.kind == "slurm":
-        from bench.launchers.cluster import import_extra
         from bench.launchers.slurm import SlurmLauncher
 
+        slurm_launcher = SlurmLauncher(options, on_submit=on_submit)  # checks the options without submitit
         import_extra("submitit", "slurm", "submitit")
-        return SlurmLauncher(options)
+        return slurm_launcher
     raise BenchError(f"--launcher {options.kind!r}: expected local, ray or slurm")

@@ -1,29 +1,31 @@
-"""What the cluster launchers (Ray, SLURM) share: the worker-side cell runner and its helpers.
+"""What the cluster launchers (Ray, SLURM) share besides their loop: the worker side and its helpers.
 
 A worker picks its device itself, trains one cell through :func:`bench.execute.run_cell` with the
-driver's ``LOSSBENCH_*`` variables, and sends back a :class:`TaskResult`; the driver alone writes
-the store.
+driver's ``LOSSBENCH_*`` variables, and sends back its :class:`~bench.execute.CellOutcome` (whose
+rows carry the worker's start and finish times); the driver alone writes the store. The driver
+side, shared too, is :mod:`bench.launchers.loop`.
 """
 
 from __future__ import annotations
 
 import os
-import socket
-import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
+from types import ModuleType
 
 from bench.cells import Cell
 from bench.data import Splits
 from bench.errors import BenchError
 from bench.execute import CellOutcome, ExecOptions, run_cell
+from bench.launchers import LauncherOptions
 
 MAX_IN_FLIGHT = 512  # claimed cells hold one lock file each; keep well under the open-files limit
 FORWARDED_ENV_PREFIX = "LOSSBENCH_"  # driver variables every cell sees (e.g. the LOSSBENCH_FAULT test hook)
 
 
-def import_extra(module: str, extra: str, name: str):
+def import_extra(module: str, extra: str, name: str) -> ModuleType:
     """Import an optional engine, or fail with one line naming the extra to install.
 
     ``extra`` is both the launcher's and the extra's name (``ray``, ``slurm``); ``name`` the engine's.
@@ -34,6 +36,14 @@ def import_extra(module: str, extra: str, name: str):
         return importlib.import_module(module)
     except ImportError:
         raise BenchError(f"the {extra} launcher needs {name}: pip install 'lossbench[{extra}]'") from None
+
+
+def check_cluster_options(options: LauncherOptions) -> None:
+    """The checks both cluster launchers make of their options (each adds its engine's own)."""
+    if options.gpus_per_cell < 0 or options.cpus_per_cell < 0:
+        raise BenchError("--gpus-per-cell and --cpus-per-cell must be >= 0")
+    if options.max_retries < 0:
+        raise BenchError("--max-retries must be >= 0")
 
 
 def absolute_options(opts: ExecOptions) -> ExecOptions:
@@ -53,16 +63,6 @@ def pick_cell_device(has_gpu: bool) -> str:
     return pick_device("auto" if has_gpu else "cpu").type
 
 
-@dataclass
-class TaskResult:
-    """What a remote cell sends back: its rows plus wall-clock bounds (ns) measured on the worker."""
-
-    outcome: CellOutcome
-    started_ns: int
-    finished_ns: int
-    host: str = ""
-
-
 _WORKER_MEMO: dict[str, Splits] = {}  # per Ray worker process: the dataset it decoded last
 
 
@@ -72,7 +72,7 @@ def forwarded_env() -> dict[str, str]:
 
 
 @contextmanager
-def cell_env(env: dict[str, str]):
+def cell_env(env: dict[str, str]) -> Iterator[None]:
     """Give one cell the driver's ``LOSSBENCH_*`` variables, and take them back afterwards.
 
     Passed with each task rather than as a Ray ``runtime_env``: a runtime_env per value would start
@@ -90,11 +90,9 @@ def cell_env(env: dict[str, str]):
         os.environ.update(saved)
 
 
-def timed_cell(cell: Cell, opts: ExecOptions, has_gpu: bool) -> TaskResult:
+def worker_cell(cell: Cell, opts: ExecOptions, has_gpu: bool) -> CellOutcome:
     """On a worker (Ray task or SLURM job): choose the device explicitly, train, return the rows."""
-    t0 = time.time_ns()
-    outcome = run_cell(cell, replace(opts, device=pick_cell_device(has_gpu)), memo=_WORKER_MEMO)
-    return TaskResult(outcome, t0, time.time_ns(), socket.gethostname())
+    return run_cell(cell, replace(opts, device=pick_cell_device(has_gpu)), memo=_WORKER_MEMO)
 
 
 def first_line(exc: BaseException) -> str:
@@ -103,5 +101,5 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-__all__ = ["MAX_IN_FLIGHT", "TaskResult", "absolute_options", "cell_env", "first_line", "forwarded_env",
-           "import_extra", "pick_cell_device", "timed_cell"]
+__all__ = ["MAX_IN_FLIGHT", "absolute_options", "cell_env", "check_cluster_options", "first_line", "forwarded_env",
+           "import_extra", "pick_cell_device", "worker_cell"]

@@ -7,11 +7,16 @@ returns the small result rows; the driver alone writes the store, so results nee
 filesystem. Checkpoints go to ``ExecOptions.checkpoint_dir`` (``<results>/checkpoints``); where that
 path is shared between nodes, a retried cell resumes from its last epoch.
 
-Failures: a worker (or node) that dies mid-cell is retried by Ray up to ``--max-retries`` times;
-after that the cell is stored as ``failed``. An exception inside a cell is never retried: ``run_cell``
-turns it into a ``failed`` row (the task is submitted with ``retry_exceptions=False`` as well).
+The driver side is the loop shared with SLURM (:mod:`bench.launchers.loop`); this module provides
+its Ray backend (submit a task, wait on the tasks' object refs, cancel them) and the cluster setup.
 
-Ray is imported only when this launcher runs: ``pip install 'lossbench[ray]'``.
+Failures: a cell whose worker (or node) dies mid-cell is submitted again by that loop, up to
+``--max-retries`` times (Ray's own retries are off, so one count governs both launchers); after that
+the cell is stored as ``failed``. An exception inside a cell is never retried: ``run_cell`` turns it
+into a ``failed`` row.
+
+Ray is imported only when this launcher runs (its options are checked without it):
+``pip install 'lossbench[ray]'``.
 
 Logical GPUs: a cluster started with ``ray.init(num_gpus=1)`` on a machine without CUDA offers
 GPU resources that only exist for scheduling; cells packed onto them still train on the CPU
@@ -21,24 +26,96 @@ GPU resources that only exist for scheduling; cells packed onto them still train
 from __future__ import annotations
 
 import socket
-from collections import deque
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 from bench.cells import Cell
 from bench.errors import BenchError
-from bench.execute import CellOutcome, ExecOptions, failed_outcome
-from bench.launchers import Hooks, LauncherOptions
-from bench.launchers.cluster import (MAX_IN_FLIGHT, TaskResult, absolute_options, cell_env, first_line, forwarded_env,
-                                     import_extra, timed_cell)
+from bench.execute import CellOutcome, ExecOptions
+from bench.launchers import Hooks, LauncherOptions, SubmitObserver
+from bench.launchers.cluster import (MAX_IN_FLIGHT, absolute_options, cell_env, check_cluster_options, first_line,
+                                     forwarded_env, import_extra, worker_cell)
+from bench.launchers.loop import Died, Done, Failed, Queued, Running, State, run_cells
 from bench.store import StoreWriteError
 
-def ray_cell(cell: Cell, opts: ExecOptions, env: dict[str, str]) -> TaskResult:
+
+def ray_cell(cell: Cell, opts: ExecOptions, env: dict[str, str]) -> CellOutcome:
     """Runs inside a Ray worker, with the driver's LOSSBENCH_* variables set."""
     import ray
 
     with cell_env(env):
-        return timed_cell(cell, opts, bool(ray.get_gpu_ids()))
+        return worker_cell(cell, opts, bool(ray.get_gpu_ids()))
+
+
+def collect(ray: ModuleType, ref: Any) -> Done | Failed | Died:
+    """The state of a finished task: its rows, a task that raised outside ``run_cell``, or a dead worker."""
+    try:
+        outcome: CellOutcome = ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+        if isinstance(cause, StoreWriteError):
+            raise cause from None  # a checkpoint could not be written: ends the run, as on the local launcher
+        # raised outside run_cell (e.g. the task could not import the project on that node): not retried
+        return Failed(f"ray task error: {type(cause).__name__}: {first_line(cause)}")
+    except ray.exceptions.RayError as exc:
+        return Died("the Ray worker running this cell died", f"{type(exc).__name__}: {first_line(exc)[:200]}")
+    return Done(outcome)
+
+
+# ---------------------------------------------------------------- the loop's backend
+
+@dataclass
+class RayBackend:
+    """Cells as Ray tasks; a handle is the task's ObjectRef."""
+
+    ray: ModuleType
+    remote: Any  # ray_cell as a remote function, with each cell's resources
+    opts: ExecOptions
+    env: dict[str, str]  # the driver's LOSSBENCH_* variables, sent with each task
+    slots: int  # cells the cluster runs at once
+    poll_s: float
+
+    @property
+    def window(self) -> int:
+        return min(MAX_IN_FLIGHT, 2 * self.slots)  # keep the cluster busy without claiming the whole grid
+
+    def submit(self, cells: list[Cell]) -> list[Any]:
+        refs: list[Any] = []
+        try:
+            for cell in cells:
+                refs.append(self.remote.remote(cell, self.opts, self.env))
+        except BaseException:
+            self.cancel(refs)  # the loop only learns of handles it got back
+            raise
+        return refs
+
+    def poll(self, handles: list[Any]) -> list[State]:
+        ready, _ = self.ray.wait(handles, num_returns=1, timeout=self.poll_s)
+        if ready:  # then take every result that is in, not one per wait
+            ready, _ = self.ray.wait(handles, num_returns=len(handles), timeout=0)
+        finished = set(ready)
+        states: list[State] = []
+        running = 0
+        for ref in handles:
+            if ref in finished:
+                states.append(collect(self.ray, ref))
+            elif running < self.slots:
+                # Ray does not say which tasks run; it starts them in order, as many as fit at once
+                running += 1
+                states.append(Running())
+            else:
+                states.append(Queued())
+        return states
+
+    def cancel(self, handles: list[Any]) -> None:
+        for ref in handles:
+            try:
+                # force: kill the worker. A KeyboardInterrupt raised inside it instead could land
+                # in the middle of an import and leave that worker broken for the next cells.
+                self.ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001 - best effort while shutting down
+                pass
 
 
 # ---------------------------------------------------------------- the launcher
@@ -47,21 +124,17 @@ def ray_cell(cell: Cell, opts: ExecOptions, env: dict[str, str]) -> TaskResult:
 class RayLauncher:
     options: LauncherOptions = field(default_factory=lambda: LauncherOptions(kind="ray"))
     poll_s: float = 0.5
-    # cell_id -> (start, end) in ns on the worker clock, for the cells this launcher ran
-    timings: dict[str, tuple[int, int]] = field(default_factory=dict)
-    submitted: int = 0  # tasks submitted by this launcher
+    on_submit: SubmitObserver | None = None
 
     def __post_init__(self) -> None:
+        # checks only: Ray itself is imported when the launcher runs
+        check_cluster_options(self.options)
         g = self.options.gpus_per_cell
-        if g < 0 or self.options.cpus_per_cell < 0:
-            raise BenchError("--gpus-per-cell and --cpus-per-cell must be >= 0")
         if g > 1 and g != int(g):
             raise BenchError(f"--gpus-per-cell {g}: Ray takes a fraction up to 1 or a whole number of GPUs")
-        if self.options.max_retries < 0:
-            raise BenchError("--max-retries must be >= 0")
 
     # -- cluster
-    def _connect(self, ray) -> bool:
+    def _connect(self, ray: ModuleType) -> bool:
         """Join the cluster (or start a private one); True when this call connected, so must disconnect.
 
         Disconnecting stops a private cluster; a joined one keeps running. A Ray that this process had
@@ -99,7 +172,7 @@ class RayLauncher:
             raise BenchError(f"--cpus-per-cell {cpus:g} --gpus-per-cell {gpus:g}: no node of the Ray cluster "
                              f"{self._where()} is that large (largest: {biggest.get('CPU', 0.0):g} CPUs, "
                              f"{biggest.get('GPU', 0.0):g} GPUs)")
-        fits = []
+        fits: list[int] = []
         if cpus > 0:
             fits.append(int(have_cpu / cpus + 1e-9))
         if gpus > 0:
@@ -110,7 +183,7 @@ class RayLauncher:
         return {
             "num_cpus": self.options.cpus_per_cell,
             "num_gpus": self.options.gpus_per_cell,
-            "max_retries": self.options.max_retries,  # worker / node deaths
+            "max_retries": 0,  # a dead worker's cell is resubmitted by the shared loop instead
             "retry_exceptions": False,  # an exception in a cell is a result, not a reason to retry
             "name": "lossbench-cell",
         }
@@ -124,84 +197,12 @@ class RayLauncher:
         try:
             alive = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive", True)]
             slots = self.check_resources(ray.cluster_resources(), alive)
-            self._run(ray, cells, absolute_options(opts), hooks, slots)
+            remote = ray.remote(ray_cell).options(**self._task_options())
+            backend = RayBackend(ray, remote, absolute_options(opts), forwarded_env(), slots, self.poll_s)
+            run_cells(cells, backend, hooks, self.options.max_retries, self.on_submit)
         finally:
             if connected_here:
                 ray.shutdown()
-
-    def _run(self, ray, cells: list[Cell], opts: ExecOptions, hooks: Hooks, slots: int) -> None:
-        remote = ray.remote(ray_cell).options(**self._task_options())
-        env = forwarded_env()
-        window = min(MAX_IN_FLIGHT, 2 * slots)  # keep the cluster busy without claiming the whole grid
-        pending = deque(cells)
-        in_flight: dict[Any, Cell] = {}  # ObjectRef -> cell, claimed and submitted
-        queued: deque[Cell] = deque()  # submitted but not yet shown as running (Ray queues past `slots`)
-        shown: set[str] = set()
-        try:
-            while pending or in_flight:
-                while pending and len(in_flight) < window:
-                    cell = pending.popleft()
-                    if not hooks.claim(cell):
-                        continue
-                    try:
-                        ref = remote.remote(cell, opts, env)
-                    except BaseException:
-                        hooks.release(cell)
-                        raise
-                    self.submitted += 1
-                    in_flight[ref] = cell
-                    queued.append(cell)
-                # the display shows as running what the cluster can run at once (Ray runs tasks in order)
-                while queued and len(shown) < slots:
-                    cell = queued.popleft()
-                    shown.add(cell.cell_id)
-                    hooks.start(cell)
-                if not in_flight:
-                    break
-                ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=self.poll_s)
-                for ref in ready:
-                    cell = in_flight.pop(ref)
-                    outcome = self._collect(ray, ref, cell)
-                    if cell.cell_id not in shown:
-                        queued.remove(cell)
-                        hooks.start(cell)
-                    shown.discard(cell.cell_id)
-                    try:
-                        hooks.finish(cell, outcome)
-                    finally:
-                        hooks.release(cell)
-        except BaseException:
-            # Ctrl-C / SIGTERM / a store error: stop what is queued or running, free the claims.
-            # Finished cells are already stored; running ones resume from their checkpoints next time.
-            for ref, cell in in_flight.items():
-                try:
-                    # force: kill the worker. A KeyboardInterrupt raised inside it instead could land
-                    # in the middle of an import and leave that worker broken for the next cells.
-                    ray.cancel(ref, force=True)
-                except Exception:  # noqa: BLE001 - best effort while shutting down
-                    pass
-                hooks.release(cell)
-            raise
-
-    def _collect(self, ray, ref, cell: Cell) -> CellOutcome:
-        from ray import exceptions as rex
-
-        try:
-            result: TaskResult = ray.get(ref)
-        except rex.RayTaskError as exc:
-            cause = exc.cause if getattr(exc, "cause", None) is not None else exc
-            if isinstance(cause, StoreWriteError):
-                raise cause from None  # a checkpoint could not be written: ends the run, as on the local launcher
-            # raised outside run_cell (e.g. the task could not import the project on that node): not retried
-            return failed_outcome(cell, f"ray task error: {type(cause).__name__}: {first_line(cause)}")
-        except rex.RayError as exc:
-            tries = self.options.max_retries + 1
-            return failed_outcome(
-                cell, f"the Ray worker running this cell died {tries} time(s) ({type(exc).__name__}: "
-                      f"{first_line(exc)[:200]}); rerun with --retry-failed (it resumes from its checkpoint "
-                      "where the checkpoint path is shared)")
-        self.timings[cell.cell_id] = (result.started_ns, result.finished_ns)
-        return result.outcome
 
 
 def _probe(address: str, timeout_s: float = 5.0) -> None:
@@ -217,4 +218,4 @@ def _probe(address: str, timeout_s: float = 5.0) -> None:
                          "with `ray start --head`, or omit --ray-address to start a local one") from None
 
 
-__all__ = ["RayLauncher", "ray_cell"]
+__all__ = ["RayBackend", "RayLauncher", "collect", "ray_cell"]
