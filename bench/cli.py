@@ -125,15 +125,16 @@ def _data_problem(data_root: Path | None, cache_dir: Path | None):
     return problem
 
 
-def _plan_run(reg, grid: str, sets: list[str], filters: list[str], problem) -> "Plan":
+def _plan_run(reg, grid: str, sets: list[str], filters: list[str], problem, device_type: str) -> "Plan":
     """Plan a run: every check that needs no data first (grid, settings, losses, models), so a typo
     reads no data and writes nothing; then the fallbacks (``problem`` reads data; None: skip them);
     filter values are matched after the fallbacks."""
     from bench.cells import parse_filters, parse_set
-    from bench.plan import fallbacks, make_plan
+    from bench.plan import check_device, fallbacks, make_plan
 
     overrides, flt = parse_set(sets), parse_filters(filters)
     declared = make_plan(reg, grid, overrides, None, {}, validate=True)
+    check_device(declared, device_type)
     subs = fallbacks(reg, grid, problem) if problem is not None else {}
     for name, fallback in subs.items():
         typer.echo(f"note: dataset {name!r} unavailable ({problem(name, reg.datasets[name])}); grid {grid!r} "
@@ -215,17 +216,16 @@ def run(
         if not dry_run:
             store.check_location()  # a results path under a file: say so before reading any data
         from bench.device import pick_device
-        from bench.plan import check_device
         from bench.registry import load_registry
 
         reg = load_registry(registry)
         cluster = launcher in ("ray", "slurm")
         # on a cluster the data lives on the workers, so the driver does not read it (no fallbacks)
         cache = None if dry_run else _cache_dir(results)  # --dry-run is read-only: no cache written
-        plan = _plan_run(reg, grid, set_, filter_, None if cluster else _data_problem(data_root, cache))
-        cells = plan.cells
         dev = pick_device(device) if not cluster else None
-        check_device(plan, ("cuda" if gpus_per_cell > 0 else "cpu") if cluster else dev.type)
+        plan = _plan_run(reg, grid, set_, filter_, None if cluster else _data_problem(data_root, cache),
+                         ("cuda" if gpus_per_cell > 0 else "cpu") if cluster else dev.type)
+        cells = plan.cells
         if dry_run:
             statuses = store.statuses()
             from bench.progress import cell_title
@@ -236,7 +236,6 @@ def run(
             return
         store.ensure_writable()
         clean_temp_files(store)
-        store.record_run(plan.record())
         opts = ExecOptions(device=str(dev) if dev is not None else "cpu", data_root=str(data_root) if data_root else None,
                            download=download, cache_dir=str(_cache_dir(results)), checkpoint_dir=str(store.checkpoints_dir),
                            import_paths=reg.import_paths())
@@ -247,6 +246,7 @@ def run(
             ray_address=ray_address, slurm_partition=slurm_partition, timeout_min=timeout_min,
             slurm_array_parallelism=slurm_array_parallelism, slurm_executor=slurm_executor,
             log_dir=str(results / "logs")))
+        store.record_run(plan.record())  # every check passed: this run's cells are what status/report show
         t0 = time.perf_counter()
         stale = _stale(cells, store, reg.import_paths())
         if stale and not rerun_stale:
