@@ -112,17 +112,23 @@ def _gc_paused(command):
     return wrapper
 
 
-def _data_problem(data_root: Path | None, cache_dir: Path | None):
-    """A probe for the planner's fallbacks: why a dataset cannot be read, or None."""
-    def problem(name: str, ds) -> str | None:  # noqa: ARG001 - the planner passes the name too
-        from bench.data import load_splits
+class _DataProbe:
+    """Why a dataset cannot be read (None when it can), for the planner's fallbacks and checks;
+    remembers which files each readable dataset came from, for the run to say."""
+
+    def __init__(self, data_root: Path | None, cache_dir: Path | None):
+        self.data_root, self.cache_dir = data_root, cache_dir
+        self.sources: dict[str, str] = {}
+
+    def __call__(self, name: str, ds) -> str | None:
+        from bench.data import describe_source, load_splits
 
         try:
-            load_splits(ds.kind, dict(ds.params), data_root, False, cache_dir)
+            splits = load_splits(ds.kind, dict(ds.params), self.data_root, False, self.cache_dir)
         except BenchError as exc:
             return str(exc)
+        self.sources[name] = describe_source(splits)
         return None
-    return problem
 
 
 def _plan_run(reg, grid: str, sets: list[str], filters: list[str], problem, device_type: str) -> "Plan":
@@ -160,7 +166,7 @@ def _plan_read(reg, grid: str, store, sets: list[str], filters: list[str], data_
     overrides, flt = parse_set(sets), parse_filters(filters)
     runs = store.runs(grid)
     needs_probe = not runs and reg.grids[grid].fallback_dataset is not None
-    return plan_from_runs(reg, grid, runs, overrides, flt, _data_problem(data_root, None) if needs_probe else None)
+    return plan_from_runs(reg, grid, runs, overrides, flt, _DataProbe(data_root, None) if needs_probe else None)
 
 
 def _train_settings_epilog() -> str:
@@ -223,9 +229,13 @@ def run(
         # on a cluster the data lives on the workers, so the driver does not read it (no fallbacks)
         cache = None if dry_run else _cache_dir(results)  # --dry-run is read-only: no cache written
         dev = pick_device(device) if not cluster else None
-        plan = _plan_run(reg, grid, set_, filter_, None if cluster else _data_problem(data_root, cache),
+        probe = None if cluster else _DataProbe(data_root, cache)
+        plan = _plan_run(reg, grid, set_, filter_, probe,
                          ("cuda" if gpus_per_cell > 0 else "cpu") if cluster else dev.type)
         cells = plan.cells
+        for name in dict.fromkeys(c.dataset for c in cells):  # which files each dataset was read from
+            if probe is not None and name in probe.sources:
+                typer.echo(f"{probe.sources[name]}", err=True)
         if dry_run:
             statuses = store.statuses()
             from bench.progress import cell_title

@@ -6,7 +6,8 @@ by the caller, which passes the substitutions in (``fallbacks`` computes them fr
 ``validate`` the plan checks every component it references before anything runs: each loss is
 built and probed once (bench.preflight), each architecture is built for its dataset's input shape
 on the meta device (no memory, no init cost) so a misspelt parameter fails here and not in every
-cell, and each dataset's parameters are validated without reading the data.
+cell, and each dataset's parameters are validated without reading the data (first, since the
+loss checks run at the datasets' class counts).
 
 A :class:`Plan` serialises to the run record that ``bench run`` stores, so ``bench status`` and
 ``bench report`` can rebuild the same cells without repeating the run's flags.
@@ -69,30 +70,37 @@ def make_plan(registry: Registry, grid: str, overrides: Mapping[str, Any] | None
     and needs no torch import.
     """
     subs = dict(substitutions or {})
+    if validate and grid in registry.grids:
+        shapes = dataset_shapes(registry, grid, subs)  # first: the loss checks need the class counts
     cells = expand_grid(registry, grid, dict(overrides or {}), {k: list(v) for k, v in (filters or {}).items()},
                         subs, validate=validate)
     if validate:
-        check_components(registry, grid, subs)
+        check_architectures(registry, grid, shapes)
     return Plan(grid, cells, dict(overrides or {}), {k: list(v) for k, v in (filters or {}).items()}, subs)
 
 
-def check_components(registry: Registry, grid: str, substitutions: Mapping[str, str]) -> None:
-    """Each dataset's parameters and each (dataset, architecture) pair of the grid, without data."""
-    import torch
-
+def dataset_shapes(registry: Registry, grid: str, substitutions: Mapping[str, str]) -> dict[tuple, str]:
+    """(input shape, classes) -> a dataset of the grid with it; each dataset's parameters checked, no data read."""
     from bench.data import dataset_shape
-    from bench.models import build_model
 
-    spec = registry.grids[grid]
-    shapes: dict[tuple[tuple[int, ...], int], str] = {}
-    for name in spec.datasets:
+    shapes: dict[tuple, str] = {}
+    for name in registry.grids[grid].datasets:
         actual = substitutions.get(name, name)
         ds = registry.datasets[actual]
         try:
             shapes.setdefault(dataset_shape(ds.kind, ds.params), actual)
         except BenchError as exc:
             raise BenchError(f"{registry.source}: datasets.{actual}: {exc}") from None
-    for arch_name in spec.architectures:
+    return shapes
+
+
+def check_architectures(registry: Registry, grid: str, shapes: Mapping[tuple, str]) -> None:
+    """Build each architecture of the grid for each input shape on the meta device."""
+    import torch
+
+    from bench.models import build_model
+
+    for arch_name in registry.grids[grid].architectures:
         arch = registry.architectures[arch_name]
         for (in_shape, classes), ds_name in shapes.items():
             try:
