@@ -7,12 +7,12 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, NoReturn, Optional
 
 import typer
 from typer.core import TyperGroup
 
-from bench.errors import BenchError
+from bench.errors import BenchError, one_line
 
 if TYPE_CHECKING:
     from bench.plan import Plan
@@ -22,7 +22,7 @@ _click_exceptions = sys.modules[typer.BadParameter.__module__]
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ARG001
-    return "warning: " + " ".join(str(message).split()) + "\n"
+    return "warning: " + one_line(message, 10_000) + "\n"
 
 
 class _OneLineErrors(TyperGroup):
@@ -75,12 +75,12 @@ DataRootReadOpt = typer.Option(None, "--data-root", envvar="LOSSBENCH_DATA_ROOT"
                                help="Where the data is, to decide a grid's fallback when no run of it is recorded.")
 
 
-def _fail_value(exc: Exception) -> None:
+def _fail_value(exc: Exception) -> NoReturn:
     """A theory function's ValueError is bad input like any BenchError: one line, exit 2."""
     _fail(exc if isinstance(exc, BenchError) else BenchError(str(exc)))
 
 
-def _fail(err: BenchError) -> None:
+def _fail(err: BenchError) -> NoReturn:
     typer.echo(f"error: {err}", err=True)
     raise typer.Exit(err.exit_code)
 
@@ -266,7 +266,6 @@ def run(
                            rerun=stale if rerun_stale else set())
     except BenchError as err:
         _fail(err)
-        return
     except KeyboardInterrupt as exc:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second signal must not cut the goodbye short
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -344,7 +343,6 @@ def status(
         lines = grid_status(read, store, reg.import_paths()).lines()
     except BenchError as err:
         _fail(err)
-        return
     for line in lines:
         typer.echo(line)
 
@@ -402,7 +400,6 @@ def report(
             _write_text(target / f"report.{ext}", text)
     except BenchError as err:
         _fail(err)
-        return
     typer.echo(text)
 
 
@@ -453,7 +450,6 @@ def list_(
         tables = catalog(load_registry(registry), data_root, None, count=params)  # read-only: no cache written
     except BenchError as err:
         _fail(err)
-        return
     typer.echo(render_catalog(tables))
 
 
@@ -495,7 +491,6 @@ def bound(
         fano = fano_bound(h, mi, classes, unit=unit)
     except (ValueError, BenchError) as exc:
         _fail_value(exc)
-        return
     typer.echo(f"K={classes}  H(Y)={h:.6g} {unit}  I(X;Y)={mi:.6g} {unit}")
     typer.echo(f"Theorem 4 (closed form) error lower bound: {t4:.4f}")
     typer.echo(f"Fano (exact)            error lower bound: {fano:.4f}")
@@ -527,7 +522,6 @@ def gauss(
             rows = gauss_table(sigma2=_float_list(sigma2 or "1,2,5,10,20,50,100", "--sigma2"), prior=prior)
     except (ValueError, BenchError) as exc:
         _fail_value(exc)
-        return
     if fmt == "csv":
         import pandas as pd
 
@@ -537,10 +531,6 @@ def gauss(
                         headers=["σ²", "δ", "I exact", "I lower", "I upper", "Bayes error", "P_e ≥ (Thm 4)", "P_e ≥ (Fano)"],
                         tablefmt="pipe", floatfmt=".4f"))
     typer.echo("\nMI in nats. The error lower bounds use the MI upper bound (Corollary 1); Bayes error is the best achievable.")
-
-
-def main() -> None:  # pragma: no cover - console script entry
-    app()
 
 
 if __name__ == "__main__":  # pragma: no cover

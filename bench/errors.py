@@ -26,3 +26,14 @@ def closest(name: str, valid: Iterable[str], n: int = 3) -> str:
 
 def unknown(kind: str, name: str, valid: Iterable[str]) -> BenchError:
     return BenchError(f"unknown {kind} {name!r}{closest(name, valid)}")
+
+
+def one_line(text: object, limit: int = 300) -> str:
+    """``text`` on one line: whitespace collapsed, cut to ``limit`` characters with "..."."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def exception_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's text on one line (its type name when it has no text), for one-line messages."""
+    return one_line(exc, limit) or type(exc).__name__

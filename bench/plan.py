@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.cells import Cell, expand_grid
-from bench.errors import BenchError
+from bench.errors import BenchError, exception_line
 from bench.registry import DatasetSpec, Registry
 
 
@@ -109,9 +109,8 @@ def check_architectures(registry: Registry, grid: str, shapes: Mapping[tuple, st
             except BenchError as exc:
                 raise BenchError(f"{registry.source}: architectures.{arch_name}: {exc} (for dataset {ds_name!r})") from None
             except Exception as exc:  # noqa: BLE001 - a library's builder refusing its arguments
-                text = " ".join(str(exc).split())[:200]
                 raise BenchError(f"{registry.source}: architectures.{arch_name} with params {dict(arch.params)}: "
-                                 f"{type(exc).__name__}: {text}") from None
+                                 f"{type(exc).__name__}: {exception_line(exc, 200)}") from None
 
 
 def check_device(plan: Plan, device_type: str) -> None:

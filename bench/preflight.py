@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError, closest
+from bench.errors import BenchError, closest, exception_line
 from bench.registry import import_target
 
 PROBE_BATCH = 8  # samples in the probe batch: every class appears for K <= 8, and the batch is tiny
@@ -116,7 +116,7 @@ def probe(name: str, criterion: Any, num_classes: int) -> None:
             out = criterion(logits, targets)
         except Exception as exc:  # noqa: BLE001 - the user's loss: report its own words and line
             raise BenchError(f"loss {name!r}: forward(logits, targets) raised {type(exc).__name__}: "
-                             f"{_first_line(exc)}{where(exc)}") from None
+                             f"{exception_line(exc)}{where(exc)}") from None
         if not isinstance(out, torch.Tensor):
             raise BenchError(f"loss {name!r}: forward returned a {type(out).__name__}, not a tensor; expected {expected}")
         if out.dim() != 0:
@@ -131,15 +131,10 @@ def probe(name: str, criterion: Any, num_classes: int) -> None:
         try:
             out.backward()
         except Exception as exc:  # noqa: BLE001
-            raise BenchError(f"loss {name!r}: backward raised {type(exc).__name__}: {_first_line(exc)}{where(exc)}") from None
+            raise BenchError(f"loss {name!r}: backward raised {type(exc).__name__}: {exception_line(exc)}{where(exc)}") from None
     if logits.grad is None or not torch.isfinite(logits.grad).all():
         raise BenchError(f"loss {name!r}: the gradient reaching the logits is "
                          f"{'missing' if logits.grad is None else 'not finite'}; expected {expected}")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return " ".join(text.splitlines()[0].split())[:300] if text else ""
 
 
 def check_loss(name: str, target: str, params: dict[str, Any], num_classes: Sequence[int] = (10,),
@@ -155,5 +150,5 @@ def check_loss(name: str, target: str, params: dict[str, Any], num_classes: Sequ
         try:
             criterion = cls(**params)
         except Exception as exc:  # noqa: BLE001 - the user's constructor
-            raise BenchError(f"loss {name!r} with {params}: {type(exc).__name__}: {_first_line(exc)}{where(exc)}") from None
+            raise BenchError(f"loss {name!r} with {params}: {type(exc).__name__}: {exception_line(exc)}{where(exc)}") from None
         probe(name, criterion, k)

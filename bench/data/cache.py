@@ -14,6 +14,8 @@ a cache directory that cannot be written only warns.
 
 from __future__ import annotations
 
+from bench.errors import exception_line
+
 import hashlib
 import json
 import os
@@ -25,7 +27,7 @@ from typing import Any
 
 import torch
 
-from bench.data.checks import first_line
+
 
 FORMAT = "lossbench-data"
 VERSION = 2  # 2: the identity names the copy's expected files, not only its folder
@@ -121,7 +123,7 @@ def read_entry(path: Path, kind: str, identity: Mapping[str, Any]) -> dict[str, 
             raise ValueError("unexpected content")
         return obj
     except Exception as e:
-        _move_aside(path, first_line(e))
+        _move_aside(path, exception_line(e))
         return None
 
 

@@ -13,12 +13,6 @@ from typing import Any
 from bench.errors import BenchError, unknown
 
 
-def first_line(e: BaseException) -> str:
-    """An exception's text on one line (whitespace collapsed, long texts cut)."""
-    text = " ".join(str(e).split())
-    return (text[:240] + "...") if len(text) > 240 else (text or type(e).__name__)
-
-
 def as_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
     """A dataset's parameters as a fresh dict (None: none given)."""
     if params is None:

@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.data.checks import first_line
+
 from bench.data.files import Candidate, Decoded, FileSource, absent_reason, load_files, tv_datasets
 from bench.data.kinds import KindSpec, Request
 from bench.data.roots import search_places
 from bench.data.splits import Splits
-from bench.errors import BenchError
+from bench.errors import BenchError, exception_line
 
 TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST = ("test_batch",)
@@ -73,7 +73,7 @@ def _diagnose(d: Path) -> None:
             with open(path, "rb") as f:
                 entry = pickle.load(f, encoding="latin1")
         except Exception as e:
-            raise BenchError(f"{path}: cannot be unpickled ({first_line(e)}); {hint}") from None
+            raise BenchError(f"{path}: cannot be unpickled ({exception_line(e)}); {hint}") from None
         if not isinstance(entry, dict):
             raise BenchError(f"{path}: holds a {type(entry).__name__}, expected a dict; {hint}")
         if name == META:
@@ -114,11 +114,11 @@ def _read(spec: KindSpec, root: Path, download: bool) -> Decoded:
     if err is not None:
         if download and not all((d / n).is_file() for n in FILES):
             raise BenchError(
-                f"could not download {spec.name} into {root}: {first_line(err)}; without a network pass "
+                f"could not download {spec.name} into {root}: {exception_line(err)}; without a network pass "
                 f"--data-root DIR holding {spec.folder}/ (from {TARBALL})"
             ) from None
         _diagnose(d)
-        raise BenchError(f"{d}: CIFAR-10 batches could not be read ({first_line(err)}); re-extract them")
+        raise BenchError(f"{d}: CIFAR-10 batches could not be read ({exception_line(err)}); re-extract them")
 
     def to_nchw(x: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()

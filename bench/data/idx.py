@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.errors import BenchError
+from bench.errors import BenchError, exception_line
 
 IDX_MAGIC = {3: 0x00000803, 1: 0x00000801}  # uint8 images (2051) / uint8 labels (2049)
 
@@ -67,7 +67,7 @@ def read_idx(path: Path, ndim: int) -> torch.Tensor:
         else:
             data = path.read_bytes()
     except (OSError, EOFError, zlib.error) as e:
-        msg = " ".join(str(e).split()) or type(e).__name__
+        msg = exception_line(e)
         raise BenchError(f"{path}: cannot be read ({msg}); the file is corrupt or truncated, replace it") from None
     dims = _idx_header(data[: 4 + 4 * ndim], path, ndim, len(data))
     arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims).copy()

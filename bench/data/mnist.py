@@ -23,14 +23,14 @@ from typing import Any
 
 import torch
 
-from bench.data.checks import first_line
+
 from bench.data.files import Candidate, Decoded, FileSource, absent_reason, load_files, tv_datasets
 from bench.data.idx import check_idx_set, idx_dims, ndim_of, read_idx
 from bench.data.kinds import KindSpec, Request
 from bench.data.provenance import brace_paths
 from bench.data.roots import search_places
 from bench.data.splits import Splits
-from bench.errors import BenchError
+from bench.errors import BenchError, exception_line
 
 # torchvision's file names, spelled out so that finding a copy needs no torchvision import
 # (it pulls in torch._dynamo); they must match torchvision.datasets.MNIST's resources
@@ -76,12 +76,12 @@ def _tv_read(spec: KindSpec, root: Path, download: bool) -> Decoded:
     except Exception as e:
         if download:
             raise BenchError(
-                f"could not download {spec.name} into {raw_dir}: {first_line(e)}; without a network pass "
+                f"could not download {spec.name} into {raw_dir}: {exception_line(e)}; without a network pass "
                 f"--data-root DIR holding {spec.folder}/raw/"
                 + (f" or apt-get install {spec.debian_package}" if spec.debian_package else "")
             ) from None
         raise BenchError(
-            f"{raw_dir}: torchvision could not read {spec.name} ({first_line(e)}); replace the files"
+            f"{raw_dir}: torchvision could not read {spec.name} ({exception_line(e)}); replace the files"
         ) from None
     t = {"train_x": tr.data, "train_y": tr.targets, "test_x": te.data, "test_y": te.targets}
     for key, v in t.items():

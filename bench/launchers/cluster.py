@@ -95,11 +95,5 @@ def worker_cell(cell: Cell, opts: ExecOptions, has_gpu: bool) -> CellOutcome:
     return run_cell(cell, replace(opts, device=pick_cell_device(has_gpu)), memo=_WORKER_MEMO)
 
 
-def first_line(exc: BaseException) -> str:
-    """An exception's first line (its type when it has no text), for one-line failure messages."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-__all__ = ["MAX_IN_FLIGHT", "absolute_options", "cell_env", "check_cluster_options", "first_line", "forwarded_env",
+__all__ = ["MAX_IN_FLIGHT", "absolute_options", "cell_env", "check_cluster_options", "forwarded_env",
            "import_extra", "pick_cell_device", "worker_cell"]

@@ -31,10 +31,10 @@ from types import ModuleType
 from typing import Any
 
 from bench.cells import Cell
-from bench.errors import BenchError
+from bench.errors import BenchError, exception_line
 from bench.execute import CellOutcome, ExecOptions
 from bench.launchers import Hooks, LauncherOptions, SubmitObserver
-from bench.launchers.cluster import (MAX_IN_FLIGHT, absolute_options, cell_env, check_cluster_options, first_line,
+from bench.launchers.cluster import (MAX_IN_FLIGHT, absolute_options, cell_env, check_cluster_options,
                                      forwarded_env, import_extra, worker_cell)
 from bench.launchers.loop import Died, Done, Failed, Queued, Running, State, run_cells
 from bench.store import StoreWriteError
@@ -57,9 +57,9 @@ def collect(ray: ModuleType, ref: Any) -> Done | Failed | Died:
         if isinstance(cause, StoreWriteError):
             raise cause from None  # a checkpoint could not be written: ends the run, as on the local launcher
         # raised outside run_cell (e.g. the task could not import the project on that node): not retried
-        return Failed(f"ray task error: {type(cause).__name__}: {first_line(cause)}")
+        return Failed(f"ray task error: {type(cause).__name__}: {exception_line(cause)}")
     except ray.exceptions.RayError as exc:
-        return Died("the Ray worker running this cell died", f"{type(exc).__name__}: {first_line(exc)[:200]}")
+        return Died("the Ray worker running this cell died", f"{type(exc).__name__}: {exception_line(exc)[:200]}")
     return Done(outcome)
 
 
@@ -150,11 +150,11 @@ class RayLauncher:
             # or RAY_ADDRESS would otherwise make ray.init() join another one
             ray.init(address=address or "local", include_dashboard=False, logging_level="warning")
         except ConnectionError as exc:
-            raise BenchError(f"--ray-address {address}: no Ray cluster there ({first_line(exc)}); start one with "
+            raise BenchError(f"--ray-address {address}: no Ray cluster there ({exception_line(exc)}); start one with "
                              "`ray start --head`, or omit --ray-address to start a local one") from None
         except Exception as exc:  # noqa: BLE001 - any start failure is one line for the user
             where = f"--ray-address {address}" if address else "starting a local Ray cluster"
-            raise BenchError(f"{where}: {type(exc).__name__}: {first_line(exc)}") from None
+            raise BenchError(f"{where}: {type(exc).__name__}: {exception_line(exc)}") from None
         return True
 
     def _where(self) -> str:

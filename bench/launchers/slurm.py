@@ -31,10 +31,10 @@ from types import ModuleType
 from typing import Any
 
 from bench.cells import Cell
-from bench.errors import BenchError
+from bench.errors import BenchError, exception_line
 from bench.execute import CellOutcome, ExecOptions
 from bench.launchers import Hooks, LauncherOptions, SubmitObserver
-from bench.launchers.cluster import (MAX_IN_FLIGHT, absolute_options, check_cluster_options, first_line,
+from bench.launchers.cluster import (MAX_IN_FLIGHT, absolute_options, check_cluster_options,
                                      import_extra, worker_cell)
 from bench.launchers.loop import Died, Done, Failed, Queued, Running, State, run_cells
 from bench.store import StoreWriteError
@@ -65,7 +65,7 @@ def collect(submitit: ModuleType, job: Any) -> Done | Failed | Died:
                     f"killed, preempted or out of time; state {_state(job)}; "
                     f"logs in {Path(str(job.paths.stderr)).parent}")
     except Exception as exc:  # noqa: BLE001 - the debug executor re-raises the job's own exception
-        return Failed(f"job raised {type(exc).__name__}: {first_line(exc)}")
+        return Failed(f"job raised {type(exc).__name__}: {exception_line(exc)}")
     return Done(outcome)
 
 
@@ -92,7 +92,7 @@ class SlurmBackend:
         try:
             jobs = self.executor.map_array(slurm_cell, cells, [self.opts] * n, [self.gpus] * n)
         except (self.submitit.core.utils.FailedSubmissionError, subprocess.CalledProcessError, OSError) as exc:
-            raise BenchError(f"--launcher slurm: the submission was refused: {first_line(exc)}") from None
+            raise BenchError(f"--launcher slurm: the submission was refused: {exception_line(exc)}") from None
         if self.kind == "local":
             for job in jobs:  # no network filesystem to wait for: a job without a result died
                 job._results_timeout_s = 2
