@@ -1,6 +1,6 @@
 """Information-theoretic quantities and bounds from "Mutual Information Learned Classifiers".
 
-Pure functions, float64, numpy/scipy only.  Formulas follow ``shared/paper/FORMULAS.md``
+Pure functions, float64, numpy/scipy only.  Formulas as in docs/theory.md
 (the paper's Theorem 4 / Theorem 10, Appendix F; Theorem 5 / Theorem 12 and Corollary 1 /
 Corollary 2, Appendix G).
 

@@ -249,7 +249,7 @@ def test_mi_bounds_formulas():
     assert 0.5 * math.log(1 + 4 * p * (1 - p) * d * d) < h_y_nats(p)
     assert T.gauss_mi_upper(d, p) == pytest.approx(0.5 * math.log(1 + 4 * p * (1 - p) * d * d))
     assert T.gauss_mi_upper(10.0, p) == pytest.approx(h_y_nats(p))
-    # lower bound from the literal FORMULAS.md expression, with |Σ| = 2.5 and d = 1 / 3
+    # lower bound from the paper's literal expression (docs/theory.md), with |Σ| = 2.5 and d = 1 / 3
     # (δ = 1.7 keeps both strictly positive, so the max{0, ·} does not hide the formula):
     d = 1.7
     for dim in (1, 3):
