@@ -63,7 +63,12 @@ def check_real(
 
 
 def prepare(logits: Tensor, targets: Tensor) -> Tensor:
-    """Check shapes (no host sync) and return ``logits`` upcast to float32 if half precision."""
+    """Check the shapes and return ``logits``, upcast to float32 if in half precision.
+
+    The shape checks read only metadata, so they never wait for the device. Half-precision
+    logits (from autocast) are upcast because log-probabilities summed over a batch in
+    bfloat16 keep about two significant digits.
+    """
     if logits.ndim != 2:
         raise ValueError(f"logits must have shape (n, K), got {tuple(logits.shape)}")
     if targets.ndim != 1 or targets.shape[0] != logits.shape[0]:
@@ -76,31 +81,3 @@ def prepare(logits: Tensor, targets: Tensor) -> Tensor:
     if logits.dtype in _LOW_PRECISION:
         logits = logits.float()
     return logits
-
-
-def class_major(logits: Tensor) -> bool:
-    """Whether softmax-type ops should run over dim 0 of ``logits.t()`` instead of dim 1 of ``logits``.
-
-    The values are the same either way; only the speed differs. On a CPU, PyTorch's
-    (log_)softmax over a last dimension narrower than its SIMD width runs a loop per row,
-    while over the leading dimension of the transposed view it vectorises along the batch:
-    cross entropy forward + backward at n = 512, K = 10 takes ~65 µs instead of ~155 µs on the
-    2-core Xeon of ``docs/benchmarks.md``. For K >= 16, for small batches and on CUDA the usual
-    layout is as fast or faster. The rule, fitted on that machine's table
-    (``benchmarks/softmax_layout.py`` prints it for any CPU): a CPU tensor with 2 <= K < 16 and
-    n (K - 1) >= 1024.
-    """
-    n, k = logits.shape
-    return logits.device.type == "cpu" and 2 <= k < 16 and n * (k - 1) >= 1024
-
-
-def with_class_dim(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-    """``(input, target)`` for ``F.cross_entropy`` / ``F.nll_loss`` / ``softmax(dim=1)``, classes on dim 1.
-
-    Either ``(logits, targets)`` unchanged, or (see :func:`class_major`) the same values as the
-    views ``(1, K, n)`` and ``(1, n)``: PyTorch's K-dimensional loss form, whose batch mean is
-    the same mean over the n samples. Reductions over the classes use ``dim=1`` in both cases.
-    """
-    if class_major(logits):
-        return logits.t().unsqueeze(0), targets.unsqueeze(0)
-    return logits, targets

@@ -1,9 +1,8 @@
 """Cross-entropy (conditional entropy learning) losses of the paper's Table 1.
 
-Notation: batch of n pairs (x_i, y_i), K classes, p_θ(k|x) = softmax(logits)_k,
-one-hot e_y, natural logarithms. Every loss returns the batch mean. On a CPU with few classes
-the softmax runs over the transposed logits (:func:`losses.base.with_class_dim`): same values,
-2-3x faster there.
+Notation: a batch of n pairs (x_i, y_i), K classes, p_θ(k|x) = softmax(logits)_k, one-hot
+e_y, natural logarithms. Each loss maps ``logits`` (n, K) and integer ``targets`` (n,) to the
+batch mean. ``F.nll_loss(logprobs, targets)`` is -(1/n) Σ_i logprobs[i, y_i].
 """
 
 from __future__ import annotations
@@ -15,23 +14,27 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from losses.base import Loss, check_real, prepare, progress_fraction, with_class_dim
+from losses.base import Loss, check_real, prepare, progress_fraction
 
 SCHEDULES: Final[tuple[str, ...]] = ("fixed", "progressive")
 
 
 class CelLoss(Loss):
-    """celLoss: L = -(1/n) Σ_i log p_θ(y_i|x_i)."""
+    """celLoss, plain cross entropy: L = -(1/n) Σ_i log p_θ(y_i|x_i)."""
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
-        return F.cross_entropy(*with_class_dim(prepare(logits, targets), targets))
+        logits = prepare(logits, targets)
+        logprobs = F.log_softmax(logits, dim=-1)
+        return F.nll_loss(logprobs, targets)
 
 
 class CelLossLSR(Loss):
-    """celLossLSR (label smoothing, Szegedy et al. 2016).
+    """celLossLSR, label smoothing (Szegedy et al. 2016), default ε = 0.1.
 
-    t_i = (1-ε) e_{y_i} + ε/K;  L = -(1/n) Σ_i Σ_k t_ik log p_θ(k|x_i).
-    This is exactly ``F.cross_entropy(..., label_smoothing=ε)``.
+    t_i = (1-ε) e_{y_i} + ε/K;  L = -(1/n) Σ_i Σ_k t_ik log p_θ(k|x_i)
+                                  = (1-ε) celLoss - ε (1/n) Σ_i (1/K) Σ_k log p_θ(k|x_i).
+    ε is spread over all K classes, the true one included: PyTorch's
+    ``F.cross_entropy(..., label_smoothing=ε)`` convention.
     """
 
     def __init__(self, epsilon: float = 0.1) -> None:
@@ -39,17 +42,21 @@ class CelLossLSR(Loss):
         self.epsilon = check_real("epsilon", epsilon, low=0.0, high=1.0)
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
-        return F.cross_entropy(*with_class_dim(prepare(logits, targets), targets), label_smoothing=self.epsilon)
+        logits = prepare(logits, targets)
+        logprobs = F.log_softmax(logits, dim=-1)
+        nll = F.nll_loss(logprobs, targets)
+        smooth = -logprobs.mean(dim=-1).mean()
+        return (1.0 - self.epsilon) * nll + self.epsilon * smooth
 
     def extra_repr(self) -> str:
         return f"epsilon={self.epsilon}"
 
 
 class CelLossCP(Loss):
-    """celLossCP (confidence penalty, Pereyra et al. 2017).
+    """celLossCP, confidence penalty (Pereyra et al. 2017), default β = 0.1.
 
-    L = celLoss - β (1/n) Σ_i H(p_θ(·|x_i)),  H(p) = -Σ_k p_k log p_k,
-    with log p from ``log_softmax`` (stable: p_k log p_k -> 0 where p_k underflows).
+    L = celLoss - β (1/n) Σ_i H(p_θ(·|x_i)),  H(p) = -Σ_k p_k log p_k.
+    p_k log p_k is formed from ``log_softmax``, so it is 0, not NaN, where p_k underflows.
     """
 
     def __init__(self, beta: float = 0.1) -> None:
@@ -57,10 +64,10 @@ class CelLossCP(Loss):
         self.beta = check_real("beta", beta, low=0.0)
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
-        x, t = with_class_dim(prepare(logits, targets), targets)
-        logp = F.log_softmax(x, dim=1)
-        nll = F.nll_loss(logp, t)
-        entropy = -(logp.exp() * logp).sum(dim=1).mean()
+        logits = prepare(logits, targets)
+        logprobs = F.log_softmax(logits, dim=-1)
+        nll = F.nll_loss(logprobs, targets)
+        entropy = -(logprobs.exp() * logprobs).sum(dim=-1).mean()
         return nll - self.beta * entropy
 
     def extra_repr(self) -> str:
@@ -77,7 +84,7 @@ def proselflc_global_trust(progress: float, sharpness: float = 16.0) -> float:
 
 
 class CelLossLC(Loss):
-    """celLossLC (label correction, ProSelfLC, Wang et al. 2021).
+    """celLossLC, label correction (ProSelfLC, Wang et al. 2021), default ε = 0.1, fixed.
 
     t_i = (1-ε) e_{y_i} + ε · stopgrad(p_θ(·|x_i));  L = -(1/n) Σ_i Σ_k t_ik log p_θ(k|x_i).
     No gradient flows through the target: ∂L/∂logits_i = (p_θ(·|x_i) - t_i) / n.
@@ -127,11 +134,11 @@ class CelLossLC(Loss):
         self._set_effective(self._epsilon_at(progress_fraction(epoch, total_epochs)))
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
-        x, t = with_class_dim(prepare(logits, targets), targets)
-        logp = F.log_softmax(x, dim=1)
-        eps = self._eps.to(dtype=logp.dtype)
-        nll = F.nll_loss(logp, t)  # -(1/n) Σ_i log p(y_i|x_i)
-        soft = -(logp.detach().exp() * logp).sum(dim=1).mean()  # -(1/n) Σ_i Σ_k sg(p_ik) log p_ik
+        logits = prepare(logits, targets)
+        logprobs = F.log_softmax(logits, dim=-1)
+        eps = self._eps.to(dtype=logprobs.dtype)
+        nll = F.nll_loss(logprobs, targets)
+        soft = -(logprobs.detach().exp() * logprobs).sum(dim=-1).mean()  # stopgrad(p) as the target
         return (1.0 - eps) * nll + eps * soft
 
     def extra_repr(self) -> str:

@@ -36,12 +36,3 @@ def test_gpu_bench_smoke_runs_every_section_on_cpu(tmp_path: Path) -> None:
     assert set(fig["best_jobs"]) == {"mlp", "cnn"}
     assert fig["cifar10_projection_hours"] > 0 and fig["mnist_grid_projection_minutes"] > 0
     assert "projected cifar10 grid" in stdout
-
-
-def test_softmax_layout_table(tmp_path: Path) -> None:
-    stdout, fig = run_script("softmax_layout.py", "--classes", "10,100", "--batches", "64,512", "--reps", "5",
-                             "--rounds", "1", "--threads", "1", tmp_path=tmp_path)
-    picks = {(r["K"], r["n"]): r["chosen"] for r in fig["results"]}
-    assert picks == {(10, 64): "usual", (10, 512): "class-major", (100, 64): "usual", (100, 512): "usual"}
-    assert all(r["usual_us"] > 0 and r["class_major_us"] > 0 for r in fig["results"])
-    assert "class_major() picks" in stdout

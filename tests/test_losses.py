@@ -141,7 +141,7 @@ def test_mil_hand(lam: float) -> None:
     loss = MilLoss(lam)
     logits, targets = batch()
     assert loss(logits, targets).item() == pytest.approx(ref_cel() + lam * ref_h_marg(), abs=TOL)
-    terms = loss.terms(logits, targets)
+    terms = mi_terms(logits, targets)
     assert terms["h_cond"].item() == pytest.approx(ref_cel(), abs=TOL)
     assert terms["h_marg"].item() == pytest.approx(ref_h_marg(), abs=TOL)
     assert terms["mi"].item() == pytest.approx(ref_h_marg() - ref_cel(), abs=TOL)
@@ -244,13 +244,13 @@ def test_mil_single_class_batch() -> None:
     torch.testing.assert_close(mi_terms(logits, targets)["h_marg"], -torch.log(p1))
 
 
-# ---------- terms() / mi_terms ----------
+# ---------- mi_terms ----------
 
 
 def test_terms_consistent() -> None:
     logits, targets = random_batch(seed=7)
     loss = MilLoss(lam=3.0)
-    t = loss.terms(logits, targets)
+    t = mi_terms(logits, targets)
     assert set(t) == {"h_cond", "h_marg", "mi"}
     assert all(isinstance(v, torch.Tensor) and v.ndim == 0 for v in t.values())
     torch.testing.assert_close(t["mi"], t["h_marg"] - t["h_cond"])
@@ -386,32 +386,11 @@ def test_split_mi_does_not_track_grad() -> None:
     assert acc.compute()["mi"] == pytest.approx(mi_terms(logits, targets)["mi"].item(), abs=1e-12)
 
 
-# ---------- class-major layout on CPU (losses.base.with_class_dim) ----------
-
-from losses.base import class_major, with_class_dim  # noqa: E402
-
-
-@pytest.mark.parametrize(
-    ("n", "k", "expected"),
-    [(512, 10, True), (128, 10, True), (512, 3, True), (64, 10, False), (512, 2, False),
-     (2048, 2, True), (128, 5, False), (512, 16, False), (256, 1000, False)],
-)
-def test_class_major_rule(n: int, k: int, expected: bool) -> None:
-    assert class_major(torch.zeros(n, k)) is expected
-
-
-def test_with_class_dim_is_a_view() -> None:
-    logits, targets = random_batch(n=256, k=10, seed=20)
-    x, t = with_class_dim(logits, targets)
-    assert x.shape == (1, 10, 256) and t.shape == (1, 256)
-    assert x.data_ptr() == logits.data_ptr() and t.data_ptr() == targets.data_ptr()  # no copy
-    torch.testing.assert_close(x[0].t(), logits)
-    small = random_batch(n=8, k=5, seed=20)
-    assert with_class_dim(*small)[0] is small[0]
+# ---------- every loss against its term-by-term (n, K) formula ----------
 
 
 def _reference_value(loss: Loss, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Each loss written out in the usual (n, K) layout, term by term."""
+    """Each loss written out in the (n, K) layout, term by term."""
     logp = torch.log_softmax(logits, dim=1)
     p = logp.exp()
     nll = -logp.gather(1, targets.unsqueeze(1)).mean()
@@ -419,7 +398,10 @@ def _reference_value(loss: Loss, logits: torch.Tensor, targets: torch.Tensor) ->
         t = mi_terms(logits, targets)
         return t["h_cond"] + loss.lam * t["h_marg"]
     if isinstance(loss, CelLossLSR):
-        return (1 - loss.epsilon) * nll - loss.epsilon * logp.mean(dim=1).mean()
+        k = logits.shape[1]
+        onehot = torch.nn.functional.one_hot(targets, k).to(logp.dtype)
+        smoothed = (1 - loss.epsilon) * onehot + loss.epsilon / k
+        return -(smoothed * logp).sum(dim=1).mean()
     if isinstance(loss, CelLossCP):
         return nll + loss.beta * (p * logp).sum(dim=1).mean()
     if isinstance(loss, CelLossLC):
@@ -429,19 +411,17 @@ def _reference_value(loss: Loss, logits: torch.Tensor, targets: torch.Tensor) ->
 
 
 @pytest.mark.parametrize(
-    ("n", "k", "layout"),
-    [(8, 10, "usual"), (300, 10, "class-major"), (1100, 2, "class-major"), (600, 3, "class-major"),
-     (300, 16, "usual")],
-    ids=["usual-k10", "class-major-k10", "class-major-k2", "class-major-k3", "usual-k16"],
+    ("n", "k"),
+    [(8, 10), (300, 10), (1100, 2), (600, 3), (300, 16)],
+    ids=["n8-k10", "n300-k10", "n1100-k2", "n600-k3", "n300-k16"],
 )
 @pytest.mark.parametrize(
     "loss",
     [CelLoss(), CelLossLSR(0.2), CelLossCP(0.3), CelLossLC(0.4), MilLoss(50.0), MilLoss(0.0)],
     ids=["cel", "lsr", "cp", "lc", "mil", "mil-lam0"],
 )
-def test_value_and_gradient_in_both_layouts(loss: Loss, n: int, k: int, layout: str) -> None:
+def test_value_and_gradient_match_formula(loss: Loss, n: int, k: int) -> None:
     logits, targets = random_batch(n=n, k=k, seed=21, scale=3.0)
-    assert class_major(logits) is (layout == "class-major")
     x = logits.clone().requires_grad_(True)
     y = logits.clone().requires_grad_(True)
     value = loss(x, targets)
@@ -452,25 +432,24 @@ def test_value_and_gradient_in_both_layouts(loss: Loss, n: int, k: int, layout: 
     torch.testing.assert_close(gx, gy, rtol=1e-10, atol=1e-14)
 
 
-def test_mil_gradcheck_class_major() -> None:
+def test_mil_gradcheck_larger_batch() -> None:
     logits, targets = random_batch(n=120, k=10, seed=22)
-    assert class_major(logits)
     logits.requires_grad_(True)
     assert torch.autograd.gradcheck(lambda x: MilLoss(7.0)(x, targets), (logits,), fast_mode=True)
 
 
-def test_mil_float32_class_major_matches_float64() -> None:
+def test_mil_float32_matches_float64() -> None:
     logits, targets = random_batch(n=512, k=10, seed=23, scale=5.0)
     got = MilLoss(50.0)(logits.float(), targets)
     t = mi_terms(logits, targets)
     assert got.item() == pytest.approx((t["h_cond"] + 50.0 * t["h_marg"]).item(), rel=1e-5)
 
 
-def test_split_mi_class_major_matches_mi_terms() -> None:
+def test_split_mi_uneven_batches_match_mi_terms() -> None:
     logits, targets = random_batch(n=700, k=10, seed=24, scale=4.0)
     acc = SplitMI()
     for chunk_l, chunk_t in zip(logits.split(300), targets.split(300), strict=True):
-        acc.update(chunk_l, chunk_t)  # 300 and 300 rows: class-major; the last 100: usual layout
+        acc.update(chunk_l, chunk_t)  # batches of 300, 300 and 100 rows
     want = mi_terms(logits, targets)
     for key, value in acc.compute().items():
         assert value == pytest.approx(want[key].item(), abs=1e-10)
