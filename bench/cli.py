@@ -261,12 +261,7 @@ def run(
         typer.echo("interrupted: finished cells are stored and the running cell resumes from its last checkpoint "
                    "on the next `bench run`", err=True)
         raise typer.Exit(code) from None
-    wall = time.perf_counter() - t0
-    t = summary.trained
-    typer.echo(f"grid {grid!r}: {summary.total} cells; trained {sum(t.values())} "
-               f"({t['done']} done, {t['failed']} failed, {t['diverged']} diverged); "
-               f"skipped {summary.skipped_done} finished, {summary.skipped_failed} failed/diverged "
-               f"(use --retry-failed); {summary.done_elsewhere} finished by another run; wall {wall:.1f} s")
+    typer.echo(summary.line(grid, time.perf_counter() - t0))
     for msg in summary.failed_messages:
         typer.echo(f"  failed: {msg}", err=True)
     if report:

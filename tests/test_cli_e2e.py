@@ -33,7 +33,7 @@ def test_run_store_skip_and_report(workspace, cli, tmp_path):
     reg, results, data_root = workspace
     r = cli(*run_args(reg, results, data_root))
     assert r.exit_code == 0, r.output
-    assert "trained 2 (2 done, 0 failed, 0 diverged)" in r.output
+    assert "trained 2 (2 done);" in r.output
     assert "| mnist" in r.output  # the report printed at the end
 
     store = Store(results)
@@ -191,7 +191,7 @@ def test_failed_and_diverged_cells_are_recorded_and_grid_goes_on(workspace, cli,
     assert "out of memory" in cells.loc["milLoss", "message"] and "train.batch_size=16" in cells.loc["milLoss", "message"]
     monkeypatch.delenv("LOSSBENCH_FAULT")
     r = cli(*run_args(reg, results, data_root, "--no-report"))
-    assert "skipped 0 finished, 2 failed/diverged" in r.output
+    assert "skipped 2 failed/diverged" in r.output
     r = cli("status", "--grid", "two", "--registry", reg, "--results", results, "--data-root", data_root)
     assert "1 failed, 1 diverged" in r.output and "out of memory" in r.output
     r = cli(*run_args(reg, results, data_root, "--retry-failed", "--no-report"))
