@@ -344,6 +344,7 @@ def report(
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the report (and figures) under OUT/<grid>/."),
     figures: bool = typer.Option(False, "--figures", help="Draw learning curves, sweeps and Î-vs-error plots (PNG and PDF)."),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="Reference loss for the paired differences (default celLoss)."),
+    filter_: list[str] = typer.Option([], "--filter", help="Report only the cells with key=value[,value], as `bench run --filter`."),
     device: Optional[str] = RanOnDeviceOpt,
     set_: list[str] = SameSetOpt,
     data_root: Optional[Path] = DataRootReadOpt,
@@ -356,24 +357,32 @@ def report(
             raise BenchError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
         from bench.store import Store
 
-        reg, _, cells = _resolve_cells(registry, grid, device, set_, [], data_root, results, check_data="fallback", quiet=True,
-                                   cell_device=_identity_device(device))
+        reg, _, cells = _resolve_cells(registry, grid, device, set_, filter_, data_root, results, check_data="fallback",
+                                       quiet=True, cell_device=_identity_device(device))
         if baseline is not None and baseline not in {c.loss for c in cells}:
             from bench.errors import closest
             raise BenchError(f"--baseline {baseline!r}: not a loss of grid {grid!r}{closest(baseline, {c.loss for c in cells})}")
         store = Store(results)
         target = _report_dir(out if out is not None else (Path("report") if figures else None), grid)
-        from bench.report import REPORT_COLUMNS, collect, render
+        from bench.report import REPORT_COLUMNS, collect, nothing_finished, render
 
+        results_df = store.cells() if figures else store.cells(REPORT_COLUMNS)  # the figures read the sweep settings too
+        data = collect(grid, cells, results_df, baseline or _default_baseline(cells))
+        empty = nothing_finished(data, results, [
+            ("--registry", registry if registry != Path("registry.yaml") else None),
+            ("--results", results if results != Path("results") else None), ("--data-root", data_root),
+            ("--device", device), *(("--set", v) for v in set_), *(("--filter", v) for v in filter_)])
+        if empty is not None:
+            typer.echo(empty)  # one line, not tables of dashes
+            return
         fig_names: list[str] = []
         if figures:
             from bench.figures import draw_all
 
-            results_df = store.cells()  # every column: the figures read the sweep settings too
-            fig_names = draw_all(grid, cells, store, target, results_df)
-        else:
-            results_df = store.cells(REPORT_COLUMNS)
-        data = collect(grid, cells, results_df, baseline or _default_baseline(cells))
+            drawn = draw_all(grid, cells, store, target, results_df)
+            fig_names = drawn.files
+            for note in drawn.notes():
+                typer.echo(f"note: {note}", err=True)
         text = render(data, fmt, fig_names)
         if target is not None:
             ext = {"markdown": "md", "latex": "tex", "csv": "csv"}[fmt]
