@@ -77,7 +77,7 @@ class PlainDisplay:
         self.total = total
 
     def start_cell(self, cell: Cell) -> None:
-        self._print(f"{self._counter(self.done + 1)} {fit(cell_title(cell), shorten=False)} {'started':<8} {cell.cell_id}")
+        self._print(f"{self._counter(self.done + 1)} {fit(cell_title(cell), shorten=False)} ({cell.cell_id}) started")
 
     def step(self, cell: Cell, p: StepProgress) -> None:
         if p.last_epoch is not None:
@@ -88,7 +88,8 @@ class PlainDisplay:
 
     def finish_cell(self, cell: Cell, status: str, summary: str) -> None:
         self.done += 1
-        self._print(f"{self._counter(self.done)} {fit(cell_title(cell), shorten=False)} {status:<8} {summary}")
+        # the cell id on both lines, at the same column: a log is searched by it ("(<id>) started")
+        self._print(f"{self._counter(self.done)} {fit(cell_title(cell), shorten=False)} ({cell.cell_id}) {status:<8} {summary}")
 
     def close(self) -> None:
         pass

@@ -61,13 +61,13 @@ def test_plain_lines_keep_their_columns():
                            123.4 if i == 5 else 0.5))
         d.finish_cell(cell, ("done", "diverged", "failed")[i % 3], "test_acc 0.8000")
     lines = out.getvalue().splitlines()
-    starts = [ln for ln in lines if ln.endswith((short.cell_id, long.cell_id))]
+    starts = [ln for ln in lines if ln.endswith(" started")]
     epochs = [ln for ln in lines if ln.startswith("  epoch")]
     ends = [ln for ln in lines if "test_acc 0.8000" in ln]
     assert len(starts) == len(epochs) == len(ends) == 10
     short_rows = [ln for ln in starts + ends if cell_title(short) in ln]
-    # the status word starts at the same column for every title no longer than the title column...
-    assert len({ln.index(" started ") if " started " in ln else re.search(r" (done|diverged|failed) ", ln).start()
+    # the cell id and the status word start at the same columns for every title no longer than the title column...
+    assert len({(ln.index(f"({short.cell_id}) "), re.search(r"\) (started|done|diverged|failed)", ln).start())
                 for ln in short_rows}) == 1
     assert all(cell_title(long) in ln for ln in starts + ends if cell_title(short) not in ln)  # ...a longer one stays whole
     assert len({ln.index("test_acc 0.8000") for ln in ends if cell_title(short) in ln}) == 1
