@@ -273,12 +273,7 @@ def run(
         typer.echo("interrupted: finished cells are stored and the running cell resumes from its last checkpoint "
                    "on the next `bench run`", err=True)
         raise typer.Exit(code) from None
-    wall = time.perf_counter() - t0
-    t = summary.trained
-    typer.echo(f"grid {grid!r}: {summary.total} cells; trained {sum(t.values())} "
-               f"({t['done']} done, {t['failed']} failed, {t['diverged']} diverged); "
-               f"skipped {summary.skipped_done} finished, {summary.skipped_failed} failed/diverged "
-               f"(use --retry-failed); {summary.done_elsewhere} finished by another run; wall {wall:.1f} s")
+    typer.echo(summary.line(grid, time.perf_counter() - t0))
     for msg in summary.failed_messages:
         typer.echo(f"  failed: {msg}", err=True)
     if report:
@@ -383,17 +378,26 @@ def report(
             from bench.errors import closest
             raise BenchError(f"--baseline {baseline!r}: not a loss of grid {grid!r}{closest(baseline, {c.loss for c in cells})}")
         target = _report_dir(out if out is not None else (Path("report") if figures else None), grid)
-        from bench.report import REPORT_COLUMNS, collect, render
+        from bench.report import REPORT_COLUMNS, collect, nothing_finished, render
 
+        results_df = store.cells() if figures else store.cells(REPORT_COLUMNS)  # the figures read the sweep settings too
+        data = collect(grid, cells, results_df, baseline or _default_baseline(cells))
+        empty = nothing_finished(data, results, [
+            ("--registry", registry if registry != Path("registry.yaml") else None),
+            ("--results", results if results != Path("results") else None), ("--data-root", data_root),
+            *(("--set", f"train.{k}={v}") for k, v in sorted(read.plan.overrides.items())),
+            *(("--filter", f"{k}={','.join(map(str, v))}") for k, v in sorted(read.plan.filters.items()))])
+        if empty is not None:
+            typer.echo(empty)  # one line, not tables of dashes
+            return
         fig_names: list[str] = []
         if figures:
             from bench.figures import draw_all
 
-            results_df = store.cells()  # every column: the figures read the sweep settings too
-            fig_names = draw_all(grid, cells, store, target, results_df)
-        else:
-            results_df = store.cells(REPORT_COLUMNS)
-        data = collect(grid, cells, results_df, baseline or _default_baseline(cells))
+            drawn = draw_all(grid, cells, store, target, results_df)
+            fig_names = drawn.files
+            for note in drawn.notes():
+                typer.echo(f"note: {note}", err=True)
         text = render(data, fmt, fig_names)
         if target is not None:
             ext = {"markdown": "md", "latex": "tex", "csv": "csv"}[fmt]

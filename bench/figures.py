@@ -2,7 +2,8 @@
 
 ``draw_all`` is what ``bench report --figures`` calls. It draws only from the grid's cells whose
 latest store row is ``done`` (history rows are picked by that row's attempt), writes each figure
-as PNG and PDF under ``<target>/figures/`` and returns the PNG paths relative to ``target``:
+as PNG and PDF under ``<target>/figures/`` and returns the PNG paths relative to ``target``, with
+the reason for each figure it could not draw (the grid sweeps no λ, no cell has finished...):
 
 * ``curves-<dataset>-<architecture>[-<variant>]``: test accuracy and test Î (nats) against the
   epoch, one line per loss, mean over seeds with a ±std band where there are ≥ 2 seeds
@@ -24,8 +25,8 @@ import hashlib
 import io
 import math
 import re
-from collections.abc import Hashable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,29 +68,77 @@ class Done:
 # --------------------------------------------------------------------------- entry point
 
 
-def draw_all(grid: str, cells: list[Cell], store: Store, target: Path, results: pd.DataFrame | None = None) -> list[str]:
-    """Draw every figure of ``grid``'s finished cells into ``target/figures``; PNG paths relative to ``target``.
+@dataclass(frozen=True)
+class Drawn:
+    """What ``draw_all`` wrote and what it could not draw.
+
+    ``files``: the PNG paths relative to the target folder (each has a PDF beside it);
+    ``skipped``: (figure, why) for each figure it did not draw.
+    """
+
+    files: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def notes(self) -> list[str]:
+        """One line per figure not drawn: ``lambda sweep: the grid sweeps no λ``."""
+        return [f"{what}: {why}" for what, why in self.skipped]
+
+
+def draw_all(grid: str, cells: list[Cell], store: Store, target: Path, results: pd.DataFrame | None = None) -> Drawn:
+    """Draw every figure of ``grid``'s finished cells into ``target/figures``; say why any figure was not drawn.
 
     ``results``: the store's cell rows, when the caller has read them already (all columns).
     """
     done = done_cells(cells, store.cells() if results is None else results)
+    skipped: list[tuple[str, str]] = []
     if not done:
-        return []
+        why = "no finished cells" if cells else "the grid has no cells"
+        return Drawn([], [(what, why) for what in ("learning curves", "lambda sweep", "batch-size sweep", "Î vs error")])
     history = store.history([d.row["attempt_id"] for d in done])
     colours = loss_colours(cells)
     figures: list[tuple[str, Figure]] = list(learning_curve_figures(done, history, colours, grid))
-    for name, fig in (("sweep-lambda", lambda_sweep_figure(done, grid)),
-                      ("sweep-batch-size", batch_sweep_figure(done, colours, grid)),
-                      ("mi-vs-error", mi_error_figure(done, colours, grid))):
-        if fig is not None:
+    drawn_rows = {name for name, _ in figures}
+    rows = list(dict.fromkeys((d.cell.dataset, d.cell.architecture, d.cell.variant) for d in done))
+    missing = [row for row in rows if _curves_stem(*row) not in drawn_rows]
+    if len(missing) == len(rows):  # one note, not one per (dataset, model)
+        skipped.append(("learning curves", "no per-epoch history in the store"))
+    else:
+        skipped += [(f"learning curves of {' / '.join(p for p in row if p)}", "no per-epoch history in the store")
+                    for row in missing]
+    sweeps = (("sweep-lambda", "lambda sweep", lambda_sweep_figure(done, grid), _lam, "λ"),
+              ("sweep-batch-size", "batch-size sweep", batch_sweep_figure(done, colours, grid), _batch_size, "batch size"))
+    for name, what, fig, value_of, label in sweeps:
+        if fig is None:
+            skipped.append((what, _sweep_gap(cells, value_of, label)))
+        else:
             figures.append((name, fig))
+    scatter = mi_error_figure(done, colours, grid)
+    if scatter is None:
+        skipped.append(("Î vs error", "no finished cell has a finite Î and test accuracy"))
+    else:
+        figures.append(("mi-vs-error", scatter))
     out_dir = Path(target) / FIG_DIR
     written: list[str] = []
     used: set[str] = set()
     for name, fig in figures:
         stem = unique_name(safe_name(name), used)
         written.append(save_figure(fig, out_dir, stem))
-    return [f"{FIG_DIR}/{png}" for png in written]
+    return Drawn([f"{FIG_DIR}/{png}" for png in written], skipped)
+
+
+def _lam(cell: Cell) -> float | None:
+    return _number(cell.config["loss"]["params"].get("lam")) if cell.loss_name == "milLoss" else None
+
+
+def _batch_size(cell: Cell) -> float | None:
+    return _number(cell.config["train"]["batch_size"])
+
+
+def _sweep_gap(cells: list[Cell], value_of: Callable[[Cell], float | None], what: str) -> str:
+    """Why a sweep figure was not drawn: the grid does not sweep it, or too few of its values finished."""
+    if len({v for v in map(value_of, cells) if v is not None}) < 2:
+        return f"the grid sweeps no {what}"
+    return f"fewer than two {what} values have finished cells"
 
 
 def done_cells(cells: Iterable[Cell], results: pd.DataFrame) -> list[Done]:
@@ -171,8 +220,12 @@ def learning_curve_figures(done: list[Done], history: pd.DataFrame, colours: dic
     for (ds, arch, variant), members in _group(done, lambda d: (d.cell.dataset, d.cell.architecture, d.cell.variant)).items():
         fig = _curves_figure(ds, arch, variant, members, history, colours, grid)
         if fig is not None:
-            out.append((figure_stem("curves", ds, arch, *([variant] if variant else [])), fig))
+            out.append((_curves_stem(ds, arch, variant), fig))
     return out
+
+
+def _curves_stem(ds: str, arch: str, variant: str) -> str:
+    return figure_stem("curves", ds, arch, *([variant] if variant else []))
 
 
 def seed_curve(history: pd.DataFrame, attempt_ids: list[str], metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -400,5 +453,5 @@ def _mode(values: list[int]) -> int | None:
     return int(uniq[np.argmax(counts)])
 
 
-__all__ = ["draw_all", "done_cells", "loss_colours", "learning_curve_figures", "lambda_sweep_figure",
+__all__ = ["Drawn", "draw_all", "done_cells", "loss_colours", "learning_curve_figures", "lambda_sweep_figure",
            "batch_sweep_figure", "mi_error_figure", "bound_curves", "seed_curve", "figure_stem", "safe_name", "save_figure"]

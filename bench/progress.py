@@ -13,14 +13,39 @@ from typing import Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Column
 
 from bench.cells import Cell
 from bench.train import Progress as StepProgress
 
 
+# Fixed widths, so that no column moves as the cells, their titles and their numbers change: a title is
+# padded (and, on a terminal, shortened in the middle) to TITLE_WIDTH, the running numbers to INFO_WIDTH.
+TITLE_WIDTH = 44
+INFO_WIDTH = 44  # "loss  12.3456 acc 0.9876 step 12345/12345"
+COUNT_WIDTH = 11  # "12345/12345"
+
+
 def cell_title(cell: Cell) -> str:
     variant = f" [{cell.variant}]" if cell.variant else ""
     return f"{cell.dataset}/{cell.architecture}/{cell.loss}{variant}/seed {cell.seed}"
+
+
+def fit(text: str, width: int = TITLE_WIDTH, shorten: bool = True) -> str:
+    """``text`` padded to ``width``; longer ones cut in the middle (keeping the seed at the end) when ``shorten``."""
+    if len(text) <= width or not shorten:
+        return text.ljust(width)
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
+def running_info(loss: float, acc: float, step: int, steps: int) -> str:
+    """Mid-epoch numbers; the loss and accuracy at the same positions as in :func:`epoch_info`."""
+    return f"loss {loss:8.4f} acc {acc:6.4f} step {f'{step}/{steps}':>11}".ljust(INFO_WIDTH)
+
+
+def epoch_info(loss: float, acc: float, test_acc: float) -> str:
+    return f"loss {loss:8.4f} acc {acc:6.4f} test {test_acc:6.4f}".ljust(INFO_WIDTH)
 
 
 class Display(Protocol):
@@ -32,7 +57,10 @@ class Display(Protocol):
 
 
 class PlainDisplay:
-    """One line per epoch and per finished cell; for logs, pipes and CI."""
+    """One line per epoch and per finished cell; for logs, pipes and CI.
+
+    Fixed-width fields, so the lines of a log read as columns; titles are padded, never cut (a log keeps them whole).
+    """
 
     def __init__(self, stream=None):
         self.stream = stream or sys.stdout
@@ -42,21 +70,26 @@ class PlainDisplay:
     def _print(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
 
+    def _counter(self, i: int) -> str:
+        return f"[{i:>{len(str(self.total))}}/{self.total}]"
+
     def start_grid(self, total: int, skipped: int) -> None:
         self.total = total
 
     def start_cell(self, cell: Cell) -> None:
-        self._print(f"[{self.done + 1}/{self.total}] {cell_title(cell)} ({cell.cell_id}) started")
+        self._print(f"{self._counter(self.done + 1)} {fit(cell_title(cell), shorten=False)} ({cell.cell_id}) started")
 
     def step(self, cell: Cell, p: StepProgress) -> None:
         if p.last_epoch is not None:
             e = p.last_epoch
-            self._print(f"  epoch {p.epoch}/{p.epochs} train_loss {e['train_loss']:.4f} train_acc {e['train_acc']:.4f} "
-                        f"test_acc {e['test_acc']:.4f} test_mi {e['test_mi']:.4f} ({e['epoch_time']:.2f} s)")
+            self._print(f"  epoch {p.epoch:>{len(str(p.epochs))}}/{p.epochs} train_loss {e['train_loss']:8.4f} "
+                        f"train_acc {e['train_acc']:6.4f} test_acc {e['test_acc']:6.4f} test_mi {e['test_mi']:7.4f} "
+                        f"({e['epoch_time']:7.2f} s)")
 
     def finish_cell(self, cell: Cell, status: str, summary: str) -> None:
         self.done += 1
-        self._print(f"[{self.done}/{self.total}] {cell_title(cell)}: {status} {summary}")
+        # the cell id on both lines, at the same column: a log is searched by it ("(<id>) started")
+        self._print(f"{self._counter(self.done)} {fit(cell_title(cell), shorten=False)} ({cell.cell_id}) {status:<8} {summary}")
 
     def close(self) -> None:
         pass
@@ -68,7 +101,11 @@ class RichDisplay:
     def __init__(self, console: Console | None = None):
         self.console = console or Console()
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+            # markup off: a title's "[batch_size=64]" is text, not a style tag
+            TextColumn("{task.description}", markup=False, table_column=Column(width=TITLE_WIDTH, no_wrap=True)),
+            BarColumn(),
+            MofNCompleteColumn(table_column=Column(width=COUNT_WIDTH, justify="right", no_wrap=True)),
+            TextColumn("{task.fields[info]}", markup=False, table_column=Column(width=INFO_WIDTH, no_wrap=True)),
             TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, refresh_per_second=4,
         )
         self.grid_task = None
@@ -77,10 +114,12 @@ class RichDisplay:
 
     def start_grid(self, total: int, skipped: int) -> None:
         self.progress.start()
-        self.grid_task = self.progress.add_task("grid", total=total, info=f"({skipped} skipped)" if skipped else "")
+        self.grid_task = self.progress.add_task(fit("grid"), total=total, info=fit(f"({skipped} skipped)" if skipped else "",
+                                                                              INFO_WIDTH))
 
     def start_cell(self, cell: Cell) -> None:
-        self.cell_tasks[cell.cell_id] = self.progress.add_task(cell_title(cell), total=cell.config["train"]["epochs"], info="")
+        self.cell_tasks[cell.cell_id] = self.progress.add_task(fit(cell_title(cell)), total=cell.config["train"]["epochs"],
+                                                               info=fit("", INFO_WIDTH))
 
     def step(self, cell: Cell, p: StepProgress) -> None:
         task = self.cell_tasks.get(cell.cell_id)
@@ -89,8 +128,7 @@ class RichDisplay:
         now = time.monotonic()
         if p.last_epoch is not None:
             e = p.last_epoch
-            self.progress.update(task, completed=p.epoch,
-                                 info=f"loss {e['train_loss']:.4f} acc {e['train_acc']:.3f} test {e['test_acc']:.3f}")
+            self.progress.update(task, completed=p.epoch, info=epoch_info(e["train_loss"], e["train_acc"], e["test_acc"]))
         elif now - self._last_read > 0.5 and p.meter is not None and p.seen:
             # at most two host reads a second, whatever the step rate (the trainer calls this
             # every PROGRESS_INTERVAL_S at most, and never reads the device itself mid-epoch)
@@ -99,14 +137,13 @@ class RichDisplay:
             if running is None:
                 return
             loss, acc = running
-            self.progress.update(task, completed=p.epoch + p.step / p.steps,
-                                 info=f"step {p.step}/{p.steps} loss {loss:.4f} acc {acc:.3f}")
+            self.progress.update(task, completed=p.epoch + p.step / p.steps, info=running_info(loss, acc, p.step, p.steps))
 
     def finish_cell(self, cell: Cell, status: str, summary: str) -> None:
         task = self.cell_tasks.pop(cell.cell_id, None)
         if task is not None:
             self.progress.remove_task(task)
-        self.progress.console.print(f"{cell_title(cell)}: {status} {summary}")
+        self.progress.console.print(f"{fit(cell_title(cell), shorten=False)} {status:<8} {summary}", markup=False, highlight=False)
         if self.grid_task is not None:
             self.progress.advance(self.grid_task)
 

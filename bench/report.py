@@ -1,14 +1,21 @@
-"""Paper-style tables from the store: rows dataset x architecture, columns losses, mean ± std.
+"""Paper-style tables from the store: accuracy mean ± std, paired differences, learned Î and its bounds.
 
 The report is driven by the grid as the registry defines it now: its cells are expanded and
 looked up in the store by identity, so a missing or failed cell shows as missing and a cell the
 grid no longer contains never leaks in.
+
+Every footnote is generated from the data it annotates: the seed counts are the grid's, a mark
+is explained only when some entry carries it, and a diverged or failed entry says so in every
+table and format instead of looking like a cell that has not run.
 """
 
 from __future__ import annotations
 
 import math
+import re
+import shlex
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -20,21 +27,34 @@ from bench.theory import fano_bound, theorem4_bound
 
 FORMATS = ("markdown", "latex", "csv")
 MISSING = "—"
+DIGITS = 3
+THEORY_DOC = "docs/theory.md"
 
 
 @dataclass
 class Entry:
-    """One (row, loss) of the table: per-seed values of the finished cells."""
+    """One (row, loss) of the table: per-seed values of the finished cells, and which seeds went wrong."""
 
     acc: dict[int, float] = field(default_factory=dict)
     mi: dict[int, float] = field(default_factory=dict)
     h_y: dict[int, float] = field(default_factory=dict)
     num_classes: int = 0
     expected: int = 0
+    diverged: set[int] = field(default_factory=set)
+    failed: set[int] = field(default_factory=set)
 
     @property
     def n(self) -> int:
         return len(self.acc)
+
+    @property
+    def status(self) -> str:
+        """done (every seed), partial, diverged / failed (no seed finished, some went wrong), pending."""
+        if self.n:
+            return "done" if self.n == self.expected else "partial"
+        if self.diverged:
+            return "diverged"
+        return "failed" if self.failed else "pending"
 
 
 @dataclass
@@ -46,6 +66,11 @@ class ReportData:
     baseline: str | None
     counts: dict[str, int]
     truths: dict[str, dict[str, float]] = field(default_factory=dict)  # dataset -> exact MI, Bayes error
+
+    @property
+    def seed_counts(self) -> list[int]:
+        """The numbers of seeds the grid asks per entry (one value unless a filter cut some)."""
+        return sorted({e.expected for e in self.entries.values() if e.expected})
 
 
 REPORT_COLUMNS = ["cell_id", "status", "final_test_acc", "final_test_mi", "test_label_entropy", "num_classes"]
@@ -74,6 +99,10 @@ def collect(grid: str, cells: list[Cell], results: pd.DataFrame, baseline: str |
         entry.expected += 1
         status = status_of.get(cell.cell_id, "pending")
         counts[status] = counts.get(status, 0) + 1
+        if status == "diverged":
+            entry.diverged.add(cell.seed)
+        elif status == "failed":
+            entry.failed.add(cell.seed)
         rec = done_rows.get(cell.cell_id)
         if rec is not None:
             acc, mi, h_y, num_classes = rec
@@ -102,33 +131,69 @@ def gauss_truths(cells: list[Cell]) -> dict[str, dict[str, float]]:
     return out
 
 
-def _fmt(x: float, digits: int = 3) -> str:
-    return f"{x:.{digits}f}" if math.isfinite(x) else "nan"
+# ----------------------------------------------------------------------------- numbers and cell texts
+def fmt_num(x: float, digits: int = DIGITS, signed: bool = False) -> str:
+    """``x`` at ``digits`` decimals; a value that rounds to zero prints unsigned (never ``-0.000``)."""
+    if not math.isfinite(x):
+        return "nan"
+    text = f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
+    if float(text) == 0.0:
+        # -0.0004 rounds to "-0.000" (and +0.0004 to "+0.000"): a sign the printed digits do not carry
+        return f"{0.0:.{digits}f}"
+    return text
+
+
+def _mean_text(values: dict[int, float], digits: int = DIGITS) -> tuple[str, str]:
+    """(mean, mean ± std) over the seeds' values; no std from a single seed."""
+    mean, std, n = mean_std(list(values.values()))
+    m = fmt_num(mean, digits)
+    return m, (f"{m} ± {fmt_num(std, digits)}" if n > 1 else m)
+
+
+def _status_text(e: Entry) -> tuple[str, str]:
+    """(head, note) for an entry with no value to show: its status word and which share of its seeds it covers."""
+    if e.diverged:
+        parts = [f"{len(e.diverged)} of {e.expected}"] if len(e.diverged) < e.expected else []
+        if e.failed:
+            parts.append(f"{len(e.failed)} failed")
+        return "diverged", (f" ({', '.join(parts)})" if parts else "")
+    if e.failed:
+        return "failed", (f" ({len(e.failed)} of {e.expected})" if len(e.failed) < e.expected else "")
+    return MISSING, ""
+
+
+def seed_note(n: int, expected: int, diverged: int = 0, failed: int = 0) -> str:
+    """`` (n=2, 1 diverged)``: fewer finished seeds than the grid asks and why, or ""."""
+    parts = [f"n={n}"] if n < expected else []
+    if diverged:
+        parts.append(f"{diverged} diverged")
+    if failed:
+        parts.append(f"{failed} failed")
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def accuracy_cells(data: ReportData) -> list[list[tuple[str, bool]]]:
-    """For each row, each loss: (text, is_best)."""
+    """For each row, each loss: (text, is_best). Every entry whose printed mean equals the best printed mean is best."""
     out = []
     for row in data.rows:
-        means = {}
+        means: dict[str, str] = {}
         for loss in data.losses:
             e = data.entries.get((row, loss))
             if e is not None and e.n:
-                means[loss] = mean_std(list(e.acc.values()))[0]
-        best = max(means.values()) if means else None
+                means[loss] = _mean_text(e.acc)[0]
+        # ties are decided on the printed digits: 0.8634 and 0.8626 both read 0.863, so both are bold
+        best = max(means.values(), key=float) if means else None
         line = []
         for loss in data.losses:
             e = data.entries.get((row, loss))
             if e is None or e.expected == 0:
                 line.append(("", False))
             elif not e.n:
-                line.append((MISSING, False))
+                head, note = _status_text(e)
+                line.append((head + note, False))
             else:
-                mean, std, n = mean_std(list(e.acc.values()))
-                text = _fmt(mean) + (f" ± {_fmt(std)}" if n > 1 else "")
-                if n < e.expected:
-                    text += f" (n={n})"
-                line.append((text, best is not None and mean == best))
+                text = _mean_text(e.acc)[1] + seed_note(e.n, e.expected, len(e.diverged), len(e.failed))
+                line.append((text, best is not None and means[loss] == best))
         out.append(line)
     return out
 
@@ -147,18 +212,36 @@ def comparison_rows(data: ReportData) -> list[dict[str, Any]]:
             if e is None or base is None:
                 continue
             d = paired_diff_ci(e.acc, base.acc)
+            if not e.n and e.status in ("diverged", "failed"):
+                status = e.status
+            elif not base.n and base.status in ("diverged", "failed"):
+                status = f"baseline {base.status}"
+            else:
+                status = "done" if d.n else "pending"
             out.append({"dataset": row[0], "architecture": row[1], "variant": row[2], "loss": loss,
-                        "diff": d.mean, "lo": d.lo, "hi": d.hi, "n": d.n, "significant": d.significant, "note": d.note})
+                        "diff": d.mean, "lo": d.lo, "hi": d.hi, "n": d.n, "significant": d.significant, "note": d.note,
+                        "status": status, "expected": min(e.expected, base.expected),
+                        "diverged": len(e.diverged | base.diverged), "failed": len(e.failed | base.failed)})
     return out
 
 
 def mi_rows(data: ReportData) -> list[dict[str, Any]]:
-    """Final test Î and the error lower bounds it implies (Theorem 4 and exact Fano)."""
+    """Final test Î and the error lower bounds it implies (Theorem 4 and exact Fano).
+
+    Entries no seed of which finished are listed only when they diverged or failed (with that status).
+    """
     out = []
     for row in data.rows:
         for loss in data.losses:
             e = data.entries.get((row, loss))
-            if e is None or not e.n:
+            if e is None or e.status == "pending":
+                continue
+            base = {"dataset": row[0], "architecture": row[1], "variant": row[2], "loss": loss, "n": e.n,
+                    "expected": e.expected, "diverged": len(e.diverged), "failed": len(e.failed), "status": e.status}
+            if not e.n:
+                out.append({**base, "mi_nats": math.nan, "mi_std": math.nan, "mi_bits": math.nan, "h_y_nats": math.nan,
+                            "num_classes": 0, "test_error": math.nan, "bound_thm4": math.nan, "bound_fano": math.nan,
+                            "bound_holds": None})
                 continue
             mi, mi_std, n = mean_std(list(e.mi.values()))
             acc = mean_std(list(e.acc.values()))[0]
@@ -167,14 +250,121 @@ def mi_rows(data: ReportData) -> list[dict[str, Any]]:
             thm4 = theorem4_bound(h_y, max(mi, 0.0), k, unit="nats")
             fano = fano_bound(h_y, max(mi, 0.0), k, unit="nats")
             err = 1.0 - acc
-            out.append({"dataset": row[0], "architecture": row[1], "variant": row[2], "loss": loss, "n": n,
-                        "mi_nats": mi, "mi_std": mi_std, "mi_bits": mi / math.log(2), "h_y_nats": h_y,
-                        "test_error": err, "bound_thm4": thm4, "bound_fano": fano,
+            out.append({**base, "mi_nats": mi, "mi_std": mi_std, "mi_bits": mi / math.log(2), "h_y_nats": h_y,
+                        "num_classes": k, "test_error": err, "bound_thm4": thm4, "bound_fano": fano,
                         "bound_holds": err >= fano - 1e-12})
     return out
 
 
-# ----------------------------------------------------------------------------- rendering
+def _diff_text(r: dict[str, Any], with_note: bool = True) -> tuple[str, str]:
+    """(Δ, interval) texts of a comparison row; the interval is "" where there is none."""
+    if r["status"] not in ("done", "pending"):
+        return r["status"], ""
+    if r["n"] == 0:
+        return MISSING, ""
+    note = seed_note(r["n"], r["expected"], r["diverged"], r["failed"]) if with_note else ""
+    diff = fmt_num(r["diff"], signed=True)
+    if r["n"] < 2:
+        return diff + note, ""
+    star = " *" if r["significant"] else ""
+    return diff, f"[{fmt_num(r['lo'], signed=True)}, {fmt_num(r['hi'], signed=True)}]{star}{note}"
+
+
+def _mi_texts(r: dict[str, Any], with_note: bool = True) -> list[str]:
+    """Î, H(Y), error, Thm 4, Fano, holds, as printed."""
+    if r["status"] in ("diverged", "failed"):
+        return [r["status"], "", "", "", "", ""]
+    mi = f"{fmt_num(r['mi_nats'])} ± {fmt_num(r['mi_std'])}" if r["n"] > 1 else fmt_num(r["mi_nats"])
+    if with_note:
+        mi += seed_note(r["n"], r["expected"], r["diverged"], r["failed"])
+    return [mi, fmt_num(r["h_y_nats"]), fmt_num(r["test_error"]), fmt_num(r["bound_thm4"]), fmt_num(r["bound_fano"]),
+            "yes" if r["bound_holds"] else "no"]
+
+
+# ----------------------------------------------------------------------------- footnotes
+@dataclass(frozen=True)
+class _Marks:
+    """Which marks the tables carry, so that each footnote explains only what is there."""
+
+    partial: bool  # an entry with some but not all seeds finished
+    missing: bool  # an entry with no finished seed and nothing gone wrong
+    diverged: bool
+    failed: bool
+    bold: bool
+    tie: bool
+
+
+def _marks(data: ReportData, acc: list[list[tuple[str, bool]]]) -> _Marks:
+    es = [e for e in data.entries.values() if e.expected]
+    return _Marks(partial=any(0 < e.n < e.expected for e in es), missing=any(e.status == "pending" for e in es),
+                  diverged=any(e.diverged for e in es), failed=any(e.failed for e in es),
+                  bold=any(b for line in acc for _, b in line), tie=any(sum(b for _, b in line) > 1 for line in acc))
+
+
+def _seeds_phrase(data: ReportData) -> str:
+    counts = data.seed_counts
+    if not counts:
+        return "no seeds"
+    if len(counts) > 1:
+        return f"{counts[0]}–{counts[-1]} seeds"
+    return "1 seed" if counts[0] == 1 else f"{counts[0]} seeds"
+
+
+def count_line(counts: dict[str, int]) -> str:
+    """``14 done, 4 pending``: the cell counts that are not zero."""
+    parts = [f"{v} {k}" for k, v in counts.items() if v]
+    return ", ".join(parts) if parts else "no cells"
+
+
+def _accuracy_note(data: ReportData, marks: _Marks) -> str:
+    one_seed = data.seed_counts == [1]
+    notes = [f"Cells: {count_line(data.counts)}."]
+    if one_seed:
+        notes.append("One seed per cell, so no std.")
+    else:
+        notes.append(f"Mean ± sample std (ddof=1) over the grid's {_seeds_phrase(data)}.")
+    if marks.partial:
+        notes.append("`(n=k)` marks entries with only k of them finished.")
+    if marks.missing:
+        notes.append(f"{MISSING} marks entries with no finished seed yet.")
+    if marks.diverged:
+        notes.append("`diverged`: training stopped on a non-finite loss (on k seeds, where a count is given).")
+    if marks.failed:
+        notes.append("`failed`: the cell raised an error (`bench status` shows it).")
+    if marks.bold:
+        notes.append("Best mean per row in bold" + (", every entry tied with it at the printed precision too."
+                                                   if marks.tie else "."))
+    return " ".join(notes)
+
+
+def _diff_note(data: ReportData, comp: list[dict[str, Any]]) -> str:
+    notes = []
+    if data.seed_counts and data.seed_counts[-1] < 2:
+        notes.append("With one seed per cell there is no interval: each difference is a single pair of runs, "
+                     "not evidence of a gain.")
+    elif any(r["n"] >= 2 for r in comp):
+        notes.append(f"`*` marks an interval that excludes zero; with {_seeds_phrase(data)} an interval is wide, "
+                     "so a difference without `*` is not evidence of a gain.")
+        if _zero_end(comp):
+            notes.append("An end printed as 0.000 is non-zero beyond the printed digits.")
+    if any(r["status"] in ("done", "pending") and 0 < r["n"] < r["expected"] for r in comp):
+        notes.append("`(n=k)`: only k seeds are paired (an interval needs 2).")
+    return " ".join(notes)
+
+
+def _zero_end(comp: list[dict[str, Any]]) -> bool:
+    """Whether an interval that excludes zero prints an end as 0.000 (it reads as if it touched zero)."""
+    return any(r["significant"] and "0.000" in (fmt_num(r["lo"], signed=True), fmt_num(r["hi"], signed=True))
+               for r in comp if r["n"] >= 2)
+
+
+MI_NOTE = (f"Î = H_θ(Y) − H_θ(Y|X) on the test split ({THEORY_DOC}); the bounds are Theorem 4's closed form and "
+           "the exact Fano bound evaluated at the learned Î and the test label entropy. Both bounds fall as I grows "
+           "and the achieved error obeys them at the true I(X;Y), so a bound above the achieved error "
+           "(error ≥ bound: no) means Î understates the true I(X;Y).")
+
+
+# ----------------------------------------------------------------------------- markdown
 def _row_label(row: tuple[str, str, str]) -> list[str]:
     return [row[0], row[1]] + ([row[2]] if row[2] else [])
 
@@ -184,46 +374,48 @@ def _has_variants(data: ReportData) -> bool:
 
 
 def render_markdown(data: ReportData, figures: list[str] | None = None) -> str:
-    heads = ["dataset", "architecture"] + (["setting"] if _has_variants(data) else []) + data.losses
-    body = []
-    for row, line in zip(data.rows, accuracy_cells(data)):
-        label = _row_label(row) if _has_variants(data) else [row[0], row[1]]
-        body.append(label + [f"**{t}**" if best else t for t, best in line])
-    c = data.counts
+    variants = _has_variants(data)
+    label_heads = ["dataset", "architecture"] + (["setting"] if variants else [])
+
+    def label(r: dict[str, Any] | tuple[str, str, str]) -> list[str]:
+        parts = (r["dataset"], r["architecture"], r["variant"]) if isinstance(r, dict) else r
+        return [parts[0], parts[1]] + ([parts[2]] if variants else [])
+
+    acc = accuracy_cells(data)
+    body = [label(row) + [f"**{t}**" if best else t for t, best in line] for row, line in zip(data.rows, acc)]
     parts = [
-        f"## Grid `{data.grid}`: final test accuracy (mean ± std over seeds)",
+        f"## Grid `{data.grid}`: final test accuracy ("
+        + ("one seed per cell" if data.seed_counts == [1] else f"mean ± std over {_seeds_phrase(data)}") + ")",
         "",
-        tabulate(body, headers=heads, tablefmt="pipe", disable_numparse=True),
+        tabulate(body, headers=label_heads + data.losses, tablefmt="pipe", disable_numparse=True),
         "",
-        f"Cells: {c.get('done', 0)} done, {c.get('failed', 0)} failed, {c.get('diverged', 0)} diverged, "
-        f"{c.get('pending', 0)} pending. Std is the sample std (ddof=1); `(n=k)` marks entries with fewer "
-        f"finished seeds than the grid asks; {MISSING} marks entries with none. Best mean per row in bold.",
+        _accuracy_note(data, _marks(data, acc)),
     ]
     comp = comparison_rows(data)
     if comp:
-        parts += ["", f"### Difference to `{data.baseline}` (paired by seed, 95% t interval)", "",
-                  tabulate([[r["dataset"], r["architecture"]] + ([r["variant"]] if _has_variants(data) else []) +
-                            [r["loss"], _diff_text(r)] for r in comp],
-                           headers=["dataset", "architecture"] + (["setting"] if _has_variants(data) else []) + ["loss", "Δ accuracy"],
-                           tablefmt="pipe", disable_numparse=True),
-                  "", "`*` marks an interval that excludes zero; with 3 seeds an interval is wide, "
-                      "so a difference without `*` is not evidence of a gain."]
+        rows = [label(r) + [r["loss"], " ".join(t for t in _diff_text(r) if t)] for r in comp]
+        how = "one seed per cell, no interval" if data.seed_counts == [1] else "paired by seed, 95% t interval"
+        parts += ["", f"### Difference to `{data.baseline}` ({how})", "",
+                  tabulate(rows, headers=label_heads + ["loss", "Δ accuracy"], tablefmt="pipe", disable_numparse=True)]
+        note = _diff_note(data, comp)
+        if note:
+            parts += ["", note]
     mis = mi_rows(data)
     if mis:
+        rows = []
+        for r in mis:
+            texts = _mi_texts(r)
+            texts[-1] = "**no**" if texts[-1] == "no" else texts[-1]
+            rows.append(label(r) + [r["loss"]] + texts)
         parts += ["", "### Learned mutual information and the error lower bounds it implies", "",
-                  tabulate([[r["dataset"], r["architecture"]] + ([r["variant"]] if _has_variants(data) else []) +
-                            [r["loss"], f"{_fmt(r['mi_nats'])} ± {_fmt(r['mi_std'])}" if r["n"] > 1 else _fmt(r["mi_nats"]),
-                             _fmt(r["h_y_nats"]), _fmt(r["test_error"]), _fmt(r["bound_thm4"]), _fmt(r["bound_fano"]),
-                             "yes" if r["bound_holds"] else "**no**"] for r in mis],
-                           headers=["dataset", "architecture"] + (["setting"] if _has_variants(data) else []) +
-                           ["loss", "test Î (nats)", "H(Y) test", "test error", "Thm 4 bound", "Fano bound", "error ≥ bound"],
+                  tabulate(rows, headers=label_heads + ["loss", "test Î (nats)", "H(Y) test", "test error", "Thm 4 bound",
+                                                        "Fano bound", "error ≥ bound"],
                            tablefmt="pipe", disable_numparse=True),
-                  "", "Î = H_θ(Y) − H_θ(Y|X) on the test split (FORMULAS.md); the bounds are Theorem 4's closed form "
-                      "and the exact Fano bound evaluated at the learned Î and the test label entropy. "
-                      "Î is an estimate from the model, so a bound above the achieved error means Î overstates the true I(X;Y)."]
+                  "", MI_NOTE]
     if data.truths:
         parts += ["", "### The generating distribution", "",
-                  tabulate([[ds, _fmt(t["delta"], 4), _fmt(t["mi_exact"], 4), _fmt(t["bayes_error"], 4)] for ds, t in data.truths.items()],
+                  tabulate([[ds, fmt_num(t["delta"], 4), fmt_num(t["mi_exact"], 4), fmt_num(t["bayes_error"], 4)]
+                            for ds, t in data.truths.items()],
                            headers=["dataset", "δ", "exact I(X;Y) (nats)", "Bayes error"], tablefmt="pipe", disable_numparse=True),
                   "", "Read the learned test Î against the exact I(X;Y), and the achieved test error against the Bayes error."]
     for fig in figures or []:
@@ -231,54 +423,306 @@ def render_markdown(data: ReportData, figures: list[str] | None = None) -> str:
     return "\n".join(parts) + "\n"
 
 
-def _diff_text(r: dict[str, Any]) -> str:
-    if r["n"] < 2:
-        return f"{r['diff']:+.3f} (n too small)" if math.isfinite(r["diff"]) else "n too small"
-    star = " *" if r["significant"] else ""
-    return f"{r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]{star}"
-
-
+# ----------------------------------------------------------------------------- LaTeX
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+# symbols the tables print, in math mode: pdflatex's default input encoding has no text glyph for them
+_LATEX_SYMBOLS = {"±": r"$\pm$", "—": "--", "Î": r"$\hat{I}$", "Δ": r"$\Delta$", "≥": r"$\geq$", "λ": r"$\lambda$",
+                  "δ": r"$\delta$", "θ": r"$\theta$", "−": "$-$", "†": r"$^\dagger$"}
+
+# The text width of a plain 10pt ``article`` (its \columnwidth in one column) and the default \tabcolsep.
+COLUMN_WIDTH_PT = 345.0
+TABCOLSEP_PT = 6.0
+# Upper bounds of Computer Modern glyph widths at 10pt, by class (measured: cmr10's widest glyph of each
+# class, rounded up; "-" as wide as the minus sign numbers print with), so the estimate of a table's width
+# errs on the wide side and a table estimated to fit does fit; bold (cmbx10) is at most 1.2 times as wide.
+_WIDTH_CLASSES = ((3.1, "!',.:;<[]`ilfj"), (4.0, "_I()trs"), (4.8, "cez>?"), (3.4, " "),
+                  (5.6, "0123456789abdghknopquvxy$\"*/\\^{}~JS"), (7.9, "ABCDEFGHKLNOPQRTUVXYZw&+=@-"))
+_WIDTH_OF = {ch: w for w, chars in _WIDTH_CLASSES for ch in chars}
+_WIDTH_OTHER = 10.3  # m, M, W, %, #, | and any symbol
+_BOLD = 1.2
 
 
 def latex_escape(text: str) -> str:
     return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
 
 
-def render_latex(data: ReportData) -> str:
-    variants = _has_variants(data)
-    label_cols = 3 if variants else 2
-    cols = "l" * label_cols + "c" * len(data.losses)
-    head = ["Dataset", "Model"] + (["Setting"] if variants else []) + [latex_escape(l) for l in data.losses]
-    lines = [
-        "% requires \\usepackage{booktabs}",
-        "\\begin{table}[t]",
-        "\\centering",
-        f"\\caption{{Final test accuracy on grid \\texttt{{{latex_escape(data.grid)}}} (mean $\\pm$ std over seeds; best per row in bold).}}",
-        f"\\label{{tab:{_label(data.grid)}}}",
-        f"\\begin{{tabular}}{{{cols}}}",
-        "\\toprule",
-        " & ".join(head) + " \\\\",
-        "\\midrule",
-    ]
-    for row, line in zip(data.rows, accuracy_cells(data)):
-        label = [latex_escape(x) for x in (_row_label(row) if variants else [row[0], row[1]])]
-        cells = []
-        for text, best in line:
-            t = latex_escape(text).replace("±", "$\\pm$").replace(MISSING, "--")
-            cells.append(f"\\textbf{{{t}}}" if best else t)
-        lines.append(" & ".join(label + cells) + " \\\\")
-    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
-    return "\n".join(lines) + "\n"
+_NUMBER_MINUS = re.compile(r"(?:(?<=^)|(?<=[\s\[(,]))-(?=\d)")
+
+
+def latex_text(text: str) -> str:
+    tex = "".join(_LATEX_SYMBOLS.get(ch) or _LATEX_ESCAPES.get(ch, ch) for ch in str(text))
+    return _NUMBER_MINUS.sub(lambda _: "$-$", tex)  # a minus sign, not a hyphen, before a number
+
+
+def text_width_pt(text: str, bold: bool = False) -> float:
+    """An upper estimate of ``text``'s width in points, typeset in 10pt Computer Modern."""
+    return sum(_WIDTH_OF.get(ch, _WIDTH_OTHER) for ch in text) * (_BOLD if bold else 1.0)
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One table cell as printed: its text and whether it is bold."""
+
+    text: str
+    bold: bool = False
+
+
+@dataclass
+class _Tabular:
+    """A booktabs tabular: heads, column alignments, body rows or group titles spanning every column."""
+
+    heads: list[str]
+    align: str
+    body: list[list[Shown] | str] = field(default_factory=list)
+
+    def width_pt(self) -> float:
+        cols = [text_width_pt(h) for h in self.heads]
+        titles = [0.0]
+        for row in self.body:
+            if isinstance(row, str):
+                titles.append(text_width_pt(row, bold=True))  # italic titles: within the bold bound
+                continue
+            for i, cell in enumerate(row):
+                cols[i] = max(cols[i], text_width_pt(cell.text, cell.bold))
+        return max(sum(cols) + 2 * TABCOLSEP_PT * (len(cols) - 1), max(titles))
+
+    def fits(self) -> bool:
+        return self.width_pt() <= COLUMN_WIDTH_PT
+
+    def lines(self) -> list[str]:
+        # @{} at both ends: the outer \tabcolsep would only push the rules past the text
+        out = [f"\\begin{{tabular}}{{@{{}}{self.align}@{{}}}}", "\\toprule",
+               " & ".join(latex_text(h) for h in self.heads) + " \\\\", "\\midrule"]
+        first = True
+        for row in self.body:
+            if isinstance(row, str):
+                if not first:
+                    out.append("\\addlinespace")
+                out.append(f"\\multicolumn{{{len(self.heads)}}}{{@{{}}l}}{{\\emph{{{latex_text(row)}}}}} \\\\")
+            else:
+                cells = (f"\\textbf{{{latex_text(c.text)}}}" if c.bold else latex_text(c.text) for c in row)
+                out.append(" & ".join(cells) + " \\\\")
+            first = False
+        return out + ["\\bottomrule", "\\end{tabular}"]
 
 
 def _label(name: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in name)
 
 
+@dataclass(frozen=True)
+class _Scope:
+    """Which parts of the (dataset, architecture, setting) row label vary; the constant ones go in the caption."""
+
+    vary: tuple[bool, bool, bool]
+    common: str
+
+    @staticmethod
+    def of(rows: list[tuple[str, str, str]]) -> _Scope:
+        ds, arch, variant = (len({r[i] for r in rows}) > 1 for i in range(3))
+        vary = (ds, arch, variant)
+        common = " / ".join(rows[0][i] for i in range(3) if rows and not vary[i] and rows[0][i])
+        return _Scope(vary, common)
+
+    def label(self, row: tuple[str, str, str]) -> str:
+        return " / ".join(row[i] for i in range(3) if self.vary[i])
+
+    @property
+    def grouped(self) -> bool:
+        return any(self.vary)
+
+
+def _accuracy_layouts(data: ReportData, scope: _Scope, acc: list[list[tuple[str, bool]]]) -> list[_Tabular]:
+    """The accuracy table three ways, the most compact reading first: losses as columns, losses as rows
+    with one column per (dataset, model), one (dataset, model) group of loss rows after another."""
+    heads = [h for h, v in zip(("Dataset", "Model", "Setting"), scope.vary) if v]
+    wide = _Tabular(heads + data.losses, "l" * len(heads) + "c" * len(data.losses))
+    for row, line in zip(data.rows, acc):
+        wide.body.append([Shown(row[i]) for i in range(3) if scope.vary[i]] + [Shown(t, b) for t, b in line])
+    labels = [scope.label(row) for row in data.rows] if scope.grouped else ["Accuracy"]
+    tall = _Tabular(["Loss"] + labels, "l" + "c" * len(labels))
+    for j, loss in enumerate(data.losses):
+        tall.body.append([Shown(loss)] + [Shown(*line[j]) for line in acc])
+    long = _Tabular(["Loss", "Accuracy"], "lc")
+    for row, line in zip(data.rows, acc):
+        if scope.grouped:
+            long.body.append(scope.label(row))
+        long.body += [[Shown(loss), Shown(t, b)] for loss, (t, b) in zip(data.losses, line) if t]
+    return [wide, tall, long]
+
+
+# Heights in a plain 10pt article (measured): its \textheight, a tabular row, the booktabs rules of a table, the
+# \addlinespace before a group title and the skip above a caption; a float taller than the text is split.
+TEXT_HEIGHT_PT = 550.0
+ROW_PT = 12.0
+RULES_PT = 11.2
+GAP_PT = 5.0
+CAPTION_SKIP_PT = 10.0
+_CAPTION_PREFIX_PT = 45.0  # "Table 10: "
+
+
+def _height_pt(body: list[list[Shown] | str], caption: str) -> float:
+    # the caption is measured on its TeX source, whose macros are longer than what they print: an upper bound
+    lines = math.ceil((text_width_pt(caption) + _CAPTION_PREFIX_PT) / COLUMN_WIDTH_PT)
+    gaps = sum(isinstance(row, str) for row in body[1:])
+    return CAPTION_SKIP_PT + ROW_PT * lines + RULES_PT + ROW_PT * (1 + len(body)) + GAP_PT * gaps
+
+
+def _split(tab: _Tabular, caption: str, continued: str) -> list[_Tabular]:
+    """``tab`` as one table or, when taller than a page, several, broken between groups where it can be."""
+    budget = 0.95 * TEXT_HEIGHT_PT
+    groups: list[list[list[Shown] | str]] = []
+    for row in tab.body:
+        if isinstance(row, str) or not groups:
+            groups.append([row])
+        else:
+            groups[-1].append(row)
+    parts: list[list[list[Shown] | str]] = []
+    cur: list[list[Shown] | str] = []
+    for group in groups:
+        if cur and _height_pt(cur + group, continued if parts else caption) > budget:
+            parts.append(cur)  # the next group starts the next table
+            cur = []
+        title = group[0] if isinstance(group[0], str) else None
+        for row in group:
+            if cur and _height_pt(cur + [row], continued if parts else caption) > budget:
+                # one group taller than a page: break inside it, the next part repeats its title
+                parts.append(cur)
+                cur = [f"{title} (continued)"] if title else []
+            cur.append(row)
+    parts.append(cur)
+    return [_Tabular(tab.heads, tab.align, body) for body in parts]
+
+
+def _table(tab: _Tabular, caption: str, continued: str, label: str) -> list[str]:
+    """The table environment(s) of ``tab``: the caption on the first, ``continued`` on any later part."""
+    out = []
+    parts = _split(tab, caption, continued)
+    for i, part in enumerate(parts):
+        body = part.lines()
+        if not part.fits():
+            # names too long for any layout (a user's own loss or model labels): scaled to the column rather than
+            # running into the margin
+            out.append("% \\resizebox needs \\usepackage{graphicx}")
+            body = ["\\resizebox{\\columnwidth}{!}{%", *body, "}"]
+        head = [f"\\caption{{{caption}}}", f"\\label{{{label}}}"] if i == 0 else [
+            f"\\caption{{{continued}}}", f"\\label{{{label}-{i + 1}}}"]
+        # [tbp]: a table taller than a [t] float may be (70% of the page) goes on a page of floats
+        out += ["\\begin{table}[tbp]", "\\centering", *head, *body, "\\end{table}", ""]
+    return out
+
+
+def _caption_scope(data: ReportData, scope: _Scope) -> str:
+    where = f" on {latex_text(scope.common)}" if scope.common else ""
+    return f"grid \\texttt{{{latex_escape(data.grid)}}}{where}"
+
+
+def render_latex(data: ReportData) -> str:
+    """Three booktabs tables (accuracy, paired differences, Î and bounds), each fitting a plain article's column."""
+    scope = _Scope.of(data.rows)
+    acc = accuracy_cells(data)
+    marks = _marks(data, acc)
+    tag = _label(data.grid)
+    out = ["% requires \\usepackage{booktabs}", ""]
+
+    layouts = _accuracy_layouts(data, scope, acc)
+    tab = next((t for t in layouts if t.fits()), layouts[-1])
+    seeds = "one seed per cell" if data.seed_counts == [1] else f"mean $\\pm$ sample std over {_seeds_phrase(data)}"
+    notes = [f"Cells: {count_line(data.counts)}."]
+    if marks.partial:
+        notes.append("(n=$k$): only $k$ seeds finished.")
+    if marks.missing:
+        notes.append("--: no finished seed yet.")
+    if marks.diverged:
+        notes.append("diverged: stopped on a non-finite loss.")
+    if marks.failed:
+        notes.append("failed: the cell raised an error.")
+    if marks.bold:
+        per = " and ".join(w for w, v in zip(("dataset", "model", "setting"), scope.vary) if v) or "table"
+        notes.append(f"Best per {per} in bold" + (", ties at the printed precision all bold." if marks.tie else "."))
+    title = f"Final test accuracy, {_caption_scope(data, scope)}"
+    out += _table(tab, f"{title} ({seeds}). {' '.join(notes)}", f"{title} (continued).", f"tab:{tag}-accuracy")
+
+    comp = comparison_rows(data)
+    if comp:
+        dtab = _Tabular(["Loss", "Δ", "95% CI"], "lcc")
+        last = None
+        dagger = False
+        for r in comp:
+            row = (r["dataset"], r["architecture"], r["variant"])
+            if scope.grouped and row != last:
+                dtab.body.append(scope.label(row))
+                last = row
+            diff, ci = _diff_text(r, with_note=False)
+            short = r["status"] in ("done", "pending") and 0 < r["n"] < r["expected"]
+            dagger |= short
+            dtab.body.append([Shown(r["loss"] + ("†" if short else "")), Shown(diff), Shown(ci)])
+        one_seed = bool(data.seed_counts) and data.seed_counts[-1] < 2
+        dnotes = []
+        if one_seed:
+            dnotes.append("With one seed per cell there is no interval.")
+        elif any(r["n"] >= 2 for r in comp):
+            dnotes.append(f"* marks an interval that excludes zero; with {_seeds_phrase(data)} an interval is wide, "
+                          "so a difference without * is not evidence of a gain.")
+        if _zero_end(comp):
+            dnotes.append("An end printed as 0.000 is non-zero beyond the printed digits.")
+        if dagger:
+            dnotes.append("$^\\dagger$: fewer paired seeds than the grid asks.")
+        title = f"Test accuracy minus that of \\texttt{{{latex_escape(data.baseline or '')}}}"
+        out += _table(dtab, f"{title}, paired by seed, with a 95\\% $t$ interval, {_caption_scope(data, scope)}. "
+                            f"{' '.join(dnotes)}", f"{title} (continued).", f"tab:{tag}-differences")
+
+    mis = mi_rows(data)
+    if mis:
+        mtab = _Tabular(["Loss", "Î (nats)", "Error", "Thm 4", "Fano", "Holds"], "lccccc")
+        groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+        for r in mis:
+            groups.setdefault((r["dataset"], r["architecture"], r["variant"]), []).append(r)
+        dagger = False
+        entropies: list[str] = []
+        for row, members in groups.items():
+            h = _entropy_text([r for r in members if r["n"]])
+            if scope.grouped:
+                mtab.body.append(scope.label(row) + (f": {h}" if h else ""))
+            elif h:
+                entropies.append(h)
+            for r in members:
+                short = r["status"] == "partial"
+                dagger |= short
+                texts = _mi_texts(r, with_note=False)
+                del texts[1]  # H(Y) is the test split's, the same for every loss: in the group title
+                mtab.body.append([Shown(r["loss"] + ("†" if short else ""))] + [Shown(t, t == "no") for t in texts])
+        mnotes = ["$\\hat I = H_\\theta(Y) - H_\\theta(Y|X)$ on the test split; Thm 4: Theorem 4's closed-form and "
+                  "Fano: the exact Fano lower bound on the error at $\\hat I$ and the test label entropy $H(Y)$. "
+                  "Holds: error $\\geq$ Fano; both bounds fall as $I$ grows, so one above the achieved error means "
+                  "$\\hat I$ understates the true $I(X;Y)$."]
+        if entropies:
+            mnotes.append(f"Test {entropies[0]}.")
+        if dagger:
+            mnotes.append("$^\\dagger$: fewer finished seeds than the grid asks.")
+        for ds, t in data.truths.items():
+            mnotes.append(f"{latex_text(ds)}: exact $I(X;Y) = {fmt_num(t['mi_exact'])}$ nats, Bayes error "
+                          f"{fmt_num(t['bayes_error'])}.")
+        title = "Learned test $\\hat I$ and the error lower bounds it implies"
+        out += _table(mtab, f"{title}, {_caption_scope(data, scope)}. {' '.join(mnotes)}", f"{title} (continued).",
+                      f"tab:{tag}-mi")
+    return "\n".join(out)
+
+
+def _entropy_text(members: list[dict[str, Any]]) -> str:
+    """``H(Y) = 2.303 nats, K = 10`` of a group's finished entries (a range where they differ)."""
+    if not members:
+        return ""
+    hs = sorted({fmt_num(r["h_y_nats"]) for r in members}, key=float)
+    ks = sorted({r["num_classes"] for r in members})
+    h = hs[0] if len(hs) == 1 else f"{hs[0]}–{hs[-1]}"
+    return f"H(Y) = {h} nats, K = {'/'.join(map(str, ks))}"
+
+
+# ----------------------------------------------------------------------------- CSV
 def render_csv(data: ReportData) -> str:
-    """Long form, one line per (row, loss): machine-readable, no formatting."""
+    """Long form, one line per (row, loss): machine-readable, no formatting; ``status`` says what an empty value means."""
     recs = []
     comp = {(r["dataset"], r["architecture"], r["variant"], r["loss"]): r for r in comparison_rows(data)}
     mis = {(r["dataset"], r["architecture"], r["variant"], r["loss"]): r for r in mi_rows(data)}
@@ -292,7 +736,8 @@ def render_csv(data: ReportData) -> str:
             c = comp.get(key, {})
             m = mis.get(key, {})
             recs.append({"grid": data.grid, "dataset": row[0], "architecture": row[1], "setting": row[2], "loss": loss,
-                         "n": n, "n_expected": e.expected, "acc_mean": mean, "acc_std": std,
+                         "status": e.status, "n": n, "n_expected": e.expected, "n_diverged": len(e.diverged),
+                         "n_failed": len(e.failed), "acc_mean": mean, "acc_std": std,
                          "diff_vs_baseline": c.get("diff", float("nan")), "diff_lo": c.get("lo", float("nan")),
                          "diff_hi": c.get("hi", float("nan")), "mi_nats": m.get("mi_nats", float("nan")),
                          "bound_thm4": m.get("bound_thm4", float("nan")), "bound_fano": m.get("bound_fano", float("nan"))})
@@ -305,3 +750,27 @@ def render(data: ReportData, fmt: str, figures: list[str] | None = None) -> str:
     if fmt == "latex":
         return render_latex(data)
     return render_csv(data)
+
+
+# ----------------------------------------------------------------------------- nothing to report
+def run_command(grid: str, options: list[tuple[str, Any]], retry_failed: bool = False) -> str:
+    """The ``bench run`` command line that trains ``grid``'s cells; ``options``: (flag, value) pairs, None ones left out."""
+    parts = ["bench", "run", "--grid", grid]
+    for flag, value in options:
+        if value is not None:
+            parts += [flag, str(value)]
+    if retry_failed:
+        parts.append("--retry-failed")
+    return shlex.join(parts)
+
+
+def nothing_finished(data: ReportData, results: Path | str, options: list[tuple[str, Any]]) -> str | None:
+    """One line saying that no cell of the grid has finished, with the command that would train them; None otherwise."""
+    if data.counts.get("done", 0):
+        return None
+    total = sum(data.counts.values())
+    if not total:
+        return f"grid {data.grid!r}: no cells to report"
+    retry = not data.counts.get("pending", 0)  # every cell failed or diverged: a plain run would skip them all
+    return (f"grid {data.grid!r}: no finished cell in {results} ({total} cell{'s' * (total != 1)}: {count_line(data.counts)}); "
+            f"train them with: {run_command(data.grid, options, retry)}")

@@ -28,6 +28,25 @@ class RunSummary:
         """1 while the grid holds failed or diverged cells, whether trained now or skipped (as stored)."""
         return 1 if (self.trained["failed"] or self.trained["diverged"] or self.skipped_failed) else 0
 
+    def line(self, grid: str, wall_s: float) -> str:
+        """The end-of-run summary, one line: ``grid 'g': 15 cells; trained 3 (2 done, 1 diverged); skipped 12 finished; 41.0 s``.
+
+        Counts that are zero are left out; how many cells were trained is always said, even none.
+        """
+        t = self.trained
+        n = sum(t.values())
+        parts = [f"grid {grid!r}: {self.total} cell{'s' * (self.total != 1)}", f"trained {n}" + (f" ({_nonzero(t)})" if n else "")]
+        skipped = _nonzero({"finished": self.skipped_done, "failed/diverged (--retry-failed retries them)": self.skipped_failed})
+        if skipped:
+            parts.append(f"skipped {skipped}")
+        if self.done_elsewhere:
+            parts.append(f"{self.done_elsewhere} finished by another run")
+        return "; ".join(parts + [f"{wall_s:.1f} s"])
+
+
+def _nonzero(counts: dict[str, int]) -> str:
+    return ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+
 
 def select_cells(cells: list[Cell], statuses: dict[str, str], force: bool, retry_failed: bool,
                  summary: RunSummary, rerun: set[str] | None = None) -> list[Cell]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import math
+import re
+import shlex
 import textwrap
 
 import pandas as pd
@@ -33,7 +35,7 @@ def test_run_store_skip_and_report(workspace, cli, tmp_path):
     reg, results, data_root = workspace
     r = cli(*run_args(reg, results, data_root))
     assert r.exit_code == 0, r.output
-    assert "trained 2 (2 done, 0 failed, 0 diverged)" in r.output
+    assert "trained 2 (2 done);" in r.output
     assert "| mnist" in r.output  # the report printed at the end
 
     store = Store(results)
@@ -191,7 +193,7 @@ def test_failed_and_diverged_cells_are_recorded_and_grid_goes_on(workspace, cli,
     assert "out of memory" in cells.loc["milLoss", "message"] and "train.batch_size=16" in cells.loc["milLoss", "message"]
     monkeypatch.delenv("LOSSBENCH_FAULT")
     r = cli(*run_args(reg, results, data_root, "--no-report"))
-    assert "skipped 0 finished, 2 failed/diverged" in r.output
+    assert "skipped 2 failed/diverged" in r.output
     r = cli("status", "--grid", "two", "--registry", reg, "--results", results, "--data-root", data_root)
     assert "1 failed, 1 diverged" in r.output and "out of memory" in r.output
     r = cli(*run_args(reg, results, data_root, "--retry-failed", "--no-report"))
@@ -252,3 +254,36 @@ def test_gc_paused_while_a_read_only_command_runs():
     except RuntimeError:
         pass
     assert gc.isenabled(), "re-enabled when the command raises too"
+
+
+def test_report_of_nothing_says_how_to_run_it_then_filters_and_notes_figures(workspace, cli, tmp_path):
+    """As a user would: report an untrained grid, run the command it prints, report again (filtered, with figures)."""
+    reg, results, data_root = workspace
+    common = ["--grid", "two", "--registry", reg, "--results", results, "--data-root", data_root]
+    r = cli("report", *common, "--filter", "loss=celLoss")
+    assert r.exit_code == 0, r.output
+    assert len(r.output.strip().splitlines()) == 1, r.output
+    line = r.output.strip()
+    assert line.startswith(f"grid 'two': no finished cell in {results} (1 cell: 1 pending); train them with: bench run")
+    command = shlex.split(line.split("train them with: ", 1)[1])
+    assert command[:4] == ["bench", "run", "--grid", "two"] and command[-2:] == ["--filter", "loss=celLoss"]
+
+    r = cli(*command[1:])  # the printed command, as typed
+    assert r.exit_code == 0, r.output
+    summary = [ln for ln in r.output.splitlines() if ln.startswith("grid 'two'")]
+    assert len(summary) == 1 and re.fullmatch(r"grid 'two': 1 cell; trained 1 \(1 done\); [\d.]+ s", summary[0]), summary
+    assert Store(results).statuses() and set(Store(results).statuses().values()) == {"done"}
+
+    r = cli("report", *common, "--filter", "loss=celLoss")
+    assert r.exit_code == 0 and "| celLoss" in r.output and "milLoss" not in r.output, r.output
+    r = cli("report", *common)  # unfiltered: the untrained loss shows as not run yet
+    assert "milLoss" in r.output and "Cells: 1 done, 1 pending." in r.output
+    r = cli("report", *common, "--filter", "los=celLoss")
+    assert r.exit_code == 2 and r.stderr.startswith("error: --filter los: unknown key") and "loss" in r.stderr
+
+    r = cli("report", *common, "--figures", "--out", tmp_path / "rep")
+    assert r.exit_code == 0, r.output
+    assert r.stderr.splitlines() == ["note: lambda sweep: the grid sweeps no λ",
+                                     "note: batch-size sweep: the grid sweeps no batch size"]
+    assert sorted(p.name for p in (tmp_path / "rep" / "two" / "figures").glob("*.png")) == [
+        "curves-mnist-mlp.png", "mi-vs-error.png"]

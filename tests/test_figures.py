@@ -104,9 +104,11 @@ def test_two_losses_curves_and_scatter(tmp_path):
     hist = fill(store, cells)
     target = tmp_path / "report" / "two"
     target.mkdir(parents=True)
-    names = draw_all("two", cells, store, target)
+    drawn = draw_all("two", cells, store, target)
+    names = drawn.files
     assert names == ["figures/curves-g-mlp.png", "figures/mi-vs-error.png"]
     check_files(target, names)
+    assert drawn.notes() == ["lambda sweep: the grid sweeps no λ", "batch-size sweep: the grid sweeps no batch size"]
 
     # the curves' mean line and ±std band are the seeds' mean and sample std
     done = done_cells(cells, store.cells())
@@ -155,7 +157,7 @@ def test_failed_and_diverged_cells_are_ignored(tmp_path):
     done = done_cells(cells, store.cells())
     assert [d.cell for d in done] == [cel0, mil0]
     target = tmp_path / "out"
-    names = draw_all("two", cells, store, target)
+    names = draw_all("two", cells, store, target).files
     assert names == ["figures/curves-g-mlp.png", "figures/mi-vs-error.png"]
     check_files(target, names)
     (_, fig), = learning_curve_figures(done, store.history(), loss_colours(cells))
@@ -172,17 +174,23 @@ def test_failed_and_diverged_cells_are_ignored(tmp_path):
 def test_empty_store_and_only_failed_cells_draw_nothing(tmp_path):
     cells = cells_of("two")
     target = tmp_path / "out"
-    assert draw_all("two", cells, Store(tmp_path / "none"), target) == []
+    nothing = draw_all("two", cells, Store(tmp_path / "none"), target)
+    assert nothing.files == [] and nothing.notes() == [
+        "learning curves: no finished cells", "lambda sweep: no finished cells", "batch-size sweep: no finished cells",
+        "Î vs error: no finished cells"]
     store = Store(tmp_path / "results")
     fill(store, cells, status="failed")
-    assert draw_all("two", cells, store, target) == []
-    assert draw_all("two", [], store, target) == []
+    assert draw_all("two", cells, store, target) == nothing
+    assert draw_all("two", [], store, target).files == []
     # a done row with neither history nor finite finals has nothing to draw either
     store.write_result({**cells[0].flat(), "attempt_id": "bare", "status": "done", "written_at": 2_000_000,
                         "final_test_acc": math.nan, "final_test_mi": math.nan, "num_classes": 2,
                         "test_label_entropy": math.log(2)}, [])
     assert len(done_cells(cells, store.cells())) == 1
-    assert draw_all("two", cells, store, target) == []
+    bare = draw_all("two", cells, store, target)
+    assert bare.files == [] and bare.notes() == [
+        "learning curves: no per-epoch history in the store", "lambda sweep: the grid sweeps no λ",
+        "batch-size sweep: the grid sweeps no batch size", "Î vs error: no finished cell has a finite Î and test accuracy"]
     assert not (target / "figures").exists()
 
 
@@ -190,8 +198,10 @@ def test_lambda_sweep(tmp_path):
     store, cells = Store(tmp_path / "results"), cells_of("lam")
     assert {c.loss for c in cells} == {"celLoss", "milLoss(lam=1)", "milLoss(lam=10)", "milLoss(lam=100)"}
     hist = fill(store, cells)
-    names = draw_all("lam", cells, store, tmp_path / "out")
+    drawn = draw_all("lam", cells, store, tmp_path / "out")
+    names = drawn.files
     assert names == ["figures/curves-g-mlp.png", "figures/sweep-lambda.png", "figures/mi-vs-error.png"]
+    assert drawn.notes() == ["batch-size sweep: the grid sweeps no batch size"]
     check_files(tmp_path / "out", names)
 
     fig = lambda_sweep_figure(done_cells(cells, store.cells()), "lam")
@@ -211,7 +221,9 @@ def test_batch_size_sweep(tmp_path):
     store, cells = Store(tmp_path / "results"), cells_of("bs")
     assert {c.variant for c in cells} == {"batch_size=32", "batch_size=128"}
     hist = fill(store, cells)
-    names = draw_all("bs", cells, store, tmp_path / "out")
+    drawn = draw_all("bs", cells, store, tmp_path / "out")
+    names = drawn.files
+    assert drawn.notes() == ["lambda sweep: the grid sweeps no λ"]
     assert names == ["figures/curves-g-mlp-batch_size_32.png", "figures/curves-g-mlp-batch_size_128.png",
                      "figures/sweep-batch-size.png", "figures/mi-vs-error.png"]
     check_files(tmp_path / "out", names)
@@ -233,7 +245,7 @@ def test_one_panel_per_dataset_with_its_own_bounds(tmp_path):
     store, cells = Store(tmp_path / "results"), cells_of("multi")
     for c in cells:
         write(store, c, k=10 if c.dataset == "fm" else 2, h_y=math.log(10) if c.dataset == "fm" else math.log(2))
-    names = draw_all("multi", cells, store, tmp_path / "out")
+    names = draw_all("multi", cells, store, tmp_path / "out").files
     assert names == ["figures/curves-g-mlp.png", "figures/curves-fm-mlp.png", "figures/mi-vs-error.png"]
     check_files(tmp_path / "out", names)
     fig = mi_error_figure(done_cells(cells, store.cells()), loss_colours(cells))
@@ -252,7 +264,31 @@ def test_file_names_are_sanitised_and_stay_inside_target(tmp_path):
     cells = [dataclasses.replace(c, dataset="../../evil name/x", architecture="a\\b:c") for c in base]
     fill(store, cells)
     target = tmp_path / "report" / "g"
-    names = draw_all("two", cells, store, target)
+    names = draw_all("two", cells, store, target).files
     assert names == ["figures/curves-evil_name_x-a_b_c.png", "figures/mi-vs-error.png"]
     check_files(target, names)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report", "results"]
+
+
+def test_a_sweep_with_too_few_finished_values_says_so(tmp_path):
+    """λ swept by the grid but only one λ finished: the note names that, not a grid without a sweep."""
+    store, cells = Store(tmp_path / "results"), cells_of("lam")
+    fill(store, [c for c in cells if c.loss in ("celLoss", "milLoss(lam=10)")])
+    drawn = draw_all("lam", cells, store, tmp_path / "out")
+    assert drawn.files == ["figures/curves-g-mlp.png", "figures/mi-vs-error.png"]
+    assert drawn.notes() == ["lambda sweep: fewer than two λ values have finished cells",
+                             "batch-size sweep: the grid sweeps no batch size"]
+
+
+def test_curves_of_one_row_without_history_are_named(tmp_path):
+    store, cells = Store(tmp_path / "results"), cells_of("multi")
+    for c in cells:
+        if c.dataset == "g":
+            write(store, c)
+        else:  # finished, but its per-epoch history is gone
+            store.write_result({**c.flat(), "attempt_id": f"bare{c.cell_id}", "status": "done", "written_at": 2_000_000,
+                                "final_test_acc": 0.8, "final_test_mi": 1.0, "num_classes": 10,
+                                "test_label_entropy": math.log(10)}, [])
+    drawn = draw_all("multi", cells, store, tmp_path / "out")
+    assert drawn.files == ["figures/curves-g-mlp.png", "figures/mi-vs-error.png"]
+    assert drawn.notes()[0] == "learning curves of fm / mlp: no per-epoch history in the store"
