@@ -137,39 +137,24 @@ def plan_from_runs(registry: Registry, grid: str, runs: list[dict[str, Any]], ov
                    problem: Callable[[str, DatasetSpec], str | None] | None = None) -> ReadPlan:
     """Rebuild the cells a reader should show from the grid's stored run records (oldest first).
 
-    With no ``--set``/``--filter`` the cells are those of the last run's settings (every run with
-    those settings and substitutions, so two partial runs with different filters show together);
-    with flags, the flags' cells, under the substitutions a run with those settings used. Without
-    any record the grid is planned as declared, its fallback decided by ``problem`` when given.
+    The settings come from the last run (its ``--set`` overrides and its fallback datasets), or
+    from ``overrides`` when given, under the substitutions a run with those settings used. A
+    run's ``--filter`` only chose which cells to train now: readers show the whole grid under
+    those settings (the untrained cells as pending) unless ``filters`` are given. Without any
+    record the grid is planned as declared, its fallback decided by ``problem`` when given.
     """
-    asked = bool(overrides) or bool(filters)
-    wanted = dict(overrides or {})
+    wanted = dict(overrides) if overrides else (dict(runs[-1].get("overrides", {})) if runs else {})
+    same = [r for r in runs if r.get("overrides", {}) == wanted]
+    subs = dict(same[-1].get("substitutions", {})) if same else (
+        fallbacks(registry, grid, problem) if problem is not None else {})
+    plan = make_plan(registry, grid, wanted, filters, subs, validate=False)
     notes: list[str] = []
-    same = [r for r in runs if r.get("overrides", {}) == wanted] if asked else (
-        [r for r in runs if r.get("overrides", {}) == runs[-1].get("overrides", {})] if runs else [])
-    if same:
-        subs = dict(same[-1].get("substitutions", {}))
-        same = [r for r in same if r.get("substitutions", {}) == subs]
-    else:
-        subs = fallbacks(registry, grid, problem) if problem is not None else {}
-    if asked:
-        plan = make_plan(registry, grid, wanted, filters, subs, validate=False)
-    else:
-        base = dict(same[-1].get("overrides", {})) if same else {}
-        plan = make_plan(registry, grid, base, None, subs, validate=False)
-        if same and all(r.get("filters") for r in same):  # every run was partial: show what they planned
-            ran = {c for r in same for c in r.get("cell_ids", [])}
-            union_filters: dict[str, list[str]] = {}
-            for r in same:
-                for k, v in r["filters"].items():
-                    union_filters.setdefault(k, []).extend(x for x in v if x not in union_filters.get(k, []))
-            plan = Plan(grid, [c for c in plan.cells if c.cell_id in ran], base, union_filters, subs)
-        if same:
-            recorded = {c for r in same for c in r.get("cell_ids", [])}
-            gone = len(recorded - set(plan.cell_ids))
-            if gone:
-                notes.append(f"{gone} cells of the last runs of grid {grid!r} are not in it any more: the registry "
-                             "changed since (their results stay in the store)")
+    if same and not filters:
+        recorded = {c for r in same if r.get("substitutions", {}) == subs for c in r.get("cell_ids", [])}
+        gone = len(recorded - set(plan.cell_ids))
+        if gone:
+            notes.append(f"{gone} cells of earlier runs of grid {grid!r} with these settings are not in it any more: "
+                         "the registry changed since (their results stay in the store)")
     mine = set(plan.cell_ids)
     others = [r for r in runs if not set(r.get("cell_ids", [])) <= mine]
     return ReadPlan(plan, notes, others)

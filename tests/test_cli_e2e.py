@@ -259,6 +259,7 @@ def test_gc_paused_while_a_read_only_command_runs():
 def test_report_of_nothing_says_how_to_run_it_then_filters_and_notes_figures(workspace, cli, tmp_path):
     """As a user would: report an untrained grid, run the command it prints, report again (filtered, with figures)."""
     reg, results, data_root = workspace
+    results.mkdir()  # an empty results folder (a missing one is an error of its own)
     common = ["--grid", "two", "--registry", reg, "--results", results, "--data-root", data_root]
     r = cli("report", *common, "--filter", "loss=celLoss")
     assert r.exit_code == 0, r.output

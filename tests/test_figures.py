@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from bench.cells import Cell, expand_grid
 from bench.figures import (batch_sweep_figure, done_cells, draw_all, lambda_sweep_figure, learning_curve_figures,
@@ -20,7 +19,6 @@ from bench.store import Store
 from bench.theory import fano_bound, theorem4_bound
 from tests.conftest import gauss_registry
 
-CPU = torch.device("cpu")
 EPOCHS = 4
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -16,7 +16,6 @@ import zlib
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from bench.cells import Cell, expand_grid
@@ -25,7 +24,6 @@ from bench.report import collect, latex_text, render, text_width_pt
 from bench.store import Store
 from tests.conftest import REPO
 
-CPU = torch.device("cpu")
 PREAMBLE = "\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage{graphicx}\n\\begin{document}\n"
 
 
@@ -104,7 +102,7 @@ GRIDS = ["quick", "fashion-mnist", "cifar10", "nine", "lambda-sweep", "batch-swe
 @pytest.mark.parametrize("clean", [False, True], ids=["mixed", "all-done"])
 @pytest.mark.parametrize("grid", GRIDS)
 def test_latex_report_fits_a_single_column_article(grid, clean, tmp_path):
-    cells = expand_grid(registry(), grid, CPU)
+    cells = expand_grid(registry(), grid)
     store = Store(tmp_path / "res")
     fill(store, cells, clean)
     tex = render(collect(grid, cells, store.cells(), "celLoss"), "latex")

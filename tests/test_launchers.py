@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from typer.testing import CliRunner
 
@@ -262,7 +261,7 @@ def done(cell: Cell) -> Done:
 
 
 def test_shared_loop_claims_lazily_retries_deaths_and_stores_failures(registry):
-    cells = expand_grid(load_registry(registry), "tiny", torch.device("cpu"))
+    cells = expand_grid(load_registry(registry), "tiny")
     dies_once, raises = cells[0].cell_id, cells[1].cell_id
 
     def script(cell: Cell, n: int) -> State:
@@ -285,7 +284,7 @@ def test_shared_loop_claims_lazily_retries_deaths_and_stores_failures(registry):
 
 
 def test_shared_loop_cancels_and_releases_on_interrupt(registry):
-    cells = expand_grid(load_registry(registry), "tiny", torch.device("cpu"))
+    cells = expand_grid(load_registry(registry), "tiny")
     first = cells[0].cell_id
 
     def script(cell: Cell, n: int) -> State:
@@ -301,7 +300,7 @@ def test_shared_loop_cancels_and_releases_on_interrupt(registry):
 
 
 def test_shared_loop_shows_a_cell_once_it_leaves_the_queue(registry):
-    cell = expand_grid(load_registry(registry), "tiny", torch.device("cpu"))[0]
+    cell = expand_grid(load_registry(registry), "tiny")[0]
     polls = iter([Queued(), Queued(), done(cell)])
     rec = RecordingHooks()
     run_cells([cell], ScriptedBackend(lambda c, n: next(polls)), rec.hooks(), max_retries=0)

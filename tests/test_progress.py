@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import re
 
-import torch
 from rich.console import Console
 
 from bench.cells import Cell, expand_grid
@@ -15,7 +14,6 @@ from bench.runner import RunSummary
 from bench.train import Progress
 from tests.conftest import gauss_registry
 
-CPU = torch.device("cpu")
 
 
 def cells() -> tuple[Cell, Cell]:
@@ -24,8 +22,8 @@ def cells() -> tuple[Cell, Cell]:
         s={"datasets": ["g"], "architectures": ["mlp"], "losses": ["celLoss"], "seeds": [0], "train": {"epochs": 12}},
         w={"datasets": ["g"], "architectures": ["mlp"], "losses": [{"milLoss": {"lam": [0.5, 500]}}], "seeds": [7],
            "train": {"epochs": 12, "batch_size": [64, 1024]}}))
-    short = expand_grid(reg, "s", CPU)[0]
-    long = expand_grid(reg, "w", CPU)[-1]
+    short = expand_grid(reg, "s")[0]
+    long = expand_grid(reg, "w")[-1]
     assert len(cell_title(short)) < TITLE_WIDTH < len(cell_title(long))
     return short, long
 

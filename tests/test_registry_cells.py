@@ -14,7 +14,6 @@ from bench.registry import load_registry, parse_registry
 from tests.conftest import gauss_registry
 
 REPO = Path(__file__).resolve().parents[1]
-CPU = torch.device("cpu")
 
 
 def base_registry() -> dict:

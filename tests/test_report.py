@@ -10,14 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 from bench.cells import expand_grid
 from bench.registry import parse_registry
 from bench.report import collect, fmt_num, latex_escape, nothing_finished, render
 from bench.store import Store
 
-CPU = torch.device("cpu")
 
 
 def registry():
@@ -64,7 +62,7 @@ def fill(store: Store, cells, acc=ACC, status="done", mi=None):
 
 
 def report_of(tmp_path, grid, acc, baseline="celLoss", **kw):
-    cells = expand_grid(registry(), grid, CPU)
+    cells = expand_grid(registry(), grid)
     store = Store(tmp_path / "res")
     fill(store, cells, acc, **kw)
     return collect(grid, cells, store.cells(), baseline)
@@ -248,7 +246,7 @@ def test_mi_footnote_says_a_bound_above_the_error_means_the_estimate_understates
 
 
 def test_nothing_finished_is_one_line_with_the_command(tmp_path):
-    cells = expand_grid(registry(), "t", CPU)
+    cells = expand_grid(registry(), "t")
     data = collect("t", cells, Store(tmp_path / "empty").cells(), "celLoss")
     line = nothing_finished(data, tmp_path / "empty", [("--registry", Path("my reg.yaml")), ("--results", None),
                                                        ("--filter", "loss=milLoss")])
