@@ -66,6 +66,8 @@ class ReportData:
     baseline: str | None
     counts: dict[str, int]
     truths: dict[str, dict[str, float]] = field(default_factory=dict)  # dataset -> exact MI, Bayes error
+    # rows whose finished cells ran under different provenance: row -> {"precision_used": {"bf16": 3, ...}}
+    mixed: dict[tuple[str, str, str], dict[str, dict[str, int]]] = field(default_factory=dict)
 
     @property
     def seed_counts(self) -> list[int]:
@@ -73,7 +75,11 @@ class ReportData:
         return sorted({e.expected for e in self.entries.values() if e.expected})
 
 
-REPORT_COLUMNS = ["cell_id", "status", "final_test_acc", "final_test_mi", "test_label_entropy", "num_classes"]
+REPORT_COLUMNS = ["cell_id", "status", "final_test_acc", "final_test_mi", "test_label_entropy", "num_classes",
+                  "precision_used", "device"]
+# what a cell's declared settings resolved to where it ran: a row mixing them is footnoted
+PROVENANCE_COLUMNS = ("precision_used", "device")
+_VALUE_COLUMNS = REPORT_COLUMNS[2:6]
 
 
 def collect(grid: str, cells: list[Cell], results: pd.DataFrame, baseline: str | None) -> ReportData:
@@ -82,7 +88,13 @@ def collect(grid: str, cells: list[Cell], results: pd.DataFrame, baseline: str |
     done_rows: dict[str, tuple] = {}
     if not results.empty:
         done = results[results["status"] == "done"]
-        done_rows = dict(zip(done["cell_id"].tolist(), zip(*(done[c].tolist() for c in REPORT_COLUMNS[2:]))))
+        done_rows = dict(zip(done["cell_id"].tolist(), zip(*(done[c].tolist() for c in _VALUE_COLUMNS))))
+        kept = [c for c in PROVENANCE_COLUMNS if c in done.columns]
+        provenance = {cid: dict(zip(kept, vals)) for cid, *vals in zip(done["cell_id"].tolist(),
+                                                                          *(done[c].tolist() for c in kept))}
+    else:
+        provenance = {}
+    seen: dict[tuple[str, str, str], dict[str, dict[str, int]]] = {}
     rows: list[tuple[str, str, str]] = []
     losses: list[str] = []
     entries: dict[tuple[tuple[str, str, str], str], Entry] = {}
@@ -104,6 +116,10 @@ def collect(grid: str, cells: list[Cell], results: pd.DataFrame, baseline: str |
         elif status == "failed":
             entry.failed.add(cell.seed)
         rec = done_rows.get(cell.cell_id)
+        for col, value in provenance.get(cell.cell_id, {}).items():
+            if isinstance(value, str) and value:
+                by_value = seen.setdefault(row, {}).setdefault(col, {})
+                by_value[value] = by_value.get(value, 0) + 1
         if rec is not None:
             acc, mi, h_y, num_classes = rec
             entry.acc[cell.seed] = float(acc)
@@ -112,7 +128,20 @@ def collect(grid: str, cells: list[Cell], results: pd.DataFrame, baseline: str |
             entry.num_classes = int(num_classes)
     if baseline is not None and baseline not in losses:
         baseline = None
-    return ReportData(grid, rows, losses, entries, baseline, counts, gauss_truths(cells))
+    mixed = {row: {col: values for col, values in cols.items() if len(values) > 1} for row, cols in seen.items()}
+    return ReportData(grid, rows, losses, entries, baseline, counts, gauss_truths(cells),
+                      {row: cols for row, cols in mixed.items() if cols})
+
+
+def provenance_note(data: ReportData) -> str:
+    """One sentence per row whose finished cells ran under different provenance ("" when none)."""
+    parts = []
+    for row, cols in data.mixed.items():
+        what = "; ".join(f"{col} " + ", ".join(f"{v} ×{n}" for v, n in sorted(values.items()))
+                         for col, values in cols.items())
+        parts.append(f"{'/'.join(p for p in row if p)}: {what}")
+    return ("Provenance differs within a row (cells of one row ran under different resolved settings or devices): "
+            + "; ".join(parts) + ".") if parts else ""
 
 
 def gauss_truths(cells: list[Cell]) -> dict[str, dict[str, float]]:
@@ -319,6 +348,8 @@ def count_line(counts: dict[str, int]) -> str:
 def _accuracy_note(data: ReportData, marks: _Marks) -> str:
     one_seed = data.seed_counts == [1]
     notes = [f"Cells: {count_line(data.counts)}."]
+    if data.mixed:
+        notes.append(latex_text(provenance_note(data)))
     if one_seed:
         notes.append("One seed per cell, so no std.")
     else:
@@ -391,6 +422,8 @@ def render_markdown(data: ReportData, figures: list[str] | None = None) -> str:
         "",
         _accuracy_note(data, _marks(data, acc)),
     ]
+    if data.mixed:
+        parts += ["", provenance_note(data)]
     comp = comparison_rows(data)
     if comp:
         rows = [label(r) + [r["loss"], " ".join(t for t in _diff_text(r) if t)] for r in comp]
@@ -630,6 +663,8 @@ def render_latex(data: ReportData) -> str:
     tab = next((t for t in layouts if t.fits()), layouts[-1])
     seeds = "one seed per cell" if data.seed_counts == [1] else f"mean $\\pm$ sample std over {_seeds_phrase(data)}"
     notes = [f"Cells: {count_line(data.counts)}."]
+    if data.mixed:
+        notes.append(latex_text(provenance_note(data)))
     if marks.partial:
         notes.append("(n=$k$): only $k$ seeds finished.")
     if marks.missing:
