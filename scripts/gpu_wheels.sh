@@ -3,7 +3,7 @@
 # the project's dependencies its image lacks) into a git-ignored folder, default .whl/.
 #
 #   scripts/gpu_wheels.sh                 # .whl/, for the image's CPython 3.12 on x86-64 Linux
-#   GPU_PY_VERSION=3.11 scripts/gpu_wheels.sh /tmp/whl   # another Python, another folder
+#   GPU_PY_VERSION=3.11 scripts/gpu_wheels.sh DIR        # another Python, another folder
 #
 # Binary wheels only (pydantic-core is compiled), no dependencies resolved: the list names every
 # wheel. The folder is replaced as a whole, so it never holds two versions of one package (pip
