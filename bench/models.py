@@ -1,11 +1,18 @@
-"""Model zoo: the paper's MNIST nets (native) and CIFAR variants of timm / torchvision nets.
+"""Model zoo: the paper's MNIST nets and CIFAR-10 nets (native), and CIFAR variants of timm / torchvision nets.
 
 ``build_model(source, name, in_shape, num_classes, params)`` is the one entry point.
 
-CIFAR variants. The paper trains "the CIFAR variants, 32x32 input" of GoogLeNet, ResNet-18,
+Native CIFAR-10 nets. The paper trains "the CIFAR variants, 32x32 input" of GoogLeNet, ResNet-18,
 MobileNetV2, EfficientNet-B0 and ShuffleNetV2, i.e. the widely used kuangliu/pytorch-cifar
-definitions. When both H and W are <= 64 the ImageNet stems are converted to match them
-(the number of input channels always comes from ``in_shape``, so MNIST's 1 channel works):
+definitions. ``native`` ``resnet18``, ``googlenet``, ``mobilenetv2``, ``efficientnet_b0`` and
+``shufflenetv2`` are those definitions, with PyTorch's default initialisation
+(:mod:`bench.cifar_models`); the registry's ``cifar10`` grids use them. The library variants
+below stay selectable; docs/models.md compares the two (parameters, stem, init).
+
+Library variants. When both H and W are <= 64 the ImageNet stems of timm / torchvision models
+are converted to the CIFAR layout (the number of input channels always comes from ``in_shape``,
+so MNIST's 1 channel works). They keep their libraries' blocks and initialisation, which differ
+from pytorch-cifar's (docs/models.md):
 
 * timm ``resnet18/34/50`` : conv1 -> 3x3 stride 1 pad 1, maxpool -> Identity
   (32 -> 32 at layer1, 4x4 before the global pool).
@@ -88,7 +95,27 @@ def _cnn(in_shape, num_classes, params):
     )
 
 
-NATIVE: dict[str, Callable] = {"mlp": _mlp, "cnn": _cnn}
+def _cifar_native(name: str) -> Callable:
+    """A builder of bench.cifar_models' ``name`` (pytorch-cifar's definition, default init)."""
+    def build(in_shape, num_classes, params):
+        from bench.cifar_models import CIFAR_MODELS
+
+        cls, defaults = CIFAR_MODELS[name]
+        p = _take(params, defaults, name)
+        if name == "shufflenetv2":
+            from bench.cifar_models import SHUFFLENET_SIZES
+
+            if float(p["net_size"]) not in SHUFFLENET_SIZES:
+                raise BenchError(f"shufflenetv2 net_size must be one of {sorted(SHUFFLENET_SIZES)}, got {p['net_size']!r}")
+        return cls(in_channels=in_shape[0], num_classes=num_classes, **p)
+    return build
+
+
+NATIVE: dict[str, Callable] = {
+    "mlp": _mlp,
+    "cnn": _cnn,
+    **{n: _cifar_native(n) for n in ("resnet18", "googlenet", "mobilenetv2", "efficientnet_b0", "shufflenetv2")},
+}
 
 
 def _build_native(name, in_shape, num_classes, params, cifar):
