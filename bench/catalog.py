@@ -37,18 +37,29 @@ def _datasets(reg: Registry, data_root: Path | None, cache_dir: Path | None) -> 
 
 
 def _architecture_rows(reg: Registry, count: bool) -> list[list[object]]:
+    """Each architecture at the input shape of the first grid dataset that uses it (3x32x32 when
+    no grid does), its parameters counted on the meta device (no memory, no init)."""
+    import torch
+
+    from bench.data import dataset_shape
     from bench.models import build_model, count_params
 
+    shapes: dict[str, tuple[tuple[int, int, int], int]] = {}
+    for g in reg.grids.values():
+        for arch in g.architectures:
+            ds = reg.datasets[g.datasets[0]]
+            shapes.setdefault(arch, dataset_shape(ds.kind, ds.params))
     rows: list[list[object]] = []
     for name, arch in reg.architectures.items():
-        shape = (1, 28, 28) if arch.source == "native" else (3, 32, 32)
+        shape, classes = shapes.get(name, ((3, 32, 32), 10))
         n = ""
         if count:
             try:
-                n = f"{count_params(build_model(arch.source, arch.name, shape, 10, dict(arch.params))) / 1e6:.3f}M"
+                with torch.device("meta"):
+                    n = f"{count_params(build_model(arch.source, arch.name, shape, classes, dict(arch.params))) / 1e6:.3f}M"
             except BenchError as exc:
                 raise BenchError(f"{reg.source}: architectures.{name}: {exc}") from None
-        rows.append([name, arch.source, arch.name, "x".join(map(str, shape)), n, arch.description])
+        rows.append([name, arch.source, arch.name, "x".join(map(str, shape)), classes, n, arch.description])
     return rows
 
 
@@ -70,7 +81,7 @@ def catalog(reg: Registry, data_root: Path | None, cache_dir: Path | None, count
               for n, spec in reg.losses.items()]
     return [
         _datasets(reg, data_root, cache_dir),
-        Table(["architecture", "source", "name", "input", "params (10 classes)", "description"], architectures),
+        Table(["architecture", "source", "name", "input", "classes", "params", "description"], architectures),
         Table(["loss", "target", "defaults", "description"], losses),
         Table(["grid", "cells", "datasets", "architectures", "seeds", "epochs", "description"], grids),
     ]
