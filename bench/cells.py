@@ -36,6 +36,12 @@ class Cell:
     def train(self) -> TrainConfig:
         return TrainConfig(**self.config["train"])
 
+    @property
+    def title(self) -> str:
+        """How messages, progress lines and status name the cell: ``dataset/arch/loss [variant]/seed N``."""
+        variant = f" [{self.variant}]" if self.variant else ""
+        return f"{self.dataset}/{self.architecture}/{self.loss}{variant}/seed {self.seed}"
+
     def flat(self) -> dict[str, Any]:
         """Config as flat columns for the store (``train.lr``, ``loss.params.lam``...)."""
         out: dict[str, Any] = {

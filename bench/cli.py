@@ -223,6 +223,7 @@ def run(
             store.check_location()  # a results path under a file: say so before reading any data
         from bench.device import pick_device
         from bench.registry import load_registry
+        from bench.status import Status
 
         reg = load_registry(registry)
         cluster = launcher in ("ray", "slurm")
@@ -238,11 +239,10 @@ def run(
                 typer.echo(f"{probe.sources[name]}", err=True)
         if dry_run:
             statuses = store.statuses()
-            from bench.progress import cell_title
             for c in cells:
-                typer.echo(f"{c.cell_id}  {statuses.get(c.cell_id, 'pending'):9s} {cell_title(c)}")
+                typer.echo(f"{c.cell_id}  {statuses.get(c.cell_id, Status.PENDING):9s} {c.title}")
             typer.echo(f"{len(cells)} cells{f' on {dev}' if dev is not None else ''}; "
-                       f"{sum(statuses.get(c.cell_id) == 'done' for c in cells)} done")
+                       f"{sum(statuses.get(c.cell_id) == Status.DONE for c in cells)} done")
             return
         store.ensure_writable()
         clean_temp_files(store)
@@ -284,11 +284,12 @@ def run(
 def _stale(cells, store, import_paths: tuple[str, ...]) -> set[str]:
     """Finished cells of ``cells`` whose loss or model code changed since they ran."""
     from bench.provenance import stale_cells
+    from bench.status import Status
 
     df = store.cells(["cell_id", "status", "code_fingerprint"])
     if df.empty or "code_fingerprint" not in df:
         return set()
-    done = df[df["status"] == "done"]
+    done = df[df["status"] == Status.DONE]
     prints = {c: f for c, f in zip(done["cell_id"].tolist(), done["code_fingerprint"].tolist()) if isinstance(f, str)}
     return set(stale_cells([c for c in cells if c.cell_id in prints], prints, import_paths))
 

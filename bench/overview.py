@@ -65,8 +65,7 @@ def grid_status(read: ReadPlan, store: Store, import_paths: tuple[str, ...] = ()
         if status in PROBLEMS:
             tb = store.traceback_path(c.cell_id)
             kept = f" (traceback: {tb})" if tb.is_file() else ""
-            problems.append(f"  {status}: {c.cell_id} {c.dataset}/{c.architecture}/{c.loss}/seed {c.seed}: "
-                            f"{messages.get(c.cell_id, '')}{kept}")
+            problems.append(f"  {status}: {c.cell_id} {c.title}: {messages.get(c.cell_id, '')}{kept}")
     notes = list(read.notes)
     if stale:
         notes.append(f"{len(stale)} finished cells ran an older version of their loss or model code (stale); "

@@ -27,8 +27,7 @@ COUNT_WIDTH = 11  # "12345/12345"
 
 
 def cell_title(cell: Cell) -> str:
-    variant = f" [{cell.variant}]" if cell.variant else ""
-    return f"{cell.dataset}/{cell.architecture}/{cell.loss}{variant}/seed {cell.seed}"
+    return cell.title
 
 
 def fit(text: str, width: int = TITLE_WIDTH, shorten: bool = True) -> str:

@@ -10,6 +10,7 @@ from bench.cells import Cell
 from bench.execute import CellOutcome, ExecOptions
 from bench.launchers import Hooks, Launcher
 from bench.progress import Display
+from bench.status import PROBLEMS, STORED, Status
 from bench.store import Store
 from bench.train import Progress
 
@@ -19,7 +20,7 @@ class RunSummary:
     total: int = 0
     skipped_done: int = 0
     skipped_failed: int = 0
-    trained: dict[str, int] = field(default_factory=lambda: {"done": 0, "failed": 0, "diverged": 0})
+    trained: dict[str, int] = field(default_factory=lambda: {s: 0 for s in STORED})
     done_elsewhere: int = 0
     failed_messages: list[str] = field(default_factory=list)
 
@@ -56,9 +57,9 @@ def select_cells(cells: list[Cell], statuses: dict[str, str], force: bool, retry
     rerun = rerun or set()
     for cell in cells:
         status = statuses.get(cell.cell_id)
-        if status == "done" and not force and cell.cell_id not in rerun:
+        if status == Status.DONE and not force and cell.cell_id not in rerun:
             summary.skipped_done += 1
-        elif status in ("failed", "diverged") and not (force or retry_failed):
+        elif status in PROBLEMS and not (force or retry_failed):
             summary.skipped_failed += 1
         else:
             todo.append(cell)
@@ -106,18 +107,18 @@ class Driver:
         if outcome.traceback:  # before the row, so a row that says "failed" always has its traceback
             self.store.write_traceback(cell.cell_id, outcome.traceback)
         self.store.write_result(outcome.row, outcome.history)
-        if outcome.status == "done":
+        if outcome.status == Status.DONE:
             self.store.remove_checkpoint(cell.cell_id)
         status = outcome.status
         self.summary.trained[status] = self.summary.trained.get(status, 0) + 1
         row = outcome.row
-        if status == "done":
+        if status == Status.DONE:
             text = f"test_acc {row['final_test_acc']:.4f} test_mi {row['final_test_mi']:.4f} in {row['wall_time']:.1f} s"
             if row.get("resumed_from_epoch"):
                 text += f" (resumed from epoch {row['resumed_from_epoch']})"
         else:
             text = row["message"]
-            self.summary.failed_messages.append(f"{cell.cell_id} {cell.dataset}/{cell.architecture}/{cell.loss}/seed {cell.seed}: {text}")
+            self.summary.failed_messages.append(f"{cell.cell_id} {cell.title}: {text}")
         self.display.finish_cell(cell, status, text)
 
     def release(self, cell: Cell) -> None:
@@ -157,7 +158,7 @@ def run_grid(cells: list[Cell], store: Store, launcher: Launcher, opts: ExecOpti
     statuses = store.statuses()
     todo = select_cells(cells, statuses, force, retry_failed, summary, rerun)
     if not force:
-        remove_leftover_checkpoints(store, [c for c in cells if statuses.get(c.cell_id) == "done"])
+        remove_leftover_checkpoints(store, [c for c in cells if statuses.get(c.cell_id) == Status.DONE])
     driver = Driver(store, display, force=force, initial=statuses, summary=summary)
     display.start_grid(len(todo), summary.skipped_done + summary.skipped_failed)
     try:
