@@ -23,6 +23,7 @@ from bench.data import load_splits
 from bench.models import build_model
 from bench.registry import TrainConfig, import_target, load_registry
 from bench.train import train_cell
+from losses.hooks import give_class_priors
 
 SEED = 0
 
@@ -43,7 +44,9 @@ def measure(arch: str, args: argparse.Namespace, full, losses: dict[str, tuple[s
         def run() -> None:
             torch.manual_seed(SEED)
             model = build_model("native", arch, splits.in_shape, splits.num_classes, {})
-            result = train_cell(cell_id=f"bench-{name}", model=model, criterion=import_target(target)(**params),
+            criterion = import_target(target)(**params)
+            give_class_priors(criterion, splits.train_y, splits.num_classes)  # logit_adjusted needs them
+            result = train_cell(cell_id=f"bench-{name}", model=model, criterion=criterion,
                                 splits=splits, cfg=cfg, seed=SEED, device=torch.device("cpu"), checkpoint=None)
             h = result.history[-1]
             step_times[name].append((h["epoch_time"] - h["eval_time"]) / steps)
