@@ -17,6 +17,7 @@ from typing import Any
 
 from bench.errors import BenchError, closest, exception_line
 from bench.registry import import_target
+from losses.hooks import PRIORS_HOOK, PROGRESS_HOOK
 
 PROBE_BATCH = 8  # samples in the probe batch: every class appears for K <= 8, and the batch is tiny
 PROBE_SEED = 0
@@ -111,8 +112,11 @@ def probe(name: str, criterion: Any, num_classes: int) -> None:
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            if hasattr(criterion, "set_progress"):
-                criterion.set_progress(0, 1)
+            # the hooks the trainer calls before training (losses/hooks.py), with uniform priors
+            if hasattr(criterion, PROGRESS_HOOK):
+                getattr(criterion, PROGRESS_HOOK)(0, 1)
+            if hasattr(criterion, PRIORS_HOOK):
+                getattr(criterion, PRIORS_HOOK)(torch.full((num_classes,), 1.0 / num_classes, dtype=torch.float64))
             out = criterion(logits, targets)
         except Exception as exc:  # noqa: BLE001 - the user's loss: report its own words and line
             raise BenchError(f"loss {name!r}: forward(logits, targets) raised {type(exc).__name__}: "
