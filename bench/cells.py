@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.errors import BenchError, closest
-from bench.registry import TRAIN_FIELDS, Registry, TrainConfig
+from bench.registry import TRAIN_FIELDS, Registry, TrainConfig, identity_train
 
 ID_LENGTH = 16
 
@@ -48,7 +48,8 @@ class Cell:
             "variant": self.variant,
             "config_json": canonical_json(self.config),
         }
-        for key, value in self.config["train"].items():
+        # every setting as a column, including those the identity leaves out at their defaults
+        for key, value in TrainConfig(**self.config["train"]).model_dump().items():
             out[f"train.{key}"] = value
         out["dataset.kind"] = self.config["dataset"]["kind"]
         out["architecture.source"] = self.config["architecture"]["source"]
@@ -177,7 +178,7 @@ def expand_grid(
     train_variants = []
     for t in _sweep(train_grid):
         label = ",".join(f"{k}={_format_value(t[k])}" for k in swept)
-        train_variants.append((label, TrainConfig(**t).model_dump()))
+        train_variants.append((label, identity_train(TrainConfig(**t).model_dump())))
 
     loss_variants: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = []
     if validate:

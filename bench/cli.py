@@ -119,6 +119,7 @@ class _DataProbe:
     def __init__(self, data_root: Path | None, cache_dir: Path | None):
         self.data_root, self.cache_dir = data_root, cache_dir
         self.sources: dict[str, str] = {}
+        self.train_labels: dict[str, tuple] = {}  # name -> (training labels, classes), for the validation check
 
     def __call__(self, name: str, ds) -> str | None:
         from bench.data import describe_source, load_splits
@@ -128,6 +129,7 @@ class _DataProbe:
         except BenchError as exc:
             return str(exc)
         self.sources[name] = describe_source(splits)
+        self.train_labels[name] = (splits.train_y.numpy(), splits.num_classes)
         return None
 
 
@@ -136,7 +138,7 @@ def _plan_run(reg, grid: str, sets: list[str], filters: list[str], problem, devi
     reads no data and writes nothing; then the fallbacks (``problem`` reads data; None: skip them);
     filter values are matched after the fallbacks."""
     from bench.cells import parse_filters, parse_set
-    from bench.plan import check_device, fallbacks, make_plan
+    from bench.plan import check_device, check_validation, fallbacks, make_plan
 
     overrides, flt = parse_set(sets), parse_filters(filters)
     declared = make_plan(reg, grid, overrides, None, {}, validate=True)
@@ -151,6 +153,7 @@ def _plan_run(reg, grid: str, sets: list[str], filters: list[str], problem, devi
             why = problem(name, reg.datasets[name])
             if why is not None:
                 raise BenchError(why)
+        check_validation(plan, problem.train_labels)
     return plan
 
 

@@ -66,6 +66,22 @@ class TrainConfig(_Strict):
         "auto", description="channels_last memory format for image batches (auto: on)")
     compile: bool = Field(False, description="torch.compile the training forward")
     eval_batch_size: int = Field(4096, gt=0, description="batch size of the evaluation passes (no effect on results)")
+    val_fraction: float = Field(
+        0.0, ge=0, lt=0.5, description="stratified validation holdout of the training split, never trained on (0: none)")
+    split_seed: int = Field(0, ge=0, description="seed of the validation holdout, shared by every cell of a grid (paired)")
+
+
+# Settings that only matter with a validation split: left out of a cell's identity when it has
+# none, so cells without one keep the identity (and the stored results) they had before these
+# settings existed.
+VALIDATION_ONLY = ("val_fraction", "split_seed")
+
+
+def identity_train(train: dict[str, Any]) -> dict[str, Any]:
+    """A cell's training settings as its identity hashes them (see ``VALIDATION_ONLY``)."""
+    if train.get("val_fraction", 0.0) == 0.0:
+        return {k: v for k, v in train.items() if k not in VALIDATION_ONLY}
+    return dict(train)
 
 
 def train_settings() -> list[tuple[str, str, str, str]]:
