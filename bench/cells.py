@@ -31,6 +31,7 @@ class Cell:
     config: dict[str, Any] = field(repr=False, compare=False, hash=False)
     cell_id: str = ""
     variant: str = ""  # swept training settings, e.g. "batch_size=64"; "" when none sweep
+    trial: int | None = None  # the search trial (bench.search); None outside a search grid
 
     @property
     def train(self) -> TrainConfig:

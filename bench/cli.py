@@ -355,6 +355,7 @@ def report(
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the report (and figures) under OUT/<grid>/."),
     figures: bool = typer.Option(False, "--figures", help="Draw learning curves, sweeps and Î-vs-error plots (PNG and PDF)."),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="Reference loss for the paired differences (default celLoss)."),
+    select: str = typer.Option("last", "--select", help="Selection rule of the main table: last, val, oracle or tuned."),
     set_: list[str] = ReadSetOpt,
     filter_: list[str] = ReadFilterOpt,
     data_root: Optional[Path] = DataRootReadOpt,
@@ -381,10 +382,11 @@ def report(
             from bench.errors import closest
             raise BenchError(f"--baseline {baseline!r}: not a loss of grid {grid!r}{closest(baseline, {c.loss for c in cells})}")
         target = _report_dir(out if out is not None else (Path("report") if figures else None), grid)
-        from bench.report import REPORT_COLUMNS, collect, nothing_finished, render
+        from bench.report import REPORT_COLUMNS, collect_selected, nothing_finished, render
 
         results_df = store.cells() if figures else store.cells(REPORT_COLUMNS)  # the figures read the sweep settings too
-        data = collect(grid, cells, results_df, baseline or _default_baseline(cells))
+        history = store.history(results_df["attempt_id"]) if len(results_df) and "attempt_id" in results_df else None
+        data = collect_selected(grid, cells, results_df, history, baseline or _default_baseline(cells), select)
         empty = nothing_finished(data, results, [
             ("--registry", registry if registry != Path("registry.yaml") else None),
             ("--results", results if results != Path("results") else None), ("--data-root", data_root),
