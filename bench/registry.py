@@ -104,6 +104,33 @@ class GridLoss(_Strict):
     overrides: dict[str, Union[Scalar, list[Scalar]]] = Field(default_factory=dict)
 
 
+class SearchSpec(_Strict):
+    """A grid's hyperparameter search (bench.search): ``trials`` per loss, the same for every loss of
+    the grid (one number, so an equal tuning budget by construction), a seed, and a space of
+    distributions keyed ``train.SETTING`` or ``LOSS.PARAM``."""
+
+    trials: int = Field(ge=1)
+    seed: int = Field(0, ge=0)
+    space: dict[str, str] = Field(min_length=1)
+
+    @field_validator("space")
+    @classmethod
+    def _distributions(cls, v: dict[str, str]) -> dict[str, str]:
+        from bench.search import parse_distribution
+
+        for key, text in v.items():
+            try:
+                parse_distribution(text)
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from None
+        return v
+
+    def distributions(self) -> dict[str, Any]:
+        from bench.search import parse_distribution
+
+        return {k: parse_distribution(t) for k, t in self.space.items()}
+
+
 class GridSpec(_Strict):
     datasets: list[str] = Field(min_length=1)
     architectures: list[str] = Field(min_length=1)
@@ -111,6 +138,7 @@ class GridSpec(_Strict):
     seeds: list[int] = Field(min_length=1)
     train: dict[str, Union[Scalar, list[Scalar]]] = Field(default_factory=dict)
     fallback_dataset: str | None = None
+    search: SearchSpec | None = None
     description: str = ""
 
     @field_validator("seeds")
@@ -187,7 +215,19 @@ class Registry(_Strict):
                                         message=f"{err['msg']} (got {item!r})") from None
                 if isinstance(value, list) and not value:
                     raise _RefError(f"grids.{gname}.train.{key}", "", "", [], message="empty list")
+            if grid.search is not None:
+                self._check_search(gname, grid.search, gl)
         return self
+
+    def _check_search(self, gname: str, search: SearchSpec, gl: list[GridLoss]) -> None:
+        """Every searched key is a training setting or a parameter of a loss of the grid."""
+        names = [f"train.{f}" for f in TRAIN_FIELDS] + [
+            f"{g.name}.{p}" for g in gl for p in {**self.losses[g.name].params, **g.overrides}]
+        for key in search.space:
+            if key not in names:
+                raise _RefError(f"grids.{gname}.search.space.{key}", "", "", [],
+                                message=f"not a training setting nor a parameter of a loss of the grid"
+                                        f"{closest(key, names)}")
 
     def loss_names(self) -> list[str]:
         return list(self.losses)

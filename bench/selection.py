@@ -158,7 +158,9 @@ def select(r: Selection, cells: Sequence[Cell], hists: Mapping[str, list[dict[st
             score[c.cell_id] = float(h[i].get("val_acc", math.nan))
     if not r.across_trials:
         shown = [c for c in cells if c.trial in (None, 0)]
-        return Selected(r, shown, acc, epoch)
+        trials = {(c.dataset, c.architecture, c.variant, c.loss): TrialChoice(
+            0, dict(c.config["search"]["values"]), math.nan, 0) for c in shown if c.trial == 0}
+        return Selected(r, shown, acc, epoch, trials)
     by_entry: dict[tuple[str, str, str, str], dict[int, list[Cell]]] = {}
     for c in cells:
         by_entry.setdefault((c.dataset, c.architecture, c.variant, c.loss), {}).setdefault(c.trial or 0, []).append(c)
