@@ -76,7 +76,7 @@ RULES: dict[str, Selection] = {
     "last": LastEpoch("last", "last epoch"),
     "val": ValidationEpoch("val", "best validation epoch", needs_validation=True),
     "oracle": OracleEpoch("oracle", "best test epoch (oracle: selects on the test set)"),
-    "tuned": TunedTrial("tuned", "tuned: the search trial with the best mean validation accuracy over seeds, "
+    "tuned": TunedTrial("tuned", "tuned, the search trial with the best mean validation accuracy over seeds, "
                                  "each cell at its best validation epoch", needs_validation=True, across_trials=True),
 }
 
