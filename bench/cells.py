@@ -13,8 +13,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from bench.errors import BenchError, closest
-from bench.registry import TRAIN_FIELDS, Registry, TrainConfig
+from bench.registry import TRAIN_FIELDS, Registry, TrainConfig, identity_train
+from bench.search import draw_trial
 
 ID_LENGTH = 16
 
@@ -31,6 +34,7 @@ class Cell:
     config: dict[str, Any] = field(repr=False, compare=False, hash=False)
     cell_id: str = ""
     variant: str = ""  # swept training settings, e.g. "batch_size=64"; "" when none sweep
+    trial: int | None = None  # the search trial (bench.search); None outside a search grid
 
     @property
     def train(self) -> TrainConfig:
@@ -54,13 +58,18 @@ class Cell:
             "variant": self.variant,
             "config_json": canonical_json(self.config),
         }
-        for key, value in self.config["train"].items():
+        # every setting as a column, including those the identity leaves out at their defaults
+        for key, value in TrainConfig(**self.config["train"]).model_dump().items():
             out[f"train.{key}"] = value
         out["dataset.kind"] = self.config["dataset"]["kind"]
         out["architecture.source"] = self.config["architecture"]["source"]
         out["architecture.name"] = self.config["architecture"]["name"]
         out["loss.target"] = self.config["loss"]["target"]
         out["loss.params"] = canonical_json(self.config["loss"]["params"])
+        if self.trial is not None:  # a search cell: its trial and the values drawn for it, as columns
+            out["trial"] = self.trial
+            for key, value in self.config["search"]["values"].items():
+                out[f"hp.{key}"] = value
         return out
 
 
@@ -142,7 +151,7 @@ def _parse_scalar(value: str) -> Any:
         return value
 
 
-FILTER_KEYS = ("dataset", "architecture", "loss", "loss_name", "seed", "variant", "cell_id")
+FILTER_KEYS = ("dataset", "architecture", "loss", "loss_name", "seed", "variant", "trial", "cell_id")
 
 
 def parse_filters(items: list[str]) -> dict[str, list[str]]:
@@ -183,9 +192,12 @@ def expand_grid(
     train_variants = []
     for t in _sweep(train_grid):
         label = ",".join(f"{k}={_format_value(t[k])}" for k in swept)
-        train_variants.append((label, TrainConfig(**t).model_dump()))
+        train_variants.append((label, identity_train(TrainConfig(**t).model_dump())))
 
-    loss_variants: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = []
+    search = grid.search
+    space = search.distributions() if search is not None else {}
+    # (label, registry name, target, params, trial, drawn values); trial None outside a search
+    loss_variants: list[tuple[str, str, str, dict[str, Any], int | None, dict[str, Any]]] = []
     if validate:
         from bench.data import dataset_shape
         from bench.preflight import check_loss
@@ -195,10 +207,17 @@ def expand_grid(
     for gl in grid.grid_losses(registry.loss_names()):
         spec = registry.losses[gl.name]
         for ov in _sweep(gl.overrides):
-            params = {**spec.params, **ov}
-            if validate:
-                check_loss(loss_label(gl.name, ov), spec.target, params, classes, registry.import_paths())
-            loss_variants.append((loss_label(gl.name, ov), gl.name, spec.target, params))
+            # every loss gets the grid's one number of trials: the same tuning budget for all
+            trials = [(t, draw_trial(search.seed, gl.name, t, space) or _defaults(gl.name, {**spec.params, **ov}, train_grid, space))
+                      for t in range(search.trials)] if search else [(None, {})]
+            for trial, values in trials:
+                drawn = {k.split(".", 1)[1]: v for k, v in values.items() if not k.startswith("train.")}
+                params = {**spec.params, **ov, **drawn}
+                label = loss_label(gl.name, ov)
+                if validate:
+                    check_loss(label if trial is None else f"{label} (trial {trial})", spec.target, params, classes,
+                               registry.import_paths())
+                loss_variants.append((label, gl.name, spec.target, params, trial, values))
 
     cells: list[Cell] = []
     train_json = [canonical_json(train) for _, train in train_variants]
@@ -209,8 +228,12 @@ def expand_grid(
         for arch_name in grid.architectures:
             arch = registry.architectures[arch_name]
             arch_cfg = {"source": arch.source, "name": arch.name, "params": dict(arch.params)}
-            for label, lname, target, params in loss_variants:
+            for label, lname, target, params, trial, values in loss_variants:
                 loss_cfg = {"target": target, "params": dict(params)}
+                if trial is not None:
+                    cells += _search_cells(ds_actual, arch_name, label, lname, grid.seeds, ds_cfg, arch_cfg, loss_cfg,
+                                           train_variants, trial, values)
+                    continue
                 # cell_identity(config) hashes '{"architecture":A,"dataset":D,"loss":L,"seed":S,"train":T}'
                 # (canonical_json sorts keys): serialise the parts once, not once per seed
                 head = (f'{{"architecture":{canonical_json(arch_cfg)},"dataset":{canonical_json(ds_cfg)},'
@@ -225,6 +248,42 @@ def expand_grid(
                         cells.append(Cell(ds_actual, arch_name, label, lname, seed, config, cell_id, variant))
     cells = _apply_filters(cells, filters or {})
     return _dedupe(cells)
+
+
+def _defaults(loss: str, params: dict[str, Any], train: dict[str, Any], space: dict[str, Any]) -> dict[str, Any]:
+    """Trial 0's values: the searched keys of ``loss`` at the registry's and the grid's values (a swept
+    training setting has no one value, and is left out)."""
+    from bench.search import keys_for
+
+    out: dict[str, Any] = {}
+    for key in keys_for(loss, space):
+        head, name = key.split(".", 1)
+        value = train.get(name) if head == "train" else params.get(name)
+        if value is not None and not isinstance(value, list):
+            out[key] = value
+    return out
+
+
+def _search_cells(dataset: str, arch_name: str, label: str, lname: str, seeds: list[int], ds_cfg: dict, arch_cfg: dict,
+                  loss_cfg: dict, train_variants: list[tuple[str, dict[str, Any]]], trial: int,
+                  values: dict[str, Any]) -> list[Cell]:
+    """The cells of one search trial: its drawn training settings applied to every training variant,
+    the trial number and drawn values part of the configuration (so of the identity)."""
+    drawn_train = {k.removeprefix("train."): v for k, v in values.items() if k.startswith("train.")}
+    out = []
+    for variant, train in train_variants:
+        if drawn_train:
+            try:
+                train = identity_train(TrainConfig(**{**train, **drawn_train}).model_dump())
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                raise BenchError(f"search trial {trial} of {label}: train.{err['loc'][0]}={err.get('input')!r}: "
+                                 f"{err['msg']}; narrow the distribution in the grid's search: space") from None
+        for seed in seeds:
+            config = {"dataset": ds_cfg, "architecture": arch_cfg, "loss": loss_cfg, "seed": seed, "train": train,
+                      "search": {"trial": trial, "values": dict(values)}}
+            out.append(Cell(dataset, arch_name, label, lname, seed, config, cell_identity(config), variant, trial))
+    return out
 
 
 def _dedupe(cells: list[Cell]) -> list[Cell]:

@@ -119,6 +119,7 @@ class _DataProbe:
     def __init__(self, data_root: Path | None, cache_dir: Path | None):
         self.data_root, self.cache_dir = data_root, cache_dir
         self.sources: dict[str, str] = {}
+        self.train_labels: dict[str, tuple] = {}  # name -> (training labels, classes), for the validation check
 
     def __call__(self, name: str, ds) -> str | None:
         from bench.data import describe_source, load_splits
@@ -128,6 +129,7 @@ class _DataProbe:
         except BenchError as exc:
             return str(exc)
         self.sources[name] = describe_source(splits)
+        self.train_labels[name] = (splits.train_y.numpy(), splits.num_classes)
         return None
 
 
@@ -136,7 +138,7 @@ def _plan_run(reg, grid: str, sets: list[str], filters: list[str], problem, devi
     reads no data and writes nothing; then the fallbacks (``problem`` reads data; None: skip them);
     filter values are matched after the fallbacks."""
     from bench.cells import parse_filters, parse_set
-    from bench.plan import check_device, fallbacks, make_plan
+    from bench.plan import check_device, check_validation, fallbacks, make_plan
 
     overrides, flt = parse_set(sets), parse_filters(filters)
     declared = make_plan(reg, grid, overrides, None, {}, validate=True)
@@ -151,6 +153,7 @@ def _plan_run(reg, grid: str, sets: list[str], filters: list[str], problem, devi
             why = problem(name, reg.datasets[name])
             if why is not None:
                 raise BenchError(why)
+        check_validation(plan, problem.train_labels)
     return plan
 
 
@@ -353,6 +356,7 @@ def report(
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the report (and figures) under OUT/<grid>/."),
     figures: bool = typer.Option(False, "--figures", help="Draw learning curves, sweeps and Î-vs-error plots (PNG and PDF)."),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="Reference loss for the paired differences (default celLoss)."),
+    select: str = typer.Option("last", "--select", help="Selection rule of the main table: last, val, oracle or tuned."),
     set_: list[str] = ReadSetOpt,
     filter_: list[str] = ReadFilterOpt,
     data_root: Optional[Path] = DataRootReadOpt,
@@ -379,10 +383,11 @@ def report(
             from bench.errors import closest
             raise BenchError(f"--baseline {baseline!r}: not a loss of grid {grid!r}{closest(baseline, {c.loss for c in cells})}")
         target = _report_dir(out if out is not None else (Path("report") if figures else None), grid)
-        from bench.report import REPORT_COLUMNS, collect, nothing_finished, render
+        from bench.report import REPORT_COLUMNS, collect_selected, nothing_finished, render
 
         results_df = store.cells() if figures else store.cells(REPORT_COLUMNS)  # the figures read the sweep settings too
-        data = collect(grid, cells, results_df, baseline or _default_baseline(cells))
+        history = store.history(results_df["attempt_id"]) if len(results_df) and "attempt_id" in results_df else None
+        data = collect_selected(grid, cells, results_df, history, baseline or _default_baseline(cells), select)
         empty = nothing_finished(data, results, [
             ("--registry", registry if registry != Path("registry.yaml") else None),
             ("--results", results if results != Path("results") else None), ("--data-root", data_root),

@@ -21,6 +21,7 @@ import torch
 
 from bench.cells import Cell
 from bench.data import Splits, load_splits
+from bench.data.validation import hold_out
 from bench.device import resolve_train
 from bench.errors import BenchError
 from bench.faults import SimulatedOutOfMemoryError, fault_from_env
@@ -88,6 +89,7 @@ def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
         cfg = TrainConfig(**resolve_train(cell.config["train"], device))
         base.update(precision_used=cfg.precision, channels_last_used=cfg.channels_last)
         splits = load_cell_splits(cell, opts, memo)
+        splits = hold_out(splits, cfg.val_fraction, cfg.split_seed)  # the memo keeps the full training split
         resume_state = None
         if ckpt is not None and ckpt.exists():
             try:
@@ -151,6 +153,7 @@ def _result_row(base: dict[str, Any], status: str, message: str, history: list[d
         "final_test_h_marg": last.get("test_h_marg", nan),
         "final_test_mi": last.get("test_mi", nan),
         "best_test_acc": max((h["test_acc"] for h in history), default=nan),
+        **validation_fields(history),
         "test_label_entropy": test_h,
         "wall_time": wall,
         **determinism_flags(device),
@@ -158,6 +161,16 @@ def _result_row(base: dict[str, Any], status: str, message: str, history: list[d
         "finished_at_ns": time.time_ns(),
         "written_at": time.time_ns(),
     }
+
+
+def validation_fields(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The row's validation summary: last and best validation accuracy, and the best epoch (1-based,
+    earliest on ties); NaN and 0 without a validation split."""
+    val = [h["val_acc"] for h in history if "val_acc" in h]
+    if not val:
+        return {"final_val_acc": float("nan"), "best_val_acc": float("nan"), "best_val_epoch": 0}
+    best = max(range(len(val)), key=lambda i: (val[i], -i))
+    return {"final_val_acc": val[-1], "best_val_acc": val[best], "best_val_epoch": best + 1}
 
 
 def _base_row(cell: Cell, device: torch.device | None, host: str, started: str, started_ns: int,

@@ -122,6 +122,28 @@ def check_device(plan: Plan, device_type: str) -> None:
                              f"(or auto) on {device_type}")
 
 
+def check_validation(plan: Plan, train_labels: Mapping[str, tuple[Any, int]]) -> None:
+    """A validation fraction a dataset's classes cannot afford: one line before anything runs.
+
+    ``train_labels``: dataset name -> (its training labels as a numpy array, its class count),
+    read by the caller's data probe; datasets missing from it are not checked here (their cells
+    fail with the same message).
+    """
+    from bench.data.validation import holdout_counts
+
+    seen: set[tuple[str, float]] = set()
+    for cell in plan.cells:
+        key = (cell.dataset, float(cell.config["train"].get("val_fraction", 0.0)))
+        if key in seen or key[1] == 0.0 or cell.dataset not in train_labels:
+            continue
+        seen.add(key)
+        labels, classes = train_labels[cell.dataset]
+        try:
+            holdout_counts(labels, key[1], classes)
+        except BenchError as exc:
+            raise BenchError(f"dataset {cell.dataset!r}: {exc}") from None
+
+
 @dataclass(frozen=True)
 class ReadPlan:
     """What ``status`` and ``report`` show: the plan of the grid's last run (or of the flags given),

@@ -66,6 +66,22 @@ class TrainConfig(_Strict):
         "auto", description="channels_last memory format for image batches (auto: on)")
     compile: bool = Field(False, description="torch.compile the training forward")
     eval_batch_size: int = Field(4096, gt=0, description="batch size of the evaluation passes (no effect on results)")
+    val_fraction: float = Field(
+        0.0, ge=0, lt=0.5, description="stratified validation holdout of the training split, never trained on (0: none)")
+    split_seed: int = Field(0, ge=0, description="seed of the validation holdout, shared by every cell of a grid (paired)")
+
+
+# Settings that only matter with a validation split: left out of a cell's identity when it has
+# none, so cells without one keep the identity (and the stored results) they had before these
+# settings existed.
+VALIDATION_ONLY = ("val_fraction", "split_seed")
+
+
+def identity_train(train: dict[str, Any]) -> dict[str, Any]:
+    """A cell's training settings as its identity hashes them (see ``VALIDATION_ONLY``)."""
+    if train.get("val_fraction", 0.0) == 0.0:
+        return {k: v for k, v in train.items() if k not in VALIDATION_ONLY}
+    return dict(train)
 
 
 def train_settings() -> list[tuple[str, str, str, str]]:
@@ -88,6 +104,33 @@ class GridLoss(_Strict):
     overrides: dict[str, Union[Scalar, list[Scalar]]] = Field(default_factory=dict)
 
 
+class SearchSpec(_Strict):
+    """A grid's hyperparameter search (bench.search): ``trials`` per loss, the same for every loss of
+    the grid (one number, so an equal tuning budget by construction), a seed, and a space of
+    distributions keyed ``train.SETTING`` or ``LOSS.PARAM``."""
+
+    trials: int = Field(ge=1)
+    seed: int = Field(0, ge=0)
+    space: dict[str, str] = Field(min_length=1)
+
+    @field_validator("space")
+    @classmethod
+    def _distributions(cls, v: dict[str, str]) -> dict[str, str]:
+        from bench.search import parse_distribution
+
+        for key, text in v.items():
+            try:
+                parse_distribution(text)
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from None
+        return v
+
+    def distributions(self) -> dict[str, Any]:
+        from bench.search import parse_distribution
+
+        return {k: parse_distribution(t) for k, t in self.space.items()}
+
+
 class GridSpec(_Strict):
     datasets: list[str] = Field(min_length=1)
     architectures: list[str] = Field(min_length=1)
@@ -95,6 +138,7 @@ class GridSpec(_Strict):
     seeds: list[int] = Field(min_length=1)
     train: dict[str, Union[Scalar, list[Scalar]]] = Field(default_factory=dict)
     fallback_dataset: str | None = None
+    search: SearchSpec | None = None
     description: str = ""
 
     @field_validator("seeds")
@@ -171,7 +215,19 @@ class Registry(_Strict):
                                         message=f"{err['msg']} (got {item!r})") from None
                 if isinstance(value, list) and not value:
                     raise _RefError(f"grids.{gname}.train.{key}", "", "", [], message="empty list")
+            if grid.search is not None:
+                self._check_search(gname, grid.search, gl)
         return self
+
+    def _check_search(self, gname: str, search: SearchSpec, gl: list[GridLoss]) -> None:
+        """Every searched key is a training setting or a parameter of a loss of the grid."""
+        names = [f"train.{f}" for f in TRAIN_FIELDS] + [
+            f"{g.name}.{p}" for g in gl for p in {**self.losses[g.name].params, **g.overrides}]
+        for key in search.space:
+            if key not in names:
+                raise _RefError(f"grids.{gname}.search.space.{key}", "", "", [],
+                                message=f"not a training setting nor a parameter of a loss of the grid"
+                                        f"{closest(key, names)}")
 
     def loss_names(self) -> list[str]:
         return list(self.losses)

@@ -22,7 +22,8 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench.cells import Cell
-from bench.stats import mean_std, paired_diff_ci
+from bench.selection import RULES, Selected, Selection, TrialChoice, applicable, histories, rule, select
+from bench.stats import holm, mean_std, paired_diff_ci, paired_p_value
 from bench.theory import fano_bound, theorem4_bound
 
 FORMATS = ("markdown", "latex", "csv")
@@ -68,6 +69,9 @@ class ReportData:
     truths: dict[str, dict[str, float]] = field(default_factory=dict)  # dataset -> exact MI, Bayes error
     # rows whose finished cells ran under different provenance: row -> {"precision_used": {"bf16": 3, ...}}
     mixed: dict[tuple[str, str, str], dict[str, dict[str, int]]] = field(default_factory=dict)
+    select: Selection = RULES["last"]  # the rule the accuracies were selected by (bench.selection)
+    trials: dict[tuple[str, str, str, str], TrialChoice] = field(default_factory=dict)  # tuned: the chosen trial
+    others: list[ReportData] = field(default_factory=list)  # the other applicable rules, for the side-by-side table
 
     @property
     def seed_counts(self) -> list[int]:
@@ -75,14 +79,19 @@ class ReportData:
         return sorted({e.expected for e in self.entries.values() if e.expected})
 
 
-REPORT_COLUMNS = ["cell_id", "status", "final_test_acc", "final_test_mi", "test_label_entropy", "num_classes",
+REPORT_COLUMNS = ["cell_id", "attempt_id", "status", "final_test_acc", "final_test_mi", "test_label_entropy", "num_classes",
                   "precision_used", "device"]
 # what a cell's declared settings resolved to where it ran: a row mixing them is footnoted
 PROVENANCE_COLUMNS = ("precision_used", "device")
-_VALUE_COLUMNS = REPORT_COLUMNS[2:6]
+_VALUE_COLUMNS = ["final_test_acc", "final_test_mi", "test_label_entropy", "num_classes"]
 
 
-def collect(grid: str, cells: list[Cell], results: pd.DataFrame, baseline: str | None) -> ReportData:
+def collect(grid: str, cells: list[Cell], results: pd.DataFrame, baseline: str | None,
+            selected: Selected | None = None) -> ReportData:
+    """The table's data; with ``selected`` its cells and each done cell's accuracy come from a selection rule
+    (default: every cell at its last epoch)."""
+    # a search grid's trials share their (row, loss): without a rule, its trial 0 (the defaults) is shown
+    cells = selected.cells if selected is not None else [c for c in cells if c.trial in (None, 0)]
     # the columns once into plain dicts: a DataFrame.loc per cell costs ~100 us (10 s at 100k cells)
     status_of = dict(zip(results["cell_id"].tolist(), results["status"].tolist())) if not results.empty else {}
     done_rows: dict[str, tuple] = {}
@@ -122,6 +131,8 @@ def collect(grid: str, cells: list[Cell], results: pd.DataFrame, baseline: str |
                 by_value[value] = by_value.get(value, 0) + 1
         if rec is not None:
             acc, mi, h_y, num_classes = rec
+            if selected is not None:
+                acc = selected.acc.get(cell.cell_id, acc)
             entry.acc[cell.seed] = float(acc)
             entry.mi[cell.seed] = float(mi)
             entry.h_y[cell.seed] = float(h_y)
@@ -130,7 +141,40 @@ def collect(grid: str, cells: list[Cell], results: pd.DataFrame, baseline: str |
         baseline = None
     mixed = {row: {col: values for col, values in cols.items() if len(values) > 1} for row, cols in seen.items()}
     return ReportData(grid, rows, losses, entries, baseline, counts, gauss_truths(cells),
-                      {row: cols for row, cols in mixed.items() if cols})
+                      {row: cols for row, cols in mixed.items() if cols},
+                      selected.rule if selected is not None else RULES["last"],
+                      dict(selected.trials) if selected is not None else {})
+
+
+def collect_selected(grid: str, cells: list[Cell], results: pd.DataFrame, history: pd.DataFrame | None,
+                     baseline: str | None, key: str = "last") -> ReportData:
+    """The report under rule ``key`` (one error line when the grid cannot honour it), with every
+    other rule the grid supports in ``others`` for the side-by-side table and the CSV."""
+    main = rule(key, grid, cells)
+    hists = histories(results, history) if history is not None and not results.empty else {}
+    data = collect(grid, cells, results, baseline, select(main, cells, hists))
+    data.others = [collect(grid, cells, results, baseline, select(RULES[k], cells, hists))
+                   for k in applicable(cells) if k != key]
+    return data
+
+
+def rule_title(data: ReportData) -> str:
+    """What the main table shows, naming its selection rule."""
+    if data.select.key == "last":
+        return "final test accuracy (selection: last epoch)"
+    return f"test accuracy (selection: {data.select.name})"
+
+
+def format_hp(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def trial_text(choice: TrialChoice | None) -> str:
+    """``trial 3: lr=0.0031, lam=12`` for a tuned entry; "" otherwise."""
+    if choice is None:
+        return ""
+    values = ", ".join(f"{k.split('.')[-1]}={format_hp(v)}" for k, v in sorted(choice.values.items()))
+    return f"trial {choice.trial}" + (f": {values}" if values else "")
 
 
 def provenance_note(data: ReportData) -> str:
@@ -222,6 +266,8 @@ def accuracy_cells(data: ReportData) -> list[list[tuple[str, bool]]]:
                 line.append((head + note, False))
             else:
                 text = _mean_text(e.acc)[1] + seed_note(e.n, e.expected, len(e.diverged), len(e.failed))
+                hp = trial_text(data.trials.get((*row, loss)))
+                text += f" [{hp}]" if hp else ""
                 line.append((text, best is not None and means[loss] == best))
         out.append(line)
     return out
@@ -234,6 +280,7 @@ def comparison_rows(data: ReportData) -> list[dict[str, Any]]:
     out = []
     for row in data.rows:
         base = data.entries.get((row, data.baseline))
+        first = len(out)
         for loss in data.losses:
             if loss == data.baseline:
                 continue
@@ -250,7 +297,13 @@ def comparison_rows(data: ReportData) -> list[dict[str, Any]]:
             out.append({"dataset": row[0], "architecture": row[1], "variant": row[2], "loss": loss,
                         "diff": d.mean, "lo": d.lo, "hi": d.hi, "n": d.n, "significant": d.significant, "note": d.note,
                         "status": status, "expected": min(e.expected, base.expected),
-                        "diverged": len(e.diverged | base.diverged), "failed": len(e.failed | base.failed)})
+                        "diverged": len(e.diverged | base.diverged), "failed": len(e.failed | base.failed),
+                        "p": paired_p_value(e.acc, base.acc)})
+        # Holm–Bonferroni across the losses compared in this row: the verdicts hold together at 5%
+        for r, adj in zip(out[first:], holm([r["p"] for r in out[first:]])):
+            r["p_holm"] = adj
+            r["verdict"] = ("" if not math.isfinite(adj) else "no difference" if adj >= 0.05
+                            else "better" if r["diff"] > 0 else "worse")
     return out
 
 
@@ -415,7 +468,7 @@ def render_markdown(data: ReportData, figures: list[str] | None = None) -> str:
     acc = accuracy_cells(data)
     body = [label(row) + [f"**{t}**" if best else t for t, best in line] for row, line in zip(data.rows, acc)]
     parts = [
-        f"## Grid `{data.grid}`: final test accuracy ("
+        f"## Grid `{data.grid}`: {rule_title(data)} ("
         + ("one seed per cell" if data.seed_counts == [1] else f"mean ± std over {_seeds_phrase(data)}") + ")",
         "",
         tabulate(body, headers=label_heads + data.losses, tablefmt="pipe", disable_numparse=True),
@@ -426,13 +479,23 @@ def render_markdown(data: ReportData, figures: list[str] | None = None) -> str:
         parts += ["", provenance_note(data)]
     comp = comparison_rows(data)
     if comp:
-        rows = [label(r) + [r["loss"], " ".join(t for t in _diff_text(r) if t)] for r in comp]
+        holm_col = data.select.across_trials  # the tuned comparison carries the adjusted verdict
+        rows = [label(r) + [r["loss"], " ".join(t for t in _diff_text(r) if t)]
+                + ([f"{r['verdict']} (p={fmt_num(r['p_holm'])})" if r["verdict"] else MISSING] if holm_col else [])
+                for r in comp]
         how = "one seed per cell, no interval" if data.seed_counts == [1] else "paired by seed, 95% t interval"
-        parts += ["", f"### Difference to `{data.baseline}` ({how})", "",
-                  tabulate(rows, headers=label_heads + ["loss", "Δ accuracy"], tablefmt="pipe", disable_numparse=True)]
+        which = "" if data.select.key == "last" else f"; selection: {data.select.name}"
+        parts += ["", f"### Difference to `{data.baseline}` ({how}{which})", "",
+                  tabulate(rows, headers=label_heads + ["loss", "Δ accuracy"] + (["Holm–Bonferroni verdict"] if holm_col else []),
+                           tablefmt="pipe", disable_numparse=True)]
+        if holm_col:
+            parts += ["", "The verdict is the paired t test's p-value adjusted by Holm–Bonferroni across the losses "
+                          "compared in the row, at 5%; each tuned loss is compared with the tuned baseline."]
         note = _diff_note(data, comp)
         if note:
             parts += ["", note]
+    if data.others:
+        parts += ["", *rules_table(data, label, label_heads)]
     mis = mi_rows(data)
     if mis:
         rows = []
@@ -454,6 +517,27 @@ def render_markdown(data: ReportData, figures: list[str] | None = None) -> str:
     for fig in figures or []:
         parts += ["", f"![{fig}]({fig})"]
     return "\n".join(parts) + "\n"
+
+
+def rules_table(data: ReportData, label: Any, label_heads: list[str]) -> list[str]:
+    """One compact table, every selection rule side by side per (dataset, architecture, loss); the caption names each."""
+    every = sorted([data, *data.others], key=lambda d: list(RULES).index(d.select.key))
+    body = []
+    for row in data.rows:
+        for loss in data.losses:
+            line = label(row) + [loss]
+            for d in every:
+                e = d.entries.get((row, loss))
+                text = _mean_text(e.acc)[1] + seed_note(e.n, e.expected) if e is not None and e.n else MISSING
+                choice = d.trials.get((*row, loss))
+                line.append(text + (f" (trial {choice.trial})" if choice is not None else ""))
+            body.append(line)
+    names = "; ".join(f"`{d.select.key}`: {d.select.name}" for d in every)
+    search = " The epoch rules show a search grid's trial 0 (every loss at its registry defaults)." if data.trials or any(
+        d.trials for d in data.others) else ""
+    return [f"### Test accuracy under every selection rule (mean ± std over seeds)", "",
+            tabulate(body, headers=label_heads + ["loss"] + [d.select.key for d in every], tablefmt="pipe",
+                     disable_numparse=True), "", f"Rules: {names}.{search}"]
 
 
 # ----------------------------------------------------------------------------- LaTeX
@@ -676,7 +760,7 @@ def render_latex(data: ReportData) -> str:
     if marks.bold:
         per = " and ".join(w for w, v in zip(("dataset", "model", "setting"), scope.vary) if v) or "table"
         notes.append(f"Best per {per} in bold" + (", ties at the printed precision all bold." if marks.tie else "."))
-    title = f"Final test accuracy, {_caption_scope(data, scope)}"
+    title = f"{rule_title(data)[0].upper()}{rule_title(data)[1:]}, {_caption_scope(data, scope)}"
     out += _table(tab, f"{title} ({seeds}). {' '.join(notes)}", f"{title} (continued).", f"tab:{tag}-accuracy")
 
     comp = comparison_rows(data)
@@ -757,26 +841,39 @@ def _entropy_text(members: list[dict[str, Any]]) -> str:
 
 # ----------------------------------------------------------------------------- CSV
 def render_csv(data: ReportData) -> str:
-    """Long form, one line per (row, loss): machine-readable, no formatting; ``status`` says what an empty value means."""
+    """Long form, one line per (rule, row, loss): machine-readable, no formatting; ``status`` says what an empty
+    value means. The report's own rule comes first, then every other rule the grid supports."""
+    recs = [rec for d in [data, *data.others] for rec in _csv_records(d)]
+    hp_cols = sorted({k for r in recs for k in r if k.startswith("hp.")})
+    return pd.DataFrame(recs, columns=[*(k for k in recs[0] if not k.startswith("hp.")), *hp_cols] if recs else None
+                        ).to_csv(index=False, float_format="%.6g")
+
+
+def _csv_records(data: ReportData) -> list[dict[str, Any]]:
     recs = []
     comp = {(r["dataset"], r["architecture"], r["variant"], r["loss"]): r for r in comparison_rows(data)}
     mis = {(r["dataset"], r["architecture"], r["variant"], r["loss"]): r for r in mi_rows(data)}
+    nan = float("nan")
     for row in data.rows:
         for loss in data.losses:
             e = data.entries.get((row, loss))
             if e is None:
                 continue
-            mean, std, n = mean_std(list(e.acc.values())) if e.n else (float("nan"), float("nan"), 0)
+            mean, std, n = mean_std(list(e.acc.values())) if e.n else (nan, nan, 0)
             key = (*row, loss)
             c = comp.get(key, {})
             m = mis.get(key, {})
-            recs.append({"grid": data.grid, "dataset": row[0], "architecture": row[1], "setting": row[2], "loss": loss,
+            choice = data.trials.get(key)
+            recs.append({"grid": data.grid, "select": data.select.key, "dataset": row[0], "architecture": row[1],
+                         "setting": row[2], "loss": loss, "trial": choice.trial if choice is not None else "",
                          "status": e.status, "n": n, "n_expected": e.expected, "n_diverged": len(e.diverged),
                          "n_failed": len(e.failed), "acc_mean": mean, "acc_std": std,
-                         "diff_vs_baseline": c.get("diff", float("nan")), "diff_lo": c.get("lo", float("nan")),
-                         "diff_hi": c.get("hi", float("nan")), "mi_nats": m.get("mi_nats", float("nan")),
-                         "bound_thm4": m.get("bound_thm4", float("nan")), "bound_fano": m.get("bound_fano", float("nan"))})
-    return pd.DataFrame(recs).to_csv(index=False, float_format="%.6g")
+                         "diff_vs_baseline": c.get("diff", nan), "diff_lo": c.get("lo", nan),
+                         "diff_hi": c.get("hi", nan), "p": c.get("p", nan), "p_holm": c.get("p_holm", nan),
+                         "mi_nats": m.get("mi_nats", nan),
+                         "bound_thm4": m.get("bound_thm4", nan), "bound_fano": m.get("bound_fano", nan),
+                         **{f"hp.{k}": v for k, v in (choice.values if choice is not None else {}).items()}})
+    return recs
 
 
 def render(data: ReportData, fmt: str, figures: list[str] | None = None) -> str:

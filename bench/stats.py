@@ -3,18 +3,20 @@
 * :func:`mean_std` — the paper's "mean ± std" over seeds (sample std, ddof = 1).
 * :func:`paired_diff_ci` — t-based confidence interval of the mean paired difference a − b
   over the seeds both runs share.
+* :func:`paired_p_value`, :func:`holm` — the paired t test's p-value and Holm–Bonferroni adjustment
+  across the losses compared in one row.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import special as _special  # scipy.stats is slow to import; stdtrit is t.ppf, bit for bit
 
-__all__ = ["PairedDiff", "paired_diff_ci", "mean_std"]
+__all__ = ["PairedDiff", "paired_diff_ci", "mean_std", "paired_p_value", "holm"]
 
 
 @dataclass(frozen=True)
@@ -103,3 +105,33 @@ def mean_std(values: Iterable[float] | Mapping[Hashable, float]) -> tuple[float,
     mean = float(x.mean())
     std = float(x.std(ddof=1)) if n >= 2 else math.nan
     return mean, std, n
+
+
+def paired_p_value(a: Mapping[Hashable, float], b: Mapping[Hashable, float]) -> float:
+    """Two-sided p-value of the paired t test of mean(a − b) = 0 over the common finite seeds.
+
+    NaN below two pairs; with zero variance 0.0 when the mean differs from 0, else 1.0 (the
+    interval's own limit, see :func:`paired_diff_ci`).
+    """
+    diffs = [float(a[s]) - float(b[s]) for s in a if s in b and math.isfinite(float(a[s])) and math.isfinite(float(b[s]))]
+    n = len(diffs)
+    if n < 2:
+        return math.nan
+    d = np.asarray(diffs, dtype=np.float64)
+    sd = float(d.std(ddof=1))
+    if sd == 0.0:
+        return 0.0 if float(d.mean()) != 0.0 else 1.0
+    t = float(d.mean()) / (sd / math.sqrt(n))
+    return float(2.0 * _special.stdtr(n - 1, -abs(t)))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values (step-down, monotone, capped at 1); NaN stays NaN, not counted."""
+    idx = sorted((i for i, p in enumerate(p_values) if math.isfinite(p)), key=lambda i: p_values[i])
+    m = len(idx)
+    out = [math.nan] * len(p_values)
+    running = 0.0
+    for rank, i in enumerate(idx):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        out[i] = running
+    return out

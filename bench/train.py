@@ -300,6 +300,8 @@ def _train(cell_id: str, model: torch.nn.Module, criterion: torch.nn.Module, spl
     train_y = splits.train_y.to(device, non_blocking=True)
     test_x = splits.test_x.to(device, non_blocking=True)
     test_y = splits.test_y.to(device, non_blocking=True)
+    val_x = splits.val_x.to(device, non_blocking=True) if splits.val_y is not None else None
+    val_y = splits.val_y.to(device, non_blocking=True) if splits.val_y is not None else None
     n = len(train_y)
     batch_size = cfg.batch_size
     steps = math.ceil(n / batch_size)
@@ -377,6 +379,9 @@ def _train(cell_id: str, model: torch.nn.Module, criterion: torch.nn.Module, spl
                                f"try a smaller lr (--set train.lr={cfg.lr / 10:g})")
         t_eval = time.perf_counter()
         metrics = evaluate(model, test_x, test_y, splits, cfg, device)
+        if val_y is not None:  # the validation split, evaluated like the test split
+            val = evaluate(model, val_x, val_y, splits, cfg, device)
+            metrics.update(val_acc=val["test_acc"], val_nll=val["test_loss"], val_mi=val["test_mi"])
         epoch_time = time.perf_counter() - t0
         wall += epoch_time
         row = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, **metrics,

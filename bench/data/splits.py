@@ -30,6 +30,8 @@ class Splits:
     ``source``: the directory the data came from, or how it was generated.
     ``provenance``: the files read and whether the decoded cache answered (None when built by
     hand); :func:`bench.data.describe_source` renders it.
+    ``val_x``/``val_y``: a validation split held out of the training split
+    (:func:`bench.data.validation.hold_out`), or None when the cell has none.
     """
 
     train_x: torch.Tensor
@@ -45,6 +47,8 @@ class Splits:
     kind: str = ""
     params: Mapping[str, Any] = field(default_factory=dict)
     provenance: Provenance | None = None
+    val_x: torch.Tensor | None = None
+    val_y: torch.Tensor | None = None
 
     @property
     def n_train(self) -> int:
@@ -53,6 +57,10 @@ class Splits:
     @property
     def n_test(self) -> int:
         return int(self.test_y.shape[0])
+
+    @property
+    def n_val(self) -> int:
+        return 0 if self.val_y is None else int(self.val_y.shape[0])
 
     def normalise(self, xb: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Normalise a batch (on any device); see :func:`normalise`."""
