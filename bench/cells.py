@@ -42,9 +42,10 @@ class Cell:
 
     @property
     def title(self) -> str:
-        """How messages, progress lines and status name the cell: ``dataset/arch/loss [variant]/seed N``."""
+        """How messages, progress lines and status name the cell: ``dataset/arch/loss [variant][/trial T]/seed N``."""
         variant = f" [{self.variant}]" if self.variant else ""
-        return f"{self.dataset}/{self.architecture}/{self.loss}{variant}/seed {self.seed}"
+        trial = f"/trial {self.trial}" if self.trial is not None else ""
+        return f"{self.dataset}/{self.architecture}/{self.loss}{variant}{trial}/seed {self.seed}"
 
     def flat(self) -> dict[str, Any]:
         """Config as flat columns for the store (``train.lr``, ``loss.params.lam``...)."""
