@@ -36,21 +36,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import torch
-from torch.optim.lr_scheduler import (
-    ConstantLR,
-    CosineAnnealingLR,
-    LinearLR,
-    LRScheduler,
-    MultiStepLR,
-    OneCycleLR,
-    SequentialLR,
-    StepLR,
-)
+from typing import TYPE_CHECKING, Any
 
 from bench.errors import BenchError, closest
+
+if TYPE_CHECKING:  # torch is imported by make_scheduler: validating a grid needs no torch
+    import torch
+    from torch.optim.lr_scheduler import LRScheduler
 
 SCHEDULES: tuple[str, ...] = ("constant", "cosine", "step", "multistep", "onecycle")
 ONECYCLE_DIV_FACTOR = 25.0  # torch's default: onecycle starts at lr / 25
@@ -154,6 +146,16 @@ def make_scheduler(optimizer: torch.optim.Optimizer, spec: ScheduleSpec, epochs:
     groups); either way follow with :func:`load_scheduler_state` on resume. Step it once per iteration,
     after ``optimizer.step()``.
     """
+    from torch.optim.lr_scheduler import (
+        ConstantLR,
+        CosineAnnealingLR,
+        LinearLR,
+        MultiStepLR,
+        OneCycleLR,
+        SequentialLR,
+        StepLR,
+    )
+
     validate(spec, epochs)
     if steps_per_epoch < 1:
         raise BenchError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")

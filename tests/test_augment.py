@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.augment import FLIP_POLICY, augment_batch, check_augment, draw, flip_allowed
+from bench.augment import FLIP_POLICY, augment_batch, check_augment, draw, flip_allowed  # re-exported from bench.augment_policy
 from bench.data.kinds import KINDS
 from bench.errors import BenchError
 

@@ -208,3 +208,15 @@ def test_bad_input_is_one_line(spec: ScheduleSpec, message: str) -> None:
 def test_good_specs_validate() -> None:
     for spec in ALL_ON:
         validate(spec, epochs=8, lr=LR)
+
+
+def test_validation_imports_no_torch() -> None:
+    """Grids are validated without torch (the registry's rule); only make_scheduler imports it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, bench.schedules as s, bench.augment_policy as a; "
+            "s.validate(s.ScheduleSpec('cosine'), 3); a.check_augment('crop-flip', 4, 'cifar10', (3, 32, 32)); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
