@@ -24,11 +24,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from bench.augment_policy import AUGMENTS, DEFAULT_PADDING, FLIP_POLICY, check_augment, check_padding, flip_allowed
 from bench.errors import BenchError, closest
+
+AUGMENT_STREAM = 0xA06  # spawn key of the augmentation stream, distinct from the permutation's plain seed
+
+
+def make_generator(seed: int, device: torch.device | str) -> torch.Generator:
+    """The cell's augmentation generator on ``device``: its own stream, derived from the cell's seed.
+
+    Separate from the permutation generator so that switching augmentation on leaves the batch
+    order of a cell unchanged; seeded through ``numpy.random.SeedSequence((seed, AUGMENT_STREAM))``
+    so its stream is not the permutation generator's (``manual_seed(seed)``) replayed.
+    """
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(np.random.SeedSequence((seed, AUGMENT_STREAM)).generate_state(1, dtype=np.uint64)[0]))
+    return gen
+
 
 @dataclass(frozen=True)
 class Draws:
@@ -90,4 +106,5 @@ def augment_batch(x: torch.Tensor, kind: str, padding: int = DEFAULT_PADDING,
     return out.view(n, c, h, w)
 
 
-__all__ = ["AUGMENTS", "DEFAULT_PADDING", "Draws", "FLIP_POLICY", "augment_batch", "check_augment", "draw", "flip_allowed"]
+__all__ = ["AUGMENTS", "DEFAULT_PADDING", "Draws", "FLIP_POLICY", "augment_batch", "check_augment", "draw", "flip_allowed",
+           "make_generator"]

@@ -6,7 +6,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.augment import FLIP_POLICY, augment_batch, check_augment, draw, flip_allowed  # re-exported from bench.augment_policy
+from bench.augment import (  # the policy names are re-exported from bench.augment_policy
+    FLIP_POLICY,
+    augment_batch,
+    check_augment,
+    draw,
+    flip_allowed,
+    make_generator,
+)
 from bench.data.kinds import KINDS
 from bench.errors import BenchError
 
@@ -140,3 +147,15 @@ def test_generator_on_another_device_is_refused() -> None:
     g = torch.Generator(device="cuda")
     with pytest.raises(ValueError, match="generator is on"):
         augment_batch(torch.zeros(2, 1, 4, 4), "flip", generator=g)
+
+
+def test_make_generator_is_seeded_and_its_own_stream() -> None:
+    a = torch.randint(0, 1000, (16,), generator=make_generator(3, "cpu"))
+    assert torch.equal(a, torch.randint(0, 1000, (16,), generator=make_generator(3, "cpu")))
+    assert not torch.equal(a, torch.randint(0, 1000, (16,), generator=make_generator(4, "cpu")))
+    assert not torch.equal(a, torch.randint(0, 1000, (16,), generator=_gen(3)))  # not the permutation's stream
+    g = make_generator(3, "cpu")
+    state = g.get_state()  # what the checkpoint stores (a uint8 tensor: weights_only-safe)
+    first = augment_batch(_distinct(), "crop-flip", 2, g)
+    g.set_state(state)
+    assert torch.equal(first, augment_batch(_distinct(), "crop-flip", 2, g))
