@@ -7,8 +7,10 @@ forward, backward, SGD step), ``augment`` (the same plus ``augment_batch(..., "c
 on the uint8 batch, before normalisation, where the trainer calls it) and ``schedule`` (the
 same as base plus a cosine-with-warm-up ``scheduler.step()`` after each optimizer step). The
 headline is the median over rounds of augment / base and schedule / base, with the min-max of
-the per-round ratios. Targets: augmentation <= 1.10 for ResNet-18; scheduler not measurable
-above noise. The data are random uint8 images (the cost does not depend on the pixels).
+the per-round ratios, and each call timed alone (``augment_batch`` on the model's batch,
+``scheduler.step()``) as a fraction of the base step. Targets: augmentation at most 10% of the
+ResNet-18 step (the verdict reads the call timed alone: on a shared machine the paired step
+ratios swing by more than that); scheduler not measurable above noise. The data are random uint8 images (the cost does not depend on the pixels).
 
     .venv/bin/python benchmarks/augment_overhead.py
     .venv/bin/python benchmarks/augment_overhead.py --arch resnet18 --rounds 7 --steps 4 --threads 2
@@ -137,15 +139,17 @@ def main() -> None:
         results[arch] = res
         aug, sch = res["augment"], res["schedule"]
         assert isinstance(aug, dict) and isinstance(sch, dict)
-        target = _common.verdict(aug["median_ratio"], 1.10) if arch == "resnet18" else "-"
         base_ms = res["base_step_ms"]
         assert isinstance(base_ms, float)
+        # the verdict reads the call timed alone against the step: on a loaded machine the paired
+        # step ratios swing by tens of percent either way, far more than the augmentation costs
+        target = _common.verdict(res["augment_alone_ms"] / base_ms, 0.10) if arch == "resnet18" else "-"
         rows.append([arch, args.batch_size, f"{res['rounds']}x{res['steps_per_round']}", base_ms,
                      res["augment_alone_ms"], res["augment_alone_ms"] / base_ms,
                      aug["median_ratio"], f"{aug['min']:.3f}-{aug['max']:.3f}", target,
                      sch["median_ratio"], f"{sch['min']:.3f}-{sch['max']:.3f}", sched_us / 1e3 / base_ms])
     print(_common.table(["model", "batch", "rounds x steps", "base step ms", "augment call ms", "call / step",
-                         "augment / base", "min-max", "target <=1.10", "scheduler / base", "min-max",
+                         "augment / base", "min-max", "call/step <= 0.10", "scheduler / base", "min-max",
                          "sched call / step"], rows))
     print(f"  scheduler.step() alone: {sched_us:.1f} us")
     _common.write_json(args.json, {"machine": info, "args": vars(args), "results": results})
