@@ -237,10 +237,14 @@ def run(
         plan = _plan_run(reg, grid, set_, filter_, probe,
                          ("cuda" if gpus_per_cell > 0 else "cpu") if cluster else dev.type)
         cells = plan.cells
-        for name in dict.fromkeys(c.dataset for c in cells):  # which files each dataset was read from
-            if probe is not None and name in probe.sources:
-                typer.echo(f"{probe.sources[name]}", err=True)
+
+        def say_sources() -> None:  # which files each dataset was read from, once every check has passed
+            for name in dict.fromkeys(c.dataset for c in cells):
+                if probe is not None and name in probe.sources:
+                    typer.echo(f"{probe.sources[name]}", err=True)
+
         if dry_run:
+            say_sources()
             statuses = store.statuses()
             for c in cells:
                 typer.echo(f"{c.cell_id}  {statuses.get(c.cell_id, Status.PENDING):9s} {c.title}")
@@ -260,6 +264,7 @@ def run(
             slurm_array_parallelism=slurm_array_parallelism, slurm_executor=slurm_executor,
             log_dir=str(results / "logs")))
         store.record_run(plan.record())  # every check passed: this run's cells are what status/report show
+        say_sources()
         t0 = time.perf_counter()
         stale = _stale(cells, store, reg.import_paths())
         if stale and not rerun_stale:
