@@ -241,7 +241,7 @@ def run(
         def say_sources() -> None:  # which files each dataset was read from, once every check has passed
             for name in dict.fromkeys(c.dataset for c in cells):
                 if probe is not None and name in probe.sources:
-                    typer.echo(f"{probe.sources[name]}", err=True)
+                    typer.echo(probe.sources[name])
 
         if dry_run:
             say_sources()
