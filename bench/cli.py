@@ -182,6 +182,7 @@ def _train_settings_epilog() -> str:
 
 @app.command(epilog=_train_settings_epilog())
 def run(
+    ctx: typer.Context,
     grid: str = GridOpt,
     registry: Path = RegistryOpt,
     results: Path = ResultsOpt,
@@ -215,13 +216,16 @@ def run(
     signal.signal(signal.SIGTERM, _sigterm)
     try:
         from bench.execute import ExecOptions
-        from bench.faults import reset_write_faults
         from bench.progress import make_display
         from bench.runner import run_grid
+        from bench.seams import Seams
         from bench.store import Store, clean_temp_files
 
-        reset_write_faults()
-        store = Store(results)
+        # a program embedding the command plugs in callbacks and a file writer: app(obj=Seams(...))
+        seams = ctx.obj if ctx.obj is not None else Seams()
+        if not isinstance(seams, Seams):
+            raise TypeError(f"bench run: app(obj=...) takes a bench.seams.Seams, not {type(seams).__name__}")
+        store = Store(results, writer=seams.writer)
         if not dry_run:
             store.check_location()  # a results path under a file: say so before reading any data
         from bench.device import pick_device
@@ -255,7 +259,7 @@ def run(
         clean_temp_files(store)
         opts = ExecOptions(device=str(dev) if dev is not None else "cpu", data_root=str(data_root) if data_root else None,
                            download=download, cache_dir=str(_cache_dir(results)), checkpoint_dir=str(store.checkpoints_dir),
-                           import_paths=reg.import_paths())
+                           import_paths=reg.import_paths(), seams=seams)
         from bench.launchers import LauncherOptions, make_launcher
 
         chosen = make_launcher(LauncherOptions(
@@ -441,10 +445,10 @@ def _report_dir(out: Path | None, grid: str) -> Path | None:
 
 
 def _write_text(path: Path, text: str) -> None:
-    from bench.store import StoreWriteError, atomic_write_bytes
+    from bench.fileio import StoreWriteError, atomic_write
 
     try:
-        atomic_write_bytes(path, text.encode())
+        atomic_write(path, text.encode(), "report")
     except StoreWriteError as exc:
         raise BenchError(f"cannot write {path} ({exc.reason}); choose a writable --out folder") from None
 

@@ -22,20 +22,23 @@ import torch
 from bench.cells import Cell
 from bench.data import Splits, load_splits
 from bench.data.validation import hold_out
+from losses.hooks import give_class_priors
 from bench.device import resolve_train
 from bench.errors import BenchError
-from bench.faults import SimulatedOutOfMemoryError, fault_from_env
+from bench.fileio import StoreWriteError, move_aside
 from bench.models import build_model
 from bench.preflight import where
 from bench.provenance import code_fingerprint, code_version
 from bench.registry import TrainConfig, import_target
-from bench.store import StoreWriteError, checkpoint_file
+from bench.seams import Seams
+from bench.store import checkpoint_file, corrupt_folder
 from bench.train import ProgressFn, label_entropy, load_checkpoint, train_cell
 
 
 @dataclass(frozen=True)
 class ExecOptions:
-    """Where a worker finds data and keeps checkpoints, and which device it trains on."""
+    """Where a worker finds data and keeps checkpoints, which device it trains on, and the seams
+    (training callbacks, file writer) its cells run with."""
 
     device: str = "cpu"
     data_root: str | None = None
@@ -43,6 +46,7 @@ class ExecOptions:
     cache_dir: str | None = None
     checkpoint_dir: str | None = None
     import_paths: tuple[str, ...] = ()  # where a loss target's module is looked for (Registry.import_paths)
+    seams: Seams = field(default_factory=Seams)
 
 
 @dataclass
@@ -104,9 +108,10 @@ def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
         model = build_model(arch["source"], arch["name"], splits.in_shape, splits.num_classes, dict(arch["params"]))
         loss_cls = import_target(cell.config["loss"]["target"], opts.import_paths)
         criterion = loss_cls(**cell.config["loss"]["params"])
+        give_class_priors(criterion, splits.train_y, splits.num_classes)  # losses/hooks.py: the training labels' priors
         result = train_cell(cell_id=cell.cell_id, model=model, criterion=criterion, splits=splits, cfg=cfg,
                             seed=cell.seed, device=device, checkpoint=ckpt, resume_state=resume_state,
-                            progress=progress, fault=fault_from_env())
+                            progress=progress, callbacks=opts.seams.callbacks, writer=opts.seams.writer)
         history = result.history
         status, message = result.status, result.message
         if status == "diverged":
@@ -115,7 +120,7 @@ def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
         wall = result.wall_time
         test_h = label_entropy(splits.test_y, splits.num_classes)
         num_classes = splits.num_classes
-    except (torch.OutOfMemoryError, SimulatedOutOfMemoryError) as exc:
+    except torch.OutOfMemoryError as exc:
         status, resumed, wall, test_h, num_classes = "failed", 0, time.perf_counter() - t0, float("nan"), 0
         message = (f"out of memory in cell {cell.cell_id} ({cell.dataset}/{cell.architecture}/{cell.loss}/seed {cell.seed}, "
                    f"batch {cfg.batch_size}): {str(exc).splitlines()[0][:200]}; try a smaller batch "
@@ -241,16 +246,6 @@ def verify_checkpoint(path: Path) -> None:
 
 
 def _quarantine_checkpoint(path: Path, exc: BaseException) -> None:
-    import os
-    import sys
-
-    dest_dir = path.parent.parent / "corrupt"
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    dest = dest_dir / f"{path.name}.{time.time_ns()}"
-    try:
-        os.replace(path, dest)
-    except FileNotFoundError:
-        return
-    why = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
-    print(f"warning: damaged checkpoint {path} ({why}) moved to {dest}; the cell restarts from epoch 0",
-          file=sys.stderr, flush=True)
+    # checkpoints live in <results>/checkpoints: their results folder's corrupt/ is beside that folder
+    move_aside(path, corrupt_folder(path.parent.parent), f"{type(exc).__name__}: {exc}", what="checkpoint",
+               then="the cell restarts from epoch 0")

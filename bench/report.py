@@ -535,7 +535,7 @@ def rules_table(data: ReportData, label: Any, label_heads: list[str]) -> list[st
     names = "; ".join(f"`{d.select.key}`: {d.select.name}" for d in every)
     search = " The epoch rules show a search grid's trial 0 (every loss at its registry defaults)." if data.trials or any(
         d.trials for d in data.others) else ""
-    return [f"### Test accuracy under every selection rule (mean ± std over seeds)", "",
+    return ["### Test accuracy under every selection rule (mean ± std over seeds)", "",
             tabulate(body, headers=label_heads + ["loss"] + [d.select.key for d in every], tablefmt="pipe",
                      disable_numparse=True), "", f"Rules: {names}.{search}"]
 

@@ -8,13 +8,15 @@ Layout::
     results/locks/<id>.lock      per-cell locks held while a cell trains
     results/corrupt/             unreadable files moved aside (never deleted)
 
-Each write is a new file written to a temporary name (``.tmp-<pid>@<host>-...``), fsynced and
-renamed into place, under a store lock, history first and the cell row last, so a cell row is the
-commit marker of its attempt: a reader never sees a half-written file, and history rows whose
-attempt has no cell row are ignored. Parquet files carry page checksums, verified on every read,
-so a file damaged after it was written is detected rather than read. An unreadable file, or one
-without the columns every file of its folder has, is moved to ``corrupt/`` with a one-line warning
-and the cells it held are retrained; a finished cell whose history is gone is retrained too.
+Each write is a new file written by :func:`bench.fileio.atomic_write` (a temporary name
+``.tmp-<pid>@<host>-...``, fsynced and renamed into place) through the store's
+:class:`~bench.fileio.Writer`, under a store lock, history first and the cell row last, so a cell
+row is the commit marker of its attempt: a reader never sees a half-written file, and history rows
+whose attempt has no cell row are ignored. Parquet files carry page checksums, verified on every
+read, so a file damaged after it was written is detected rather than read. An unreadable file, or
+one without the columns every file of its folder has, is moved to ``corrupt/`` with a one-line
+warning (:func:`bench.fileio.move_aside`) and the cells it held are retrained; a finished cell
+whose history is gone is retrained too.
 When a folder holds many small files they are merged into one (also atomically); readers keep
 the latest row per cell, so a crash between writing the merged file and removing the parts only
 leaves harmless duplicates, and a reader that finds a part gone (merged away by another process
@@ -25,14 +27,11 @@ from __future__ import annotations
 
 import io
 import os
-import re
-import socket
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -42,42 +41,29 @@ import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
 from bench.errors import BenchError
-from bench.faults import apply_write_fault, write_fault
+from bench.fileio import StoreWriteError, Writer, atomic_write, move_aside, print_warning, stale_temp_files
+
+# the name bench.figures imports the one atomic write by
+atomic_write_bytes = atomic_write
 
 T = TypeVar("T")
 
-STATUSES = ("done", "failed", "diverged")
 COMPACT_AT = 64  # merge a folder once it holds this many part files
 CELL_REQUIRED = ("cell_id", "attempt_id", "status", "written_at")
 HISTORY_REQUIRED = ("cell_id", "attempt_id", "epoch")
 STALE_TEMP_AGE_S = 24 * 3600  # a temp file of another host (or of unknown origin) is removed after this
 
 
-class StoreWriteError(BenchError):
-    """A results file could not be written (full disk, read-only folder): ends the run, exit code 2."""
-
-    def __init__(self, message: str, path: Path | None = None, reason: str | None = None):
-        super().__init__(message)
-        self.path = path
-        self.reason = reason or message
-
-
 class StoreReadError(BenchError):
     """The operating system refused to read a results file (not a corrupt file: nothing is moved)."""
 
 
-def _warn(msg: str) -> None:
-    print(f"warning: {msg}", file=sys.stderr, flush=True)
-
-
-def _one_line(text: str, limit: int = 200) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
 @dataclass(frozen=True)
 class Store:
+    """The results folder ``root``; every file it writes goes through ``writer`` (see :class:`~bench.fileio.Writer`)."""
+
     root: Path
+    writer: Writer = field(default_factory=Writer, compare=False, repr=False)
 
     @property
     def cells_dir(self) -> Path:
@@ -97,7 +83,7 @@ class Store:
 
     @property
     def corrupt_dir(self) -> Path:
-        return self.root / "corrupt"
+        return corrupt_folder(self.root)
 
     @property
     def logs_dir(self) -> Path:
@@ -115,7 +101,7 @@ class Store:
 
         record = {**record, "created_ns": time.time_ns()}
         path = self.runs_dir / _safe(record["grid"]) / f"run-{_stamp()}.json"
-        _atomic_write(path, json.dumps(record, sort_keys=True).encode(), "run", "")
+        self._write(path, json.dumps(record, sort_keys=True).encode(), "run", "")
         return path
 
     def runs(self, grid: str) -> list[dict]:
@@ -132,7 +118,7 @@ class Store:
                 if not isinstance(record, dict) or record.get("grid") != grid:
                     raise ValueError("not a run record of this grid")
             except (OSError, ValueError) as exc:
-                _warn(f"skipping unreadable run record {path} ({type(exc).__name__}: {exc})")
+                print_warning(f"skipping unreadable run record {path} ({type(exc).__name__}: {exc})")
                 continue
             out.append(record)
         return sorted(out, key=lambda r: r.get("created_ns", 0))
@@ -144,7 +130,7 @@ class Store:
     def write_traceback(self, cell_id: str, text: str) -> Path:
         path = self.traceback_path(cell_id)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, text.encode(), "log", cell_id)
+        self._write(path, text.encode(), "log", cell_id)
         return path
 
     # ---------------------------------------------------------------- setup
@@ -167,7 +153,7 @@ class Store:
         try:
             for d in (self.cells_dir, self.history_dir, self.checkpoints_dir, self.locks_dir):
                 d.mkdir(parents=True, exist_ok=True)
-            _atomic_write(self.root / "write-probe", b"x" * 4096, "probe", "", keep=False)
+            atomic_write(self.root / "write-probe", b"x" * 4096, "probe", "", self.writer, keep=False)
         except StoreWriteError as exc:
             raise StoreWriteError(
                 f"results folder {str(self.root)!r} is not writable ({exc.reason}); "
@@ -241,9 +227,10 @@ class Store:
                 hist.insert(0, "attempt_id", row["attempt_id"])
                 hist.insert(0, "cell_id", cell_id)
                 hist_path = self.history_dir / f"part-{_stamp()}-{attempt}.parquet"
-                _atomic_parquet(hist, hist_path, "history", cell_id)
+                self._write(hist_path, _parquet_bytes(hist), "history", cell_id)
             try:
-                _atomic_parquet(pd.DataFrame([row]), self.cells_dir / f"part-{_stamp()}-{attempt}.parquet", "result", cell_id)
+                self._write(self.cells_dir / f"part-{_stamp()}-{attempt}.parquet", _parquet_bytes(pd.DataFrame([row])),
+                            "result", cell_id)
             except BaseException:
                 if hist_path is not None:
                     hist_path.unlink(missing_ok=True)
@@ -260,7 +247,7 @@ class Store:
             merged = pd.concat(frames, ignore_index=True)
             if folder == self.cells_dir:
                 merged = merged.drop_duplicates("attempt_id", keep="last")  # every attempt stays on record
-            _atomic_parquet(merged, folder / f"merged-{_stamp()}-{uuid.uuid4().hex[:8]}.parquet", "file", "")
+            self._write(folder / f"merged-{_stamp()}-{uuid.uuid4().hex[:8]}.parquet", _parquet_bytes(merged), "file", "")
         for p in parts:
             p.unlink(missing_ok=True)
 
@@ -295,16 +282,12 @@ class Store:
 
     def quarantine(self, path: Path, why: str) -> Path | None:
         """Move a damaged file to ``corrupt/`` (never delete it) and say so on one line."""
-        self.corrupt_dir.mkdir(parents=True, exist_ok=True)
-        dest = self.corrupt_dir / f"{path.name}.{_stamp()}"
-        try:
-            os.replace(path, dest)
-        except FileNotFoundError:
-            return None  # another process moved it first
-        what = {"cells": "its cells will be retrained", "history": "the cells whose history it held will be retrained"}
-        _warn(f"damaged results file {path} ({_one_line(why, 160)}) moved to {dest}; "
-              f"{what.get(path.parent.name, 'it will be rebuilt')}")
-        return dest
+        then = {"cells": "its cells will be retrained", "history": "the cells whose history it held will be retrained"}
+        return move_aside(path, self.corrupt_dir, why, what="results file",
+                          then=then.get(path.parent.name, "it will be rebuilt"))
+
+    def _write(self, dest: Path, data: bytes, stage: str, cell_id: str) -> None:
+        atomic_write(dest, data, stage, cell_id, self.writer)
 
     def _each_file(self, folder: Path, read_one: Callable[[Path], T | None]) -> list[T]:
         """``read_one`` of every parquet file of ``folder`` (never temp files), skipping ``None``s.
@@ -396,35 +379,7 @@ class Store:
 
     def stale_temp_files(self) -> list[Path]:
         """Temp files whose writer is gone: a dead process of this host, or older than a day."""
-        out = []
-        for p in self.root.glob("**/.tmp-*"):
-            m = _TMP_RE.match(p.name)
-            if m and m.group(2) == _HOST:
-                if not _pid_alive(int(m.group(1))):
-                    out.append(p)
-                continue
-            try:
-                if time.time() - p.stat().st_mtime > STALE_TEMP_AGE_S:
-                    out.append(p)
-            except FileNotFoundError:
-                pass
-        return out
-
-
-_HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:40] or "host"
-_TMP_RE = re.compile(r"^\.tmp-(\d+)@([A-Za-z0-9]*)-")
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # alive, another user's
-    return True
+        return stale_temp_files(self.root, STALE_TEMP_AGE_S)
 
 
 def _latest(df: pd.DataFrame) -> pd.DataFrame:
@@ -436,6 +391,12 @@ def _latest(df: pd.DataFrame) -> pd.DataFrame:
 def checkpoint_file(checkpoints_dir: str | Path, cell_id: str) -> Path:
     """Where a cell's epoch checkpoint lives (workers get the folder, not a Store)."""
     return Path(checkpoints_dir) / f"{_safe(cell_id)}.pt"
+
+
+def corrupt_folder(results_root: str | Path) -> Path:
+    """Where the damaged files of the results folder ``results_root`` are moved (workers know only
+    their checkpoint folder, ``<results>/checkpoints``, and take its parent)."""
+    return Path(results_root) / "corrupt"
 
 
 def _stamp() -> str:
@@ -450,70 +411,11 @@ def _safe(name: str) -> str:
     return cleaned
 
 
-def temp_path(dest: Path) -> Path:
-    """The temporary name ``dest`` is written under: never read, removed by :func:`clean_temp_files` once its writer is gone."""
-    return dest.parent / f".tmp-{os.getpid()}@{_HOST}-{uuid.uuid4().hex[:12]}-{dest.name}"
-
-
-def _atomic_write(dest: Path, data: bytes, stage: str, cell_id: str, keep: bool = True) -> None:
-    """Write ``data`` to a temp file, fsync it, rename it to ``dest`` and fsync the folder.
-
-    Any failure removes the temp file; an OSError becomes :class:`StoreWriteError` naming ``dest``.
-    ``keep=False`` (the writability probe) removes the file again instead of renaming it.
-    """
-    tmp = None
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temp_path(dest)
-        with open(tmp, "wb") as fh:
-            half = len(data) // 2
-            fh.write(data[:half])
-            apply_write_fault(write_fault(stage, cell_id), fh)
-            fh.write(data[half:])
-            fh.flush()
-            os.fsync(fh.fileno())
-        if keep:
-            os.replace(tmp, dest)
-            tmp = None
-            _fsync_dir(dest.parent)
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise StoreWriteError(f"cannot write {dest} ({reason}); no partial file was left: "
-                              "free space or fix the permissions of the folder, then rerun", dest, reason) from None
-    finally:
-        if tmp is not None:
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_parquet(df: pd.DataFrame, dest: Path, stage: str = "file", cell_id: str = "") -> None:
-    table = pa.Table.from_pandas(df, preserve_index=False)
+def _parquet_bytes(df: pd.DataFrame) -> bytes:
+    """A frame as one parquet file with page checksums (verified on every read), in memory."""
     buf = io.BytesIO()
-    pq.write_table(table, buf, write_page_checksum=True)
-    _atomic_write(dest, buf.getvalue(), stage, cell_id)
-
-
-def atomic_write_bytes(dest: Path, data: bytes, stage: str = "file", cell_id: str = "") -> None:
-    """Atomically write ``data`` to ``dest`` (checkpoints, reports); raises StoreWriteError on an OS error.
-
-    ``stage`` and ``cell_id`` name the write for the fault hooks (``checkpoint`` writes of a cell).
-    """
-    _atomic_write(Path(dest), data, stage, cell_id)
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), buf, write_page_checksum=True)
+    return buf.getvalue()
 
 
 def clean_temp_files(store: Store) -> None:
@@ -525,5 +427,5 @@ def clean_temp_files(store: Store) -> None:
             pass
 
 
-__all__ = ["Store", "STATUSES", "StoreWriteError", "StoreReadError", "atomic_write_bytes", "checkpoint_file",
-           "clean_temp_files"]
+__all__ = ["Store", "StoreWriteError", "StoreReadError", "atomic_write_bytes", "checkpoint_file", "clean_temp_files",
+           "corrupt_folder"]

@@ -16,6 +16,10 @@ deterministic algorithms were asked for) and the optimiser is the fused implemen
 Checkpoints are serialised at the end of an epoch and written (atomically, with fsync) by a
 background thread while the next epoch trains; a failed write stops training at the next step.
 
+Callbacks (:class:`TrainCallback`) are told when each epoch starts and when it has ended: they
+may log, adjust the process, or raise to end the cell (what they raise is handled as any error of
+the cell's own). Besides them and the progress display, the loop has no hooks.
+
 On CPU the float operations, their order, the parameter init and the permutation stream are
 those of the original loop, so a resumed cell ends bitwise identical to an uninterrupted one.
 """
@@ -26,20 +30,19 @@ import io
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from bench.data import Splits
-from bench.faults import Fault, SimulatedOutOfMemoryError
+from bench.fileio import Writer, atomic_write
 from bench.registry import TrainConfig
-from bench.store import atomic_write_bytes
 from losses import SplitMI
 
 CHECKPOINT_VERSION = 1
@@ -137,6 +140,26 @@ class Progress:
 ProgressFn = Callable[[Progress], None]
 
 
+class TrainCallback:
+    """Told of each epoch of a cell as it trains; subclass it and override either method (both do nothing).
+
+    ``epoch`` is the epoch's 0-based index (a resumed cell starts at the epoch after its
+    checkpoint). Callbacks are called in the order given, in the process that trains the cell:
+    to reach a pool worker, a Ray task or a SLURM job (through ``Seams``) a callback must be
+    picklable and importable there. An exception raised by a callback ends the cell as an
+    exception of the training step would (``torch.OutOfMemoryError`` as out of memory).
+    """
+
+    def on_epoch_start(self, cell_id: str, epoch: int, model: torch.nn.Module) -> None:
+        """Before the epoch's first step; ``model`` is the module being trained (on its device)."""
+
+    def on_epoch_end(self, cell_id: str, epoch: int, checkpoint_written: Callable[[], Path | None]) -> None:
+        """After the epoch was evaluated and its checkpoint handed to the background writer (not
+        called for an epoch that diverged). ``checkpoint_written()`` waits until that checkpoint is
+        on disk and returns its path (None when this epoch writes none: the last one, or a cell
+        trained without a checkpoint folder); a failed write raises there."""
+
+
 @dataclass
 class TrainResult:
     status: str  # done | diverged
@@ -154,7 +177,8 @@ class CheckpointWriter:
     changing the weights while the file is written.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, writer: Writer | None = None) -> None:
+        self._writer = writer
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
@@ -167,7 +191,7 @@ class CheckpointWriter:
 
         def write() -> None:
             try:
-                atomic_write_bytes(path, data, "checkpoint", cell_id)
+                atomic_write(path, data, "checkpoint", cell_id, self._writer)
             except BaseException as exc:  # noqa: BLE001 - handed to the training thread
                 self._error = exc
 
@@ -264,28 +288,33 @@ def train_cell(
     checkpoint: Path | None,
     resume_state: dict[str, Any] | None = None,
     progress: ProgressFn | None = None,
-    fault: Fault | None = None,
+    callbacks: Sequence[TrainCallback] = (),
+    writer: Writer | None = None,
 ) -> TrainResult:
-    """Train ``model`` (already built under ``torch.manual_seed(seed)``) for ``cfg.epochs`` epochs."""
+    """Train ``model`` (already built under ``torch.manual_seed(seed)``) for ``cfg.epochs`` epochs.
+
+    ``callbacks`` are told of each epoch (:class:`TrainCallback`); ``writer`` writes the
+    checkpoint files (default: :class:`bench.fileio.Writer`).
+    """
     if device.type == "cuda" and not (torch.are_deterministic_algorithms_enabled() or torch.backends.cudnn.deterministic):
         # fixed batch shapes: let cuDNN time its kernels once and keep the fastest. Set for the
         # process (a harness worker), not restored, so the cell row records what was used
         # (bench.execute.determinism_flags); left off when determinism was asked for.
         torch.backends.cudnn.benchmark = True
-    writer = CheckpointWriter()
+    ckpt_writer = CheckpointWriter(writer)
     try:
         result = _train(cell_id, model, criterion, splits, cfg, seed, device, checkpoint, resume_state,
-                        progress, fault, writer)
+                        progress, tuple(callbacks), ckpt_writer)
     except BaseException:
-        writer.wait(raise_error=False)  # let an in-flight checkpoint land (no torn temp file), keep the first error
+        ckpt_writer.wait(raise_error=False)  # let an in-flight checkpoint land (no torn temp file), keep the first error
         raise
-    writer.wait()
+    ckpt_writer.wait()
     return result
 
 
 def _train(cell_id: str, model: torch.nn.Module, criterion: torch.nn.Module, splits: Splits, cfg: TrainConfig,
            seed: int, device: torch.device, checkpoint: Path | None, resume_state: dict[str, Any] | None,
-           progress: ProgressFn | None, fault: Fault | None, writer: CheckpointWriter) -> TrainResult:
+           progress: ProgressFn | None, callbacks: tuple[TrainCallback, ...], writer: CheckpointWriter) -> TrainResult:
     memory_format = torch.channels_last if cfg.channels_last == "on" else torch.contiguous_format
     model = model.to(device=device, memory_format=memory_format)
     criterion = criterion.to(device)
@@ -331,13 +360,8 @@ def _train(cell_id: str, model: torch.nn.Module, criterion: torch.nn.Module, spl
     for epoch in range(start_epoch, cfg.epochs):
         if hasattr(criterion, "set_progress"):
             criterion.set_progress(epoch, cfg.epochs)
-        nan_fault = False
-        if fault is not None and fault.applies(cell_id, epoch):
-            if fault.kind == "oom":
-                raise SimulatedOutOfMemoryError("CUDA out of memory (simulated by LOSSBENCH_FAULT)")
-            if fault.kind == "raise":
-                raise RuntimeError("fault injected by LOSSBENCH_FAULT")
-            nan_fault = fault.kind == "nan"
+        for callback in callbacks:
+            callback.on_epoch_start(cell_id, epoch, model)
         t0 = time.perf_counter()
         next_report = t0 + PROGRESS_INTERVAL_S
         perm = torch.randperm(n, generator=gen, device=device)
@@ -351,8 +375,6 @@ def _train(cell_id: str, model: torch.nn.Module, criterion: torch.nn.Module, spl
             with autocast:
                 logits = step_model(xb)
             loss = criterion(logits.float(), yb)
-            if nan_fault:
-                loss = loss * float("nan")
             optimizer.zero_grad(set_to_none=True)
             if scaler is None:
                 loss.backward()
@@ -392,8 +414,9 @@ def _train(cell_id: str, model: torch.nn.Module, criterion: torch.nn.Module, spl
                                f"the model's test predictions were non-finite in epoch {epoch + 1} (test NLL "
                                f"{metrics['test_loss']}, test MI {metrics['test_mi']}); the weights diverged: try a "
                                f"smaller lr (--set train.lr={cfg.lr / 10:g})")
-        if checkpoint is not None and epoch + 1 < cfg.epochs:
-            writer.submit(checkpoint, {
+        epoch_ckpt = checkpoint if checkpoint is not None and epoch + 1 < cfg.epochs else None  # the last: its result follows
+        if epoch_ckpt is not None:
+            writer.submit(epoch_ckpt, {
                 "version": CHECKPOINT_VERSION,
                 "cell_id": cell_id,
                 "epoch": epoch + 1,
@@ -408,30 +431,22 @@ def _train(cell_id: str, model: torch.nn.Module, criterion: torch.nn.Module, spl
             })
         if progress is not None:
             progress(Progress(epoch + 1, cfg.epochs, steps, steps, n, last_epoch=row))
-        if fault is not None and fault.kind == "kill" and fault.applies(cell_id, epoch + 1):
-            writer.wait()  # the checkpoint of this epoch is on disk before the process dies
-            _kill_once(checkpoint)
+        for callback in callbacks:
+            callback.on_epoch_end(cell_id, epoch, partial(_landed, writer, epoch_ckpt))
     return TrainResult("done", history, wall, start_epoch)
 
 
-def _kill_once(checkpoint: Path | None) -> None:
-    """Test hook: SIGKILL this process the first time only (a marker file remembers)."""
-    import os
-    import signal
-
-    marker = (checkpoint or Path(".")).with_suffix(".killed")
-    if marker.exists():
-        return
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text("killed once by LOSSBENCH_FAULT\n")
-    os.kill(os.getpid(), signal.SIGKILL)
+def _landed(writer: CheckpointWriter, path: Path | None) -> Path | None:
+    """Wait until the checkpoint in flight is on disk; return ``path``, the epoch's checkpoint (or None)."""
+    writer.wait()
+    return path
 
 
 __all__ = [
     "CheckpointWriter",
     "EpochMeter",
-    "F",
     "Progress",
+    "TrainCallback",
     "TrainResult",
     "evaluate",
     "label_entropy",

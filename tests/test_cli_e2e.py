@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from bench.store import Store
+from tests import faults
 from tests.conftest import bench_subprocess, tiny_registry
 
 CELL_COLUMNS = {
@@ -94,7 +95,7 @@ def test_cell_resumes_from_checkpoint_with_identical_metrics(workspace, tmp_path
 
     # kill -9 the run right after the milLoss cell checkpointed epoch 1
     mil_id = reference.loc["milLoss", "cell_id"]
-    r = bench_subprocess("run", "--results", results, *common, env={"LOSSBENCH_FAULT": f"kill:{mil_id}:1"})
+    r = faults.faulty_subprocess("run", "--results", results, *common, fault=f"kill:{mil_id}:1")
     assert r.returncode == -9, (r.returncode, r.stdout, r.stderr)
     assert (results / "checkpoints" / f"{mil_id}.pt").exists()
     assert Store(results).statuses().get(mil_id) is None
@@ -180,19 +181,17 @@ def test_list_shows_registry(workspace, cli):
     assert "two" in r.output and "lam=5.0" in r.output
 
 
-def test_failed_and_diverged_cells_are_recorded_and_grid_goes_on(workspace, cli, monkeypatch):
+def test_failed_and_diverged_cells_are_recorded_and_grid_goes_on(workspace, cli):
     reg, results, data_root = workspace
-    monkeypatch.setenv("LOSSBENCH_FAULT", "nan::0")  # every cell's loss turns NaN in epoch 0
-    r = cli(*run_args(reg, results, data_root, "--filter", "loss=celLoss", "--no-report"))
+    # every cell's loss turns NaN in epoch 0
+    r = faults.invoke("nan::0", *run_args(reg, results, data_root, "--filter", "loss=celLoss", "--no-report"))
     assert r.exit_code == 1
-    monkeypatch.setenv("LOSSBENCH_FAULT", "oom::0")
-    r = cli(*run_args(reg, results, data_root, "--filter", "loss=milLoss", "--no-report"))
+    r = faults.invoke("oom::0", *run_args(reg, results, data_root, "--filter", "loss=milLoss", "--no-report"))
     assert r.exit_code == 1
     cells = Store(results).cells().set_index("loss")
     assert cells.loc["celLoss", "status"] == "diverged" and "non-finite" in cells.loc["celLoss", "message"]
     assert cells.loc["milLoss", "status"] == "failed"
     assert "out of memory" in cells.loc["milLoss", "message"] and "train.batch_size=16" in cells.loc["milLoss", "message"]
-    monkeypatch.delenv("LOSSBENCH_FAULT")
     r = cli(*run_args(reg, results, data_root, "--no-report"))
     assert "skipped 2 failed/diverged" in r.output
     r = cli("status", "--grid", "two", "--registry", reg, "--results", results, "--data-root", data_root)

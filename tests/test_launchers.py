@@ -31,6 +31,7 @@ from bench.launchers import Hooks, LauncherOptions, make_launcher
 from bench.launchers.loop import Died, Done, Failed, Queued, Running, State, run_cells
 from bench.registry import load_registry
 from bench.store import Store
+from tests import faults
 from tests.conftest import REPO
 
 REGISTRY = {
@@ -52,10 +53,11 @@ METRICS = ["status", "epochs_done", "final_train_loss", "final_train_acc", "fina
            "final_test_mi", "best_test_acc"]
 
 
-def bench(*args) -> object:
+def bench(*args, fault: str = "") -> object:
+    """``bench ARGS`` in this process; ``fault``: plugged in through the seams (:mod:`tests.faults`)."""
     from bench.cli import app
 
-    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    return CliRunner().invoke(app, [str(a) for a in args], obj=faults.seams(fault), catch_exceptions=False)
 
 
 def run_args(reg: Path, results: Path, *extra) -> list:
@@ -335,7 +337,7 @@ def test_slurm_parameters_and_gpu_check(tmp_path, monkeypatch):
         launcher.check_gpus()
 
 
-def test_ray_worker_death_after_retries_is_a_failed_row(registry, tmp_path, monkeypatch):
+def test_ray_worker_death_after_retries_is_a_failed_row(registry, tmp_path):
     ray = pytest.importorskip("ray")
     from bench.launchers.ray import collect
 
@@ -357,8 +359,7 @@ def test_ray_worker_death_after_retries_is_a_failed_row(registry, tmp_path, monk
     assert outcome.status == "failed" and "died 3 time(s)" in outcome.row["message"]
     assert outcome.row["cell_id"] == cell.cell_id and math.isnan(outcome.row["final_test_acc"])
     # the same columns, of the same types, as the failed rows run_cell builds itself
-    monkeypatch.setenv("LOSSBENCH_FAULT", f"raise:{cell.cell_id}:0")
-    own = run_cell(cell, ExecOptions(cache_dir=str(tmp_path / "cache")))
+    own = run_cell(cell, ExecOptions(cache_dir=str(tmp_path / "cache"), seams=faults.seams(f"raise:{cell.cell_id}:0")))
     assert own.status == "failed"
     assert {k: type(v) for k, v in outcome.row.items()} == {k: type(v) for k, v in own.row.items()}
 
@@ -369,11 +370,11 @@ def test_slurm_local_executor_resubmits_a_dead_job(registry, reference, cell_ids
     pytest.importorskip("submitit")
     cid = cell_ids[("celLoss", 0)]
     results = tmp_path / "results"
-    monkeypatch.setenv("LOSSBENCH_FAULT", f"kill:{cid}:1")  # its first job is SIGKILLed after epoch 1
     made = spy_submissions(monkeypatch)
     r = bench(*run_args(registry, results, "--launcher", "slurm", "--filter", "loss=celLoss",
                         "--slurm-executor", "local",  # jobs are subprocesses of this machine
-                        "--slurm-array-parallelism", "2", "--timeout-min", "5", "--max-retries", "1"))
+                        "--slurm-array-parallelism", "2", "--timeout-min", "5", "--max-retries", "1"),
+              fault=f"kill:{cid}:1")  # its first job is SIGKILLed after epoch 1
     assert r.exit_code == 0, r.output
     assert "trained 2 (2 done" in r.output
     got = metrics(results)
@@ -388,10 +389,9 @@ def test_slurm_debug_executor_stores_an_exception_as_failed(registry, reference,
     pytest.importorskip("submitit")
     cid = cell_ids[("milLoss", 1)]
     results = tmp_path / "results"
-    monkeypatch.setenv("LOSSBENCH_FAULT", f"raise:{cid}:0")
     made = spy_submissions(monkeypatch)
     r = bench(*run_args(registry, results, "--launcher", "slurm", "--filter", "loss=milLoss",
-                        "--slurm-executor", "debug"))  # jobs run in this process
+                        "--slurm-executor", "debug"), fault=f"raise:{cid}:0")  # jobs run in this process
     assert r.exit_code == 1
     got = metrics(results)
     assert got[cid]["status"] == "failed" and "fault injected" in got[cid]["message"]
@@ -428,9 +428,9 @@ def test_ray_worker_killed_mid_cell_resumes_on_retry(ray_cluster, registry, refe
                                                      monkeypatch):
     cid = cell_ids[("milLoss", 0)]
     results = tmp_path / "results"
-    monkeypatch.setenv("LOSSBENCH_FAULT", f"kill:{cid}:1")  # SIGKILL its worker after epoch 1, once
     made = spy_submissions(monkeypatch)
-    r = bench(*run_args(registry, results, *RAY, "--max-retries", "1", "--filter", f"cell_id={cid}"))
+    r = bench(*run_args(registry, results, *RAY, "--max-retries", "1", "--filter", f"cell_id={cid}"),
+              fault=f"kill:{cid}:1")  # SIGKILL its worker after epoch 1, once
     assert r.exit_code == 0, r.output
     assert (results / "checkpoints" / f"{cid}.killed").exists()  # it really died once
     assert made[0] == {cid: 2}  # and the shared loop submitted it again
@@ -439,12 +439,11 @@ def test_ray_worker_killed_mid_cell_resumes_on_retry(ray_cluster, registry, refe
     assert_same_metrics(row, reference[cid])
 
 
-def test_ray_cell_exception_is_stored_failed_and_not_retried(ray_cluster, registry, cell_ids, tmp_path, monkeypatch):
+def test_ray_cell_exception_is_stored_failed_and_not_retried(ray_cluster, registry, cell_ids, tmp_path):
     cid = cell_ids[("celLoss", 1)]
     results = tmp_path / "results"
-    monkeypatch.setenv("LOSSBENCH_FAULT", f"raise:{cid}:1")
     args = run_args(registry, results, *RAY, "--filter", "seed=1")
-    r = bench(*args)
+    r = bench(*args, fault=f"raise:{cid}:1")
     assert r.exit_code == 1
     rows = metrics(results)
     assert rows[cid]["status"] == "failed" and "fault injected by LOSSBENCH_FAULT" in rows[cid]["message"]

@@ -30,6 +30,7 @@ from bench.cells import expand_grid
 from bench.execute import verify_checkpoint
 from bench.registry import load_registry
 from bench.store import CELL_REQUIRED, HISTORY_REQUIRED, Store
+from tests import faults
 from tests.conftest import REPO, tiny_registry
 
 THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -66,11 +67,13 @@ def cell_ids(reg: Path, grid: str) -> list[str]:
 
 
 class Run:
-    """``python -m bench.cli ...`` in a child process, its output read line by line as it comes."""
+    """``python -m bench.cli ...`` in a child process, its output read line by line as it comes;
+    with ``fault``, the same command line with that fault plugged in (:mod:`tests.faults`)."""
 
-    def __init__(self, *args, env: dict | None = None):
-        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **THREADS, "LOSSBENCH_FAULT": "", **(env or {})}
-        self.p = subprocess.Popen([sys.executable, "-m", "bench.cli", *map(str, args)], cwd=REPO, env=full_env,
+    def __init__(self, *args, fault: str = ""):
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **THREADS, "LOSSBENCH_FAULT": fault}
+        command = faults.faulty_command() if fault else [sys.executable, "-m", "bench.cli"]
+        self.p = subprocess.Popen([*command, *map(str, args)], cwd=REPO, env=full_env,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.out: list[str] = []
         self.err: list[str] = []
@@ -190,7 +193,7 @@ def test_kill9_at_random_moments_loses_nothing_and_repeats_nothing(tmp_path, cli
                 time.sleep(rng.uniform(0.0, 0.1))
                 r.signal(signal.SIGKILL)
         else:
-            r = Run(*run_args(reg, results), env={"LOSSBENCH_FAULT": f"{moment}::0"})
+            r = Run(*run_args(reg, results), fault=f"{moment}::0")
         rc = r.finish()
         outputs.append(r.stdout)
         assert rc == -signal.SIGKILL, (i, moment, rc, r.stdout[-2000:], r.stderr[-2000:])
@@ -288,7 +291,7 @@ def test_two_runs_at_once_train_each_cell_exactly_once(tmp_path, cli):
 # ------------------------------------------------------------------------------------------ damaged files
 
 
-def test_damaged_files_are_named_moved_aside_and_their_cells_retrained(tmp_path, cli, monkeypatch):
+def test_damaged_files_are_named_moved_aside_and_their_cells_retrained(tmp_path, cli):
     grids = {"c": {"datasets": ["g"], "architectures": ["mlp"], "losses": ["celLoss", "milLoss", "celLossLSR"],
                    "seeds": [0, 1], "train": {"epochs": 2, "batch_size": 64, "lr": 0.01}}}
     reg = write_registry(tmp_path, grids, n_train=512)
@@ -296,10 +299,8 @@ def test_damaged_files_are_named_moved_aside_and_their_cells_retrained(tmp_path,
     results = tmp_path / "results"
     args = ["run", "--grid", "c", "--registry", reg, "--results", results, "--plain", "--no-report"]
     a, b, c, d, e, f = ids
-    monkeypatch.setenv("LOSSBENCH_FAULT", f"raise:{e}:1")  # e fails in epoch 2, keeping its epoch-1 checkpoint
-    r = cli(*args)
+    r = faults.invoke(f"raise:{e}:1", *args)  # e fails in epoch 2, keeping its epoch-1 checkpoint
     assert r.exit_code == 1, r.output
-    monkeypatch.delenv("LOSSBENCH_FAULT")
     store = Store(results)
     before = store.cells().set_index("cell_id")
     attempt = before["attempt_id"].to_dict()
@@ -394,11 +395,10 @@ def test_results_folder_under_a_file_is_refused_before_training(tmp_path, cli):
     assert blocker.read_text() == "a file\n"
 
 
-def test_full_disk_at_start_is_one_line_before_training(tmp_path, cli, monkeypatch):
+def test_full_disk_at_start_is_one_line_before_training(tmp_path):
     reg = write_registry(tmp_path, grid_k(seeds=(0,), epochs=2), n_train=256)
     results = tmp_path / "results"
-    monkeypatch.setenv("LOSSBENCH_FAULT", "enospc")
-    r = cli(*run_args(reg, results))
+    r = faults.invoke("enospc", *run_args(reg, results))
     assert r.exit_code == 2
     line = only_line(r.stderr)
     assert line.startswith("error: results folder") and "No space left on device" in line
@@ -407,12 +407,11 @@ def test_full_disk_at_start_is_one_line_before_training(tmp_path, cli, monkeypat
 
 
 @pytest.mark.parametrize("stage", ["result", "history", "checkpoint"])
-def test_full_disk_mid_run_stops_at_the_first_failed_write(tmp_path, cli, monkeypatch, stage):
+def test_full_disk_mid_run_stops_at_the_first_failed_write(tmp_path, cli, stage):
     reg = write_registry(tmp_path, grid_k(seeds=(0,), epochs=3), n_train=256)
     first = cell_ids(reg, "k")[0]
     results = tmp_path / "results"
-    monkeypatch.setenv("LOSSBENCH_FAULT", f"enospc-in-{stage}-write::0")
-    r = cli(*run_args(reg, results))
+    r = faults.invoke(f"enospc-in-{stage}-write::0", *run_args(reg, results))
     assert r.exit_code == 2
     line = only_line(r.stderr)
     where = {"result": "cells", "history": "history", "checkpoint": "checkpoints"}[stage]
@@ -424,7 +423,6 @@ def test_full_disk_mid_run_stops_at_the_first_failed_write(tmp_path, cli, monkey
         assert not list((results / "checkpoints").glob("*"))
     else:
         assert (results / "checkpoints" / f"{first}.pt").exists()  # the next run resumes from it
-    monkeypatch.delenv("LOSSBENCH_FAULT")
     r = cli(*run_args(reg, results))
     assert r.exit_code == 0, r.output
     assert set(Store(results).cells()["status"]) == {"done"} and len(Store(results).attempts()) == 2
@@ -434,12 +432,11 @@ def test_full_disk_mid_run_stops_at_the_first_failed_write(tmp_path, cli, monkey
 # ------------------------------------------------------------------------------------------ diverged, OOM
 
 
-def test_diverged_and_out_of_memory_cells_are_recorded_and_the_grid_goes_on(tmp_path, cli, monkeypatch):
+def test_diverged_and_out_of_memory_cells_are_recorded_and_the_grid_goes_on(tmp_path, cli):
     reg = write_registry(tmp_path, grid_k(seeds=(0, 1), epochs=2), n_train=256)
     ids = cell_ids(reg, "k")
     first = ids[0]
-    monkeypatch.setenv("LOSSBENCH_FAULT", f"nan:{first}:1")
-    r = cli(*run_args(reg, tmp_path / "a"))
+    r = faults.invoke(f"nan:{first}:1", *run_args(reg, tmp_path / "a"))
     assert r.exit_code == 1, r.output
     cells = Store(tmp_path / "a").cells().set_index("cell_id")
     assert cells.loc[first, "status"] == "diverged" and "non-finite training loss in epoch 2" in cells.loc[first, "message"]
@@ -447,15 +444,13 @@ def test_diverged_and_out_of_memory_cells_are_recorded_and_the_grid_goes_on(tmp_
     assert (cells.drop(first)["status"] == "done").all() and len(cells) == len(ids)
     assert f"failed: {first}" in r.stderr
 
-    monkeypatch.setenv("LOSSBENCH_FAULT", f"oom:{first}:0")
-    r = cli(*run_args(reg, tmp_path / "b"))
+    r = faults.invoke(f"oom:{first}:0", *run_args(reg, tmp_path / "b"))
     assert r.exit_code == 1, r.output
     cells = Store(tmp_path / "b").cells().set_index("cell_id")
     msg = cells.loc[first, "message"]
     assert cells.loc[first, "status"] == "failed"
     assert f"out of memory in cell {first}" in msg and "smaller batch" in msg and "--set train.batch_size=16" in msg
     assert (cells.drop(first)["status"] == "done").all() and len(cells) == len(ids)
-    monkeypatch.delenv("LOSSBENCH_FAULT")
     r = cli("status", "--grid", "k", "--registry", reg, "--results", tmp_path / "b")
     assert "1 failed" in r.output and first in r.output and "out of memory" in r.output
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import io
 
 import numpy as np
@@ -17,7 +16,7 @@ from bench.report import render
 from bench.search import draw_trial, parse_distribution
 from bench.store import Store
 from tests.conftest import gauss_registry
-from tests.test_selection import report_data, write_store
+from tests.test_selection import report_data
 
 SPACE = {"train.lr": "loguniform(1e-4, 1e-1)", "milLoss.lam": "loguniform(0.5, 500)"}
 

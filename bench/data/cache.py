@@ -8,13 +8,11 @@ or another copy), plus any parameter that changes the decoding. Files are writte
 
 An entry also records size and mtime of the files it was decoded from: when those files are
 present and changed, the data is decoded again; when they are gone, the entry still serves.
-An unreadable entry is renamed to ``*.corrupt`` (with a warning) and the data decoded again;
-a cache directory that cannot be written only warns.
+An unreadable entry is moved to ``<cache_dir>/corrupt/`` (:func:`bench.fileio.move_aside`, with
+a warning) and the data decoded again; a cache directory that cannot be written only warns.
 """
 
 from __future__ import annotations
-
-from bench.errors import exception_line
 
 import hashlib
 import json
@@ -27,7 +25,8 @@ from typing import Any
 
 import torch
 
-
+from bench.errors import exception_line
+from bench.fileio import move_aside
 
 FORMAT = "lossbench-data"
 VERSION = 2  # 2: the identity names the copy's expected files, not only its folder
@@ -76,13 +75,11 @@ def entry_files(entry: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(str(row[0]) for row in entry["signature"])
 
 
-def _move_aside(path: Path, why: str) -> None:
-    aside = path.with_name(path.name + ".corrupt")
-    try:
-        os.replace(path, aside)
-        warnings.warn(f"data cache {path} is unreadable ({why}); moved it to {aside} and decoding again", stacklevel=4)
-    except OSError:
-        warnings.warn(f"data cache {path} is unreadable ({why}) and could not be moved aside", stacklevel=4)
+def _warn(line: str) -> None:
+    # the data package is a library: it reports through the warnings module, shown as its caller
+    # chooses (the command line prints each on one line); stacklevel: past move_aside and
+    # read_entry, at the loader that asked for the entry
+    warnings.warn(line, stacklevel=5)
 
 
 def _valid(obj: Any, kind: str, identity: Mapping[str, Any]) -> bool:
@@ -123,7 +120,8 @@ def read_entry(path: Path, kind: str, identity: Mapping[str, Any]) -> dict[str, 
             raise ValueError("unexpected content")
         return obj
     except Exception as e:
-        _move_aside(path, exception_line(e))
+        move_aside(path, path.parent / "corrupt", exception_line(e), what="data cache", then="decoding it again",
+                   warn=_warn)
         return None
 
 

@@ -22,7 +22,7 @@ from bench.execute import CellOutcome, ExecOptions, run_cell
 from bench.launchers import LauncherOptions
 
 MAX_IN_FLIGHT = 512  # claimed cells hold one lock file each; keep well under the open-files limit
-FORWARDED_ENV_PREFIX = "LOSSBENCH_"  # driver variables every cell sees (e.g. the LOSSBENCH_FAULT test hook)
+FORWARDED_ENV_PREFIX = "LOSSBENCH_"  # driver variables every cell sees (callbacks and writers travel in ExecOptions)
 
 
 def import_extra(module: str, extra: str, name: str) -> ModuleType:
