@@ -12,6 +12,7 @@ import socket
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -70,7 +71,8 @@ def load_cell_splits(cell: Cell, opts: ExecOptions, memo: dict[str, Splits] | No
 
 
 def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
-             memo: dict[str, Splits] | None = None) -> CellOutcome:
+             memo: dict[str, Splits] | None = None,
+             on_epoch_start: Callable[[int], None] | None = None) -> CellOutcome:
     """Train ``cell`` and return its store rows. Resumes from a checkpoint when one exists."""
     device = torch.device(opts.device)
     cfg = TrainConfig(**cell.config["train"])
@@ -96,7 +98,7 @@ def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
         criterion = loss_cls(**cell.config["loss"]["params"])
         result = train_cell(cell_id=cell.cell_id, model=model, criterion=criterion, splits=splits, cfg=cfg,
                             seed=cell.seed, device=device, checkpoint=ckpt, resume_state=resume_state,
-                            progress=progress, fault=fault_from_env())
+                            progress=progress, fault=fault_from_env(), on_epoch_start=on_epoch_start)
         history = result.history
         status, message = result.status, result.message
         resumed = result.resumed_from_epoch

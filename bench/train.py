@@ -265,8 +265,13 @@ def train_cell(
     resume_state: dict[str, Any] | None = None,
     progress: ProgressFn | None = None,
     fault: Fault | None = None,
+    on_epoch_start: Callable[[int], None] | None = None,
 ) -> TrainResult:
-    """Train ``model`` (already built under ``torch.manual_seed(seed)``) for ``cfg.epochs`` epochs."""
+    """Train ``model`` (already built under ``torch.manual_seed(seed)``) for ``cfg.epochs`` epochs.
+
+    ``on_epoch_start(epoch)`` runs before each epoch, outside its timing (the launchers rebalance
+    the CPU threads there: :mod:`bench.threads`).
+    """
     if device.type == "cuda" and not (torch.are_deterministic_algorithms_enabled() or torch.backends.cudnn.deterministic):
         # fixed batch shapes: let cuDNN time its kernels once and keep the fastest. Set for the
         # process (a harness worker), not restored, so the cell row records what was used
@@ -275,7 +280,7 @@ def train_cell(
     writer = CheckpointWriter()
     try:
         result = _train(cell_id, model, criterion, splits, cfg, seed, device, checkpoint, resume_state,
-                        progress, fault, writer)
+                        progress, fault, writer, on_epoch_start)
     except BaseException:
         writer.wait(raise_error=False)  # let an in-flight checkpoint land (no torn temp file), keep the first error
         raise
@@ -285,7 +290,8 @@ def train_cell(
 
 def _train(cell_id: str, model: torch.nn.Module, criterion: torch.nn.Module, splits: Splits, cfg: TrainConfig,
            seed: int, device: torch.device, checkpoint: Path | None, resume_state: dict[str, Any] | None,
-           progress: ProgressFn | None, fault: Fault | None, writer: CheckpointWriter) -> TrainResult:
+           progress: ProgressFn | None, fault: Fault | None, writer: CheckpointWriter,
+           on_epoch_start: Callable[[int], None] | None) -> TrainResult:
     memory_format = torch.channels_last if cfg.channels_last == "on" else torch.contiguous_format
     model = model.to(device=device, memory_format=memory_format)
     criterion = criterion.to(device)
@@ -322,6 +328,8 @@ def _train(cell_id: str, model: torch.nn.Module, criterion: torch.nn.Module, spl
     normalise = splits.normalise
     model.train()
     for epoch in range(start_epoch, cfg.epochs):
+        if on_epoch_start is not None:
+            on_epoch_start(epoch)
         if hasattr(criterion, "set_progress"):
             criterion.set_progress(epoch, cfg.epochs)
         nan_fault = False
