@@ -197,6 +197,7 @@ def run(
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry failed and diverged cells."),
     rerun_stale: bool = typer.Option(False, "--rerun-stale", help="Retrain finished cells whose loss or model code changed since."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Cells trained at once by local worker processes."),
+    threads: int = typer.Option(0, "--threads", min=0, help="CPU threads per training process (local launcher); 0 (default): share the cores with the other lossbench runs on this machine."),
     launcher: str = typer.Option("local", "--launcher", help="local (default, no engine), ray or slurm."),
     gpus_per_cell: float = typer.Option(0.0, "--gpus-per-cell", min=0.0, help="GPUs per cell on ray/slurm (fractions on Ray: 0.25 packs four cells per GPU)."),
     cpus_per_cell: float = typer.Option(1.0, "--cpus-per-cell", min=0.0, help="CPUs per cell on ray/slurm."),
@@ -263,7 +264,7 @@ def run(
         from bench.launchers import LauncherOptions, make_launcher
 
         chosen = make_launcher(LauncherOptions(
-            kind=launcher, jobs=jobs, gpus_per_cell=gpus_per_cell, cpus_per_cell=cpus_per_cell, max_retries=max_retries,
+            kind=launcher, jobs=jobs, threads=threads, gpus_per_cell=gpus_per_cell, cpus_per_cell=cpus_per_cell, max_retries=max_retries,
             ray_address=ray_address, slurm_partition=slurm_partition, timeout_min=timeout_min,
             slurm_array_parallelism=slurm_array_parallelism, slurm_executor=slurm_executor,
             log_dir=str(results / "logs")))

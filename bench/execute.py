@@ -12,6 +12,7 @@ import socket
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,7 +33,7 @@ from bench.provenance import code_fingerprint, code_version
 from bench.registry import TrainConfig, import_target
 from bench.seams import Seams
 from bench.store import checkpoint_file, corrupt_folder
-from bench.train import ProgressFn, label_entropy, load_checkpoint, train_cell
+from bench.train import ProgressFn, TrainCallback, label_entropy, load_checkpoint, train_cell
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,8 @@ def load_cell_splits(cell: Cell, opts: ExecOptions, memo: dict[str, Splits] | No
 
 
 def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
-             memo: dict[str, Splits] | None = None) -> CellOutcome:
+             memo: dict[str, Splits] | None = None,
+             on_epoch_start: Callable[[int], None] | None = None) -> CellOutcome:
     """Train ``cell`` and return its store rows. Resumes from a checkpoint when one exists."""
     device = torch.device(opts.device)
     cfg = TrainConfig(**cell.config["train"])  # as declared; resolved for the device below
@@ -111,7 +113,8 @@ def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
         give_class_priors(criterion, splits.train_y, splits.num_classes)  # losses/hooks.py: the training labels' priors
         result = train_cell(cell_id=cell.cell_id, model=model, criterion=criterion, splits=splits, cfg=cfg,
                             seed=cell.seed, device=device, checkpoint=ckpt, resume_state=resume_state,
-                            progress=progress, callbacks=opts.seams.callbacks, writer=opts.seams.writer)
+                            progress=progress, callbacks=(*opts.seams.callbacks, *_epoch_start_callback(on_epoch_start)),
+                            writer=opts.seams.writer)
         history = result.history
         status, message = result.status, result.message
         if status == "diverged":
@@ -136,6 +139,20 @@ def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
         tb_text = "".join(traceback.format_exception(exc))
     return CellOutcome(_result_row(base, status, message, history, resumed, num_classes, test_h, wall, device),
                        history, tb_text)
+
+
+class _EpochStart(TrainCallback):
+    """A launcher's per-epoch hook (the thread share's rebalance: bench.threads) as a training callback."""
+
+    def __init__(self, hook: Callable[[int], None]):
+        self.hook = hook
+
+    def on_epoch_start(self, cell_id: str, epoch: int, model: torch.nn.Module) -> None:  # noqa: ARG002
+        self.hook(epoch)
+
+
+def _epoch_start_callback(hook: Callable[[int], None] | None) -> tuple[TrainCallback, ...]:
+    return (_EpochStart(hook),) if hook is not None else ()
 
 
 def _result_row(base: dict[str, Any], status: str, message: str, history: list[dict[str, Any]], resumed: int,

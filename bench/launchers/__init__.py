@@ -43,6 +43,7 @@ class LauncherOptions:
 
     kind: str = "local"
     jobs: int = 1
+    threads: int = 0  # CPU threads per local training process; 0: share the cores (bench.threads)
     gpus_per_cell: float = 0.0
     cpus_per_cell: float = 1.0
     max_retries: int = 2
@@ -65,9 +66,10 @@ def make_launcher(options: LauncherOptions, on_submit: SubmitObserver | None = N
     if options.kind == "local":
         from bench.launchers.local import LocalLauncher, PoolLauncher
 
-        return LocalLauncher() if options.jobs == 1 else PoolLauncher(options.jobs)
-    if options.kind in ("ray", "slurm") and options.jobs != 1:
-        raise BenchError(f"--jobs {options.jobs} is for --launcher local; on {options.kind} size cells with "
+        return LocalLauncher(options.threads) if options.jobs == 1 else PoolLauncher(options.jobs, options.threads)
+    if options.kind in ("ray", "slurm") and (options.jobs != 1 or options.threads):
+        flag = f"--jobs {options.jobs}" if options.jobs != 1 else f"--threads {options.threads}"
+        raise BenchError(f"{flag} is for --launcher local; on {options.kind} size cells with "
                          "--cpus-per-cell / --gpus-per-cell")
     from bench.launchers.cluster import import_extra
 
