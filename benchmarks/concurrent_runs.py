@@ -15,7 +15,7 @@ the variant has exited (interpreter start and imports included, as a user waits 
 * ``pair``: two runs at once, sharing (two results folders, or one with ``--one-folder``: then
   the two split the grid's cells, as in two terminals on one results folder);
 * ``pair --threads C`` (with ``--unshared``): the same two runs, each pinned to all cores, i.e.
-  sharing disabled: the fight the sharing removes (slow: minutes on 2 cores);
+  sharing disabled: the fight the sharing removes;
 * ``--omp-passive`` adds ``alone`` and ``pair`` with ``OMP_WAIT_POLICY=PASSIVE`` in the children.
 
 Throughput is cell-epochs per second (a pair trains twice the cells, or the same cells once with
