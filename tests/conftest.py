@@ -89,3 +89,18 @@ def bench_subprocess(*args: str, env: dict | None = None, timeout: float = 300, 
     return subprocess.run([sys.executable, "-m", "bench.cli", *map(str, args)], capture_output=True, text=True,
                           env=full_env, timeout=timeout, cwd=cwd or REPO)
 
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _own_thread_slots(tmp_path_factory):
+    """The suite's training processes share cores among themselves only (bench.threads keeps its
+    slots under $XDG_RUNTIME_DIR): another lossbench run on this machine must not change the thread
+    count, and so the last bits, of the suite's bitwise comparisons."""
+    folder = tmp_path_factory.mktemp("xdg-runtime")
+    saved = os.environ.get("XDG_RUNTIME_DIR")
+    os.environ["XDG_RUNTIME_DIR"] = str(folder)
+    yield
+    if saved is None:
+        os.environ.pop("XDG_RUNTIME_DIR", None)
+    else:
+        os.environ["XDG_RUNTIME_DIR"] = saved
