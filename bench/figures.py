@@ -36,7 +36,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator, ScalarFormatter
 
 from bench.cells import Cell
-from bench.store import Store, atomic_write_bytes
+from bench.fileio import atomic_write
+from bench.store import Store
 from bench.theory import fano_bound, theorem4_bound
 
 DPI = 150
@@ -202,7 +203,7 @@ def save_figure(fig: Figure, out_dir: Path, stem: str) -> str:
     for ext, meta in (("png", None), ("pdf", {"CreationDate": None})):
         buf = io.BytesIO()
         fig.savefig(buf, format=ext, dpi=DPI, metadata=meta)
-        atomic_write_bytes(out_dir / f"{stem}.{ext}", buf.getvalue())
+        atomic_write(out_dir / f"{stem}.{ext}", buf.getvalue(), "figure")
         fig.set_layout_engine("none")
     return f"{stem}.png"
 

@@ -26,10 +26,6 @@ INFO_WIDTH = 44  # "loss  12.3456 acc 0.9876 step 12345/12345"
 COUNT_WIDTH = 11  # "12345/12345"
 
 
-def cell_title(cell: Cell) -> str:
-    return cell.title
-
-
 def fit(text: str, width: int = TITLE_WIDTH, shorten: bool = True) -> str:
     """``text`` padded to ``width``; longer ones cut in the middle (keeping the seed at the end) when ``shorten``."""
     if len(text) <= width or not shorten:
@@ -76,7 +72,7 @@ class PlainDisplay:
         self.total = total
 
     def start_cell(self, cell: Cell) -> None:
-        self._print(f"{self._counter(self.done + 1)} {fit(cell_title(cell), shorten=False)} ({cell.cell_id}) started")
+        self._print(f"{self._counter(self.done + 1)} {fit(cell.title, shorten=False)} ({cell.cell_id}) started")
 
     def step(self, cell: Cell, p: StepProgress) -> None:
         if p.last_epoch is not None:
@@ -88,7 +84,7 @@ class PlainDisplay:
     def finish_cell(self, cell: Cell, status: str, summary: str) -> None:
         self.done += 1
         # the cell id on both lines, at the same column: a log is searched by it ("(<id>) started")
-        self._print(f"{self._counter(self.done)} {fit(cell_title(cell), shorten=False)} ({cell.cell_id}) {status:<8} {summary}")
+        self._print(f"{self._counter(self.done)} {fit(cell.title, shorten=False)} ({cell.cell_id}) {status:<8} {summary}")
 
     def close(self) -> None:
         pass
@@ -117,7 +113,7 @@ class RichDisplay:
                                                                               INFO_WIDTH))
 
     def start_cell(self, cell: Cell) -> None:
-        self.cell_tasks[cell.cell_id] = self.progress.add_task(fit(cell_title(cell)), total=cell.config["train"]["epochs"],
+        self.cell_tasks[cell.cell_id] = self.progress.add_task(fit(cell.title), total=cell.config["train"]["epochs"],
                                                                info=fit("", INFO_WIDTH))
 
     def step(self, cell: Cell, p: StepProgress) -> None:
@@ -142,7 +138,7 @@ class RichDisplay:
         task = self.cell_tasks.pop(cell.cell_id, None)
         if task is not None:
             self.progress.remove_task(task)
-        self.progress.console.print(f"{fit(cell_title(cell), shorten=False)} {status:<8} {summary}", markup=False, highlight=False)
+        self.progress.console.print(f"{fit(cell.title, shorten=False)} {status:<8} {summary}", markup=False, highlight=False)
         if self.grid_task is not None:
             self.progress.advance(self.grid_task)
 

@@ -43,9 +43,6 @@ from filelock import FileLock, Timeout
 from bench.errors import BenchError
 from bench.fileio import StoreWriteError, Writer, atomic_write, move_aside, print_warning, stale_temp_files
 
-# the name bench.figures imports the one atomic write by
-atomic_write_bytes = atomic_write
-
 T = TypeVar("T")
 
 COMPACT_AT = 64  # merge a folder once it holds this many part files
@@ -427,5 +424,5 @@ def clean_temp_files(store: Store) -> None:
             pass
 
 
-__all__ = ["Store", "StoreWriteError", "StoreReadError", "atomic_write_bytes", "checkpoint_file", "clean_temp_files",
+__all__ = ["Store", "StoreWriteError", "StoreReadError", "checkpoint_file", "clean_temp_files",
            "corrupt_folder"]

@@ -8,7 +8,7 @@ import re
 from rich.console import Console
 
 from bench.cells import Cell, expand_grid
-from bench.progress import TITLE_WIDTH, PlainDisplay, RichDisplay, cell_title
+from bench.progress import TITLE_WIDTH, PlainDisplay, RichDisplay
 from bench.registry import parse_registry
 from bench.runner import RunSummary
 from bench.train import Progress
@@ -24,7 +24,7 @@ def cells() -> tuple[Cell, Cell]:
            "train": {"epochs": 12, "batch_size": [64, 1024]}}))
     short = expand_grid(reg, "s")[0]
     long = expand_grid(reg, "w")[-1]
-    assert len(cell_title(short)) < TITLE_WIDTH < len(cell_title(long))
+    assert len(short.title) < TITLE_WIDTH < len(long.title)
     return short, long
 
 
@@ -63,12 +63,12 @@ def test_plain_lines_keep_their_columns():
     epochs = [ln for ln in lines if ln.startswith("  epoch")]
     ends = [ln for ln in lines if "test_acc 0.8000" in ln]
     assert len(starts) == len(epochs) == len(ends) == 10
-    short_rows = [ln for ln in starts + ends if cell_title(short) in ln]
+    short_rows = [ln for ln in starts + ends if short.title in ln]
     # the cell id and the status word start at the same columns for every title no longer than the title column...
     assert len({(ln.index(f"({short.cell_id}) "), re.search(r"\) (started|done|diverged|failed)", ln).start())
                 for ln in short_rows}) == 1
-    assert all(cell_title(long) in ln for ln in starts + ends if cell_title(short) not in ln)  # ...a longer one stays whole
-    assert len({ln.index("test_acc 0.8000") for ln in ends if cell_title(short) in ln}) == 1
+    assert all(long.title in ln for ln in starts + ends if short.title not in ln)  # ...a longer one stays whole
+    assert len({ln.index("test_acc 0.8000") for ln in ends if short.title in ln}) == 1
     # epoch rows: every field at the same column whatever the epoch's digits or the values' sizes and signs
     assert len({tuple(columns(ln, ("train_loss", "train_acc", "test_acc", "test_mi", " s)"))) for ln in epochs}) == 1
     assert "[ 1/12]" in lines[0] and "[10/12]" in lines[-1]  # the counter is padded to the total's width
