@@ -2,7 +2,7 @@
 
 :func:`augment_batch` works on a whole (N, C, H, W) batch with tensor operations only (no
 per-sample Python, no DataLoader): one ``torch.randint`` per random quantity, drawn from the
-given ``torch.Generator`` on the batch's device, and for ``crop-flip`` a single ``gather``
+given ``torch.Generator`` on the batch's device, and for ``crop``/``crop-flip`` a single ``gather``
 whose per-sample index grid folds the crop offset and the flip together (one pass over the
 batch, whatever is drawn).
 
@@ -12,9 +12,10 @@ as in that recipe (and the uint8 pass moves a quarter of the bytes of a float on
 batch is padded with 0.0 in its own units. Reflect padding would invent image content at the
 border; zeros keep the crop an exact translation.
 
-The random draws, in this order (so a test or a replay can reproduce them): the flip coins
-(N bools), then for ``crop-flip`` the row offsets and the column offsets (N ints each, in
-``[0, 2 * padding]``; offset ``padding`` is the uncropped image).
+The random draws, in this order (so a test or a replay can reproduce them): for ``flip`` and
+``crop-flip`` the flip coins (N bools), then for ``crop`` and ``crop-flip`` the row offsets and
+the column offsets (N ints each, in ``[0, 2 * padding]``; offset ``padding`` is the uncropped
+image).
 
 Which augmentation a dataset may take (the flip policy, the checks before training) lives in
 :mod:`bench.augment_policy`, which needs no torch; its names are re-exported here.
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.augment_policy import AUGMENTS, DEFAULT_PADDING, FLIP_POLICY, check_augment, check_padding, flip_allowed
+from bench.augment_policy import AUGMENTS, CROPS, DEFAULT_PADDING, FLIPS, FLIP_POLICY, check_augment, check_padding, flip_allowed
 from bench.errors import BenchError, closest
 
 AUGMENT_STREAM = 0xA06  # spawn key of the augmentation stream, distinct from the permutation's plain seed
@@ -57,8 +58,11 @@ class Draws:
 
 def draw(kind: str, n: int, padding: int, generator: torch.Generator, device: torch.device) -> Draws:
     """Draw one batch's randomness from ``generator`` (the order is documented in the module)."""
-    flip = torch.randint(0, 2, (n,), generator=generator, device=device).bool()
-    if kind != "crop-flip":
+    if kind in FLIPS:
+        flip = torch.randint(0, 2, (n,), generator=generator, device=device).bool()
+    else:
+        flip = torch.zeros(n, dtype=torch.bool, device=device)
+    if kind not in CROPS:
         return Draws(flip, None, None)
     rows = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=device)
     cols = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=device)
@@ -71,7 +75,7 @@ def augment_batch(x: torch.Tensor, kind: str, padding: int = DEFAULT_PADDING,
 
     ``flip``: each sample mirrored left-right with probability 1/2. ``crop-flip``: each sample
     zero-padded by ``padding`` on every side, cropped back to H x W at a random offset, then
-    flipped with probability 1/2. ``none`` returns ``x`` itself.
+    flipped with probability 1/2. ``crop``: the crop without the flip. ``none`` returns ``x`` itself.
     """
     if kind not in AUGMENTS:
         raise BenchError(f"augment {kind!r} is not an augmentation{closest(kind, AUGMENTS)}")
@@ -82,7 +86,7 @@ def augment_batch(x: torch.Tensor, kind: str, padding: int = DEFAULT_PADDING,
     n, c, h, w = x.shape
     if h < 2 or w < 2:
         raise BenchError(f"augment {kind!r} needs images of at least 2x2 pixels, got {h}x{w}")
-    if kind == "crop-flip":
+    if kind in CROPS:
         check_padding(padding, h, w)
     if generator is None:
         raise ValueError("augment_batch draws from the cell's generator: pass generator=")

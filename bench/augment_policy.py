@@ -14,7 +14,9 @@ from types import MappingProxyType
 from bench.data.kinds import KIND_TABLE
 from bench.errors import BenchError, closest
 
-AUGMENTS: tuple[str, ...] = ("none", "flip", "crop-flip")
+AUGMENTS: tuple[str, ...] = ("none", "flip", "crop", "crop-flip")
+FLIPS: tuple[str, ...] = ("flip", "crop-flip")  # the augmentations that mirror images
+CROPS: tuple[str, ...] = ("crop", "crop-flip")  # the augmentations that read crop_padding
 DEFAULT_PADDING = 4
 
 # (flip allowed by default, why): the per-dataset decision, stated once
@@ -47,9 +49,9 @@ def check_augment(kind: str, padding: int, dataset_kind: str, in_shape: tuple[in
         if padding != DEFAULT_PADDING:
             raise BenchError("crop_padding does not apply to augment 'none': drop crop_padding or set augment=crop-flip")
         return
-    if kind == "flip" and padding != DEFAULT_PADDING:
-        raise BenchError("crop_padding does not apply to augment 'flip' (it does not crop): drop crop_padding "
-                         "or set augment=crop-flip")
+    if kind not in CROPS and padding != DEFAULT_PADDING:
+        raise BenchError(f"crop_padding does not apply to augment {kind!r} (it does not crop): drop crop_padding "
+                         "or set augment=crop or crop-flip")
     spec = KIND_TABLE.get(dataset_kind)
     if spec is None or spec.in_shape is None:
         raise BenchError(f"augment {kind!r}: dataset kind {dataset_kind!r} is not images (shape {tuple(in_shape)}); "
@@ -57,11 +59,11 @@ def check_augment(kind: str, padding: int, dataset_kind: str, in_shape: tuple[in
     _, h, w = in_shape
     if h < 2 or w < 2:
         raise BenchError(f"augment {kind!r} needs images of at least 2x2 pixels, got {h}x{w}; set augment=none")
-    if not flip_allowed(dataset_kind) and not force_flip:
+    if kind in FLIPS and not flip_allowed(dataset_kind) and not force_flip:
         raise BenchError(f"augment {kind!r} flips images, which is off for {dataset_kind} "
                          f"({FLIP_POLICY[dataset_kind][1].split(':')[0]}); set force_flip=true to flip anyway, "
-                         "or augment=none")
-    if kind == "crop-flip":
+                         "augment=crop (no flip), or augment=none")
+    if kind in CROPS:
         check_padding(padding, h, w)
 
 
@@ -73,4 +75,4 @@ def check_padding(padding: int, h: int, w: int) -> None:
                          f"miss the image entirely: use at most {min(h, w) - 1}")
 
 
-__all__ = ["AUGMENTS", "DEFAULT_PADDING", "FLIP_POLICY", "check_augment", "check_padding", "flip_allowed"]
+__all__ = ["AUGMENTS", "CROPS", "DEFAULT_PADDING", "FLIPS", "FLIP_POLICY", "check_augment", "check_padding", "flip_allowed"]

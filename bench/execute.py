@@ -7,6 +7,7 @@ rows to the store, so workers on a cluster need no shared filesystem for results
 
 from __future__ import annotations
 
+import json
 import platform
 import socket
 import time
@@ -30,6 +31,7 @@ from bench.fileio import StoreWriteError, move_aside
 from bench.models import build_model
 from bench.preflight import where
 from bench.provenance import code_fingerprint, code_version
+from bench.recipe import check_recipe
 from bench.registry import TrainConfig, import_target
 from bench.seams import Seams
 from bench.store import checkpoint_file, corrupt_folder
@@ -90,12 +92,14 @@ def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
     ckpt = checkpoint_file(opts.checkpoint_dir, cell.cell_id) if opts.checkpoint_dir else None
     base = _base_row(cell, device, socket.gethostname(), _now(), time.time_ns(), opts.import_paths)
     history: list[dict[str, Any]] = []
+    final: dict[str, Any] = {}
     tb_text = ""
     try:
         cfg = TrainConfig(**resolve_train(cell.config["train"], device))
         base.update(precision_used=cfg.precision, channels_last_used=cfg.channels_last)
         splits = load_cell_splits(cell, opts, memo)
         splits = hold_out(splits, cfg.val_fraction, cfg.split_seed)  # the memo keeps the full training split
+        check_recipe(cfg.model_dump(), cell.config["dataset"]["kind"], splits.in_shape)  # as the planner did
         resume_state = None
         if ckpt is not None and ckpt.exists():
             try:
@@ -115,7 +119,7 @@ def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
                             seed=cell.seed, device=device, checkpoint=ckpt, resume_state=resume_state,
                             progress=progress, callbacks=(*opts.seams.callbacks, *_epoch_start_callback(on_epoch_start)),
                             writer=opts.seams.writer)
-        history = result.history
+        history, final = result.history, result.final
         status, message = result.status, result.message
         if status == "diverged":
             message = f"loss {cell.loss!r}: {message}"
@@ -137,7 +141,7 @@ def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
         # the line named is the user's own (their loss file), not torch's autograd internals
         message = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}{where(exc)}"
         tb_text = "".join(traceback.format_exception(exc))
-    return CellOutcome(_result_row(base, status, message, history, resumed, num_classes, test_h, wall, device),
+    return CellOutcome(_result_row(base, status, message, history, resumed, num_classes, test_h, wall, device, final),
                        history, tb_text)
 
 
@@ -156,10 +160,18 @@ def _epoch_start_callback(hook: Callable[[int], None] | None) -> tuple[TrainCall
 
 
 def _result_row(base: dict[str, Any], status: str, message: str, history: list[dict[str, Any]], resumed: int,
-                num_classes: int, test_h: float, wall: float, device: torch.device) -> dict[str, Any]:
-    """The store row of one attempt: identity and config columns, status, final metrics, provenance."""
+                num_classes: int, test_h: float, wall: float, device: torch.device,
+                final: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The store row of one attempt: identity and config columns, status, final metrics, provenance.
+
+    The last epoch's calibration figures are columns too (``final_test_ece``...; after
+    temperature scaling ``temperature``, ``final_test_ece_ts``, ``final_test_nll_ts``: NaN
+    without a validation split), and its per-class accuracy and reliability tables JSON text
+    (``test_class_acc``, ``test_reliability``, ``test_reliability_ts``; "" when absent).
+    """
     last = history[-1] if history else {}
     nan = float("nan")
+    final = final or {}
     return {
         **base,
         "status": status,
@@ -175,6 +187,9 @@ def _result_row(base: dict[str, Any], status: str, message: str, history: list[d
         "final_test_h_marg": last.get("test_h_marg", nan),
         "final_test_mi": last.get("test_mi", nan),
         "best_test_acc": max((h["test_acc"] for h in history), default=nan),
+        **{f"final_{col}": last.get(col, nan) for col in FINAL_CALIBRATION},
+        "temperature": last.get("temperature", nan),
+        **{key: json.dumps(final[key]) if key in final else "" for key in FINAL_TABLES},
         **validation_fields(history),
         "test_label_entropy": test_h,
         "wall_time": wall,
@@ -183,6 +198,11 @@ def _result_row(base: dict[str, Any], status: str, message: str, history: list[d
         "finished_at_ns": time.time_ns(),
         "written_at": time.time_ns(),
     }
+
+
+# the last epoch's history figures a row carries besides accuracy, NLL and the MI terms
+FINAL_CALIBRATION = ("test_ece", "test_aece", "test_brier", "test_balanced_acc", "test_ece_ts", "test_nll_ts")
+FINAL_TABLES = ("test_class_acc", "test_reliability", "test_reliability_ts")
 
 
 def validation_fields(history: list[dict[str, Any]]) -> dict[str, Any]:

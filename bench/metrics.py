@@ -172,6 +172,30 @@ class SplitMetrics:
         return dict(zip(NAMES, values.tolist(), strict=True))
 
 
+    def class_accuracy(self) -> list[float | None]:
+        """Per-class recall (accuracy on the samples of each class); None for a class absent from the labels."""
+        if self._class_counts is None or self._class_hits is None:
+            raise ValueError("SplitMetrics.class_accuracy() called before any update()")
+        counts, hits = torch.stack([self._class_counts, self._class_hits]).tolist()
+        return [h / c if c else None for c, h in zip(counts, hits, strict=True)]
+
+    def reliability(self) -> dict[str, list]:
+        """The reliability diagram's data over the ``n_bins`` equal-width bins of :func:`ece`:
+        ``count`` per bin, and its mean ``confidence`` and ``accuracy`` (None for an empty bin)."""
+        if not self._confidence:
+            raise ValueError("SplitMetrics.reliability() called before any non-empty update()")
+        confidence = torch.cat(self._confidence)
+        correct = torch.cat(self._correct).to(self.dtype)
+        bins = equal_width_bins(confidence, self.n_bins)
+        zeros = torch.zeros(self.n_bins, dtype=self.dtype, device=confidence.device)
+        table = torch.stack([zeros.index_add(0, bins, torch.ones_like(confidence)), zeros.index_add(0, bins, confidence),
+                             zeros.index_add(0, bins, correct)]).tolist()
+        count, conf, hits = table
+        return {"count": [int(c) for c in count],
+                "confidence": [s / c if c else None for s, c in zip(conf, count, strict=True)],
+                "accuracy": [h / c if c else None for h, c in zip(hits, count, strict=True)]}
+
+
 def _one(name: str, logits: Tensor, labels: Tensor, n_bins: int = ECE_BINS) -> float:
     acc = SplitMetrics(n_bins)
     acc.update(logits, labels)

@@ -76,6 +76,7 @@ def make_plan(registry: Registry, grid: str, overrides: Mapping[str, Any] | None
                         subs, validate=validate)
     if validate:
         check_architectures(registry, grid, shapes)
+        check_recipes(grid, cells)
     return Plan(grid, cells, dict(overrides or {}), {k: list(v) for k, v in (filters or {}).items()}, subs)
 
 
@@ -111,6 +112,28 @@ def check_architectures(registry: Registry, grid: str, shapes: Mapping[tuple, st
             except Exception as exc:  # noqa: BLE001 - a library's builder refusing its arguments
                 raise BenchError(f"{registry.source}: architectures.{arch_name} with params {dict(arch.params)}: "
                                  f"{type(exc).__name__}: {exception_line(exc, 200)}") from None
+
+
+def check_recipes(grid: str, cells: list[Cell]) -> None:
+    """Each distinct (dataset, training settings) of the cells through bench.recipe: schedule parameters
+    that do not apply, a warm-up as long as the run, an augmentation the dataset cannot take."""
+    from bench.cells import canonical_json
+    from bench.data import dataset_shape
+    from bench.recipe import check_recipe
+
+    seen: set[tuple[str, str]] = set()
+    for cell in cells:
+        train = cell.train.model_dump()
+        key = (cell.dataset, canonical_json(train))
+        if key in seen:
+            continue
+        seen.add(key)
+        ds = cell.config["dataset"]
+        try:
+            check_recipe(train, ds["kind"], dataset_shape(ds["kind"], ds["params"])[0])
+        except BenchError as exc:
+            where = f" [{cell.variant}]" if cell.variant else ""
+            raise BenchError(f"grid {grid!r}, dataset {cell.dataset!r}{where}: {exc}") from None
 
 
 def check_device(plan: Plan, device_type: str) -> None:

@@ -17,8 +17,10 @@ from typing import Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bench.augment_policy import AUGMENTS, DEFAULT_PADDING
 from bench.data.kinds import KINDS
 from bench.errors import BenchError, closest
+from bench.schedules import SCHEDULES
 
 Scalar = Union[bool, int, float, str]
 
@@ -56,7 +58,7 @@ class TrainConfig(_Strict):
     epochs: int = Field(77, gt=0, description="passes over the training split")
     batch_size: int = Field(512, gt=0, description="training batch size (the last batch of an epoch may be smaller)")
     optimizer: Literal["sgd", "adam", "adamw"] = Field("sgd", description="torch.optim SGD, Adam or AdamW")
-    lr: float = Field(1e-3, gt=0, description="learning rate, constant over training")
+    lr: float = Field(1e-3, gt=0, description="base learning rate (the peak of a schedule; constant without one)")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (ignored by adam/adamw)")
     nesterov: bool = Field(False, description="SGD Nesterov momentum")
     weight_decay: float = Field(0.0, ge=0, description="L2 penalty (decoupled for adamw)")
@@ -69,19 +71,44 @@ class TrainConfig(_Strict):
     val_fraction: float = Field(
         0.0, ge=0, lt=0.5, description="stratified validation holdout of the training split, never trained on (0: none)")
     split_seed: int = Field(0, ge=0, description="seed of the validation holdout, shared by every cell of a grid (paired)")
+    schedule: Literal[SCHEDULES] = Field(  # type: ignore[valid-type]  # bench.schedules is the one list
+        "constant", description="lr schedule, stepped every iteration: constant, cosine, step, multistep, onecycle")
+    warmup_epochs: int = Field(0, ge=0, description="epochs of linear warm-up to lr (onecycle: its rising phase)")
+    min_lr: float = Field(0.0, ge=0, description="floor of cosine, final lr of onecycle (0: torch's default there)")
+    milestones: str = Field("", description="multistep: epochs at which the lr is multiplied by gamma, e.g. '30,60'")
+    gamma: float = Field(0.1, gt=0, description="step/multistep: the factor applied at each step")
+    step_epochs: int = Field(0, ge=0, description="step: the period in epochs, counted from the end of warm-up")
+    augment: Literal[AUGMENTS] = Field(  # type: ignore[valid-type]  # bench.augment_policy is the one list
+        "none", description="on-device batch augmentation: none, flip, crop, crop-flip (flip only where the dataset allows)")
+    crop_padding: int = Field(DEFAULT_PADDING, ge=1, description="crop/crop-flip: zero padding in pixels on each side")
+    force_flip: bool = Field(False, description="flip even a dataset whose flip policy says no (bench.augment_policy)")
+    grad_clip: float = Field(0.0, ge=0, description="clip the gradient's global L2 norm to this (0: off)")
+    ema_decay: float = Field(0.0, ge=0, lt=1, description="evaluate an EMA of the weights with this decay, e.g. 0.999 (0: off)")
+
+    @field_validator("milestones", mode="before")
+    @classmethod
+    def _one_milestone(cls, v: Any) -> Any:
+        # a single milestone reads as a number in YAML and in --set; the setting is its text
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
 
 # Settings that only matter with a validation split: left out of a cell's identity when it has
 # none, so cells without one keep the identity (and the stored results) they had before these
 # settings existed.
 VALIDATION_ONLY = ("val_fraction", "split_seed")
+# Settings added after results were first stored (the strong-baseline recipe): each is left out
+# of the identity while at its default, for the same reason.
+RECIPE = ("schedule", "warmup_epochs", "min_lr", "milestones", "gamma", "step_epochs", "augment", "crop_padding",
+          "force_flip", "grad_clip", "ema_decay")
 
 
 def identity_train(train: dict[str, Any]) -> dict[str, Any]:
-    """A cell's training settings as its identity hashes them (see ``VALIDATION_ONLY``)."""
-    if train.get("val_fraction", 0.0) == 0.0:
-        return {k: v for k, v in train.items() if k not in VALIDATION_ONLY}
-    return dict(train)
+    """A cell's training settings as its identity hashes them (see ``VALIDATION_ONLY``, ``RECIPE``)."""
+    defaults = TrainConfig.model_fields
+    out = {k: v for k, v in train.items() if not (k in RECIPE and v == defaults[k].default)}
+    if out.get("val_fraction", 0.0) == 0.0:
+        return {k: v for k, v in out.items() if k not in VALIDATION_ONLY}
+    return out
 
 
 def train_settings() -> list[tuple[str, str, str, str]]:

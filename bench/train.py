@@ -20,8 +20,28 @@ Callbacks (:class:`TrainCallback`) are told when each epoch starts and when it h
 may log, adjust the process, or raise to end the cell (what they raise is handled as any error of
 the cell's own). Besides them and the progress display, the loop has no hooks.
 
-On CPU the float operations, their order, the parameter init and the permutation stream are
-those of the original loop, so a resumed cell ends bitwise identical to an uninterrupted one.
+The recipe (``TrainConfig``'s schedule, augment, grad_clip and ema_decay; checked as a whole by
+:mod:`bench.recipe`): a ``torch.optim.lr_scheduler`` schedule (:mod:`bench.schedules`) stepped
+after every optimizer step, the lr of each epoch's first step recorded as the history's ``lr``;
+batch augmentation (:mod:`bench.augment`) of the raw (uint8) batch before normalisation, drawn
+from the cell's own augmentation generator, so the batch order is that of an unaugmented cell;
+the gradient's global norm clipped after unscaling (fp16); an EMA of the weights
+(:mod:`bench.ema`), updated after every step and evaluated instead of the raw weights. With
+none of them set the loop runs exactly the operations of the paper's protocol.
+
+Every epoch evaluates the test split (and the validation split, when the cell has one) in one
+pass: accuracy, NLL, the MI terms and :class:`bench.metrics.SplitMetrics` (ECE, adaptive ECE,
+Brier, balanced accuracy). With a validation split, the cell ends with temperature scaling
+(:mod:`bench.calibration`): for each epoch a selection rule can pick (the last, the best
+validation epoch, the best test epoch; earliest on ties, as :mod:`bench.selection` picks) T is
+fitted on that epoch's validation logits, and the history row of that epoch gains
+``temperature``, ``test_ece_ts`` and ``test_nll_ts`` (NaN in the other rows). The logits of the
+best epochs so far travel in the checkpoint, so a resumed cell scales the same epochs.
+
+On CPU the float operations, their order, the parameter init and the permutation and
+augmentation streams are those of the uninterrupted loop (the scheduler, the augmentation
+generator and the EMA are checkpointed), so a resumed cell ends bitwise identical to an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -40,12 +60,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.augment import augment_batch, make_generator
+from bench.calibration import fit_temperature
 from bench.data import Splits
+from bench.ema import WeightEMA
 from bench.fileio import Writer, atomic_write
+from bench.metrics import SplitMetrics
+from bench.recipe import schedule_spec, scheduled
 from bench.registry import TrainConfig
+from bench.schedules import load_scheduler_state, make_scheduler
 from losses import SplitMI
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1 (before the recipe) lacks only keys a cell without the recipe never reads
 PROGRESS_INTERVAL_S = 0.25  # the step loop calls the progress callback at most this often
 METER_CHUNK_STEPS = 32  # steps of logits kept before they are reduced to a correct-count (bounds memory)
 
@@ -167,6 +194,7 @@ class TrainResult:
     wall_time: float = 0.0
     resumed_from_epoch: int = 0
     message: str = ""
+    final: dict[str, Any] = field(default_factory=dict)  # the last epoch's per-class and reliability tables
 
 
 class CheckpointWriter:
@@ -238,13 +266,25 @@ def label_entropy(y: torch.Tensor, num_classes: int) -> float:
     return float(-(p * p.log()).sum())
 
 
+@dataclass
+class Evaluation:
+    """One split's figures (``values``: acc, nll, h_cond, h_marg, mi, ece, aece, brier,
+    balanced_acc), the accumulator they came from, and the split's logits when kept."""
+
+    values: dict[str, float]
+    metrics: SplitMetrics
+    logits: torch.Tensor | None = None
+
+
 @torch.inference_mode()
 def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, splits: Splits,
-             cfg: TrainConfig, device: torch.device) -> dict[str, float]:
-    """Accuracy, cross entropy and the MI terms over a whole split, in large batches."""
+             cfg: TrainConfig, device: torch.device, keep_logits: bool = False) -> Evaluation:
+    """Accuracy, NLL, the MI terms and the calibration metrics over a whole split, in large batches."""
     was_training = model.training
     model.eval()
     mi = SplitMI()
+    metrics = SplitMetrics()
+    kept: list[torch.Tensor] = []
     correct = torch.zeros((), dtype=torch.long, device=device)
     memory_format = torch.channels_last if cfg.channels_last == "on" and x.dim() == 4 else torch.contiguous_format
     for start in range(0, len(y), cfg.eval_batch_size):
@@ -254,16 +294,43 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, splits: S
             logits = model(xb)
         logits = logits.float()
         mi.update(logits, yb)
+        metrics.update(logits, yb)
+        if keep_logits:
+            kept.append(logits)
         correct += (logits.max(1).indices == yb).sum()  # == argmax(1), faster on CPU
     terms = mi.compute()
+    calib = metrics.compute()
     model.train(was_training)
-    return {
-        "test_acc": correct.item() / max(len(y), 1),
-        "test_loss": terms["h_cond"],
-        "test_h_cond": terms["h_cond"],
-        "test_h_marg": terms["h_marg"],
-        "test_mi": terms["mi"],
+    values = {
+        "acc": correct.item() / max(len(y), 1),
+        "nll": terms["h_cond"],
+        "h_cond": terms["h_cond"],
+        "h_marg": terms["h_marg"],
+        "mi": terms["mi"],
+        "ece": calib["ece"],
+        "aece": calib["adaptive_ece"],
+        "brier": calib["brier"],
+        "balanced_acc": calib["balanced_accuracy"],
     }
+    return Evaluation(values, metrics, torch.cat(kept) if kept else None)
+
+
+# the history's names of the test split's figures (test_loss is the test NLL: the paper's name)
+TEST_COLUMNS = {"acc": "test_acc", "nll": "test_loss", "h_cond": "test_h_cond", "h_marg": "test_h_marg",
+                "mi": "test_mi", "ece": "test_ece", "aece": "test_aece", "brier": "test_brier",
+                "balanced_acc": "test_balanced_acc"}
+VAL_COLUMNS = {"acc": "val_acc", "nll": "val_nll", "mi": "val_mi", "ece": "val_ece", "aece": "val_aece",
+               "brier": "val_brier", "balanced_acc": "val_balanced_acc"}
+TEMPERATURE_COLUMNS = ("temperature", "test_ece_ts", "test_nll_ts")
+
+
+def scaled_test_metrics(val_logits: torch.Tensor, val_y: torch.Tensor, test_logits: torch.Tensor,
+                        test_y: torch.Tensor) -> tuple[float, SplitMetrics]:
+    """Temperature scaling of one epoch: T fitted on the validation logits, the test metrics at T."""
+    temperature = fit_temperature(val_logits, val_y)
+    scaled = SplitMetrics()
+    scaled.update(test_logits / temperature, test_y)
+    return temperature, scaled
 
 
 def load_checkpoint(path: Path, cell_id: str) -> dict[str, Any] | None:
@@ -271,7 +338,7 @@ def load_checkpoint(path: Path, cell_id: str) -> dict[str, Any] | None:
     if not path.exists():
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or state.get("cell_id") != cell_id or state.get("version") != CHECKPOINT_VERSION:
+    if not isinstance(state, dict) or state.get("cell_id") != cell_id or state.get("version") not in READABLE_VERSIONS:
         raise ValueError("checkpoint belongs to another cell or version")
     return state
 
@@ -318,7 +385,8 @@ def _train(cell_id: str, model: torch.nn.Module, criterion: torch.nn.Module, spl
     memory_format = torch.channels_last if cfg.channels_last == "on" else torch.contiguous_format
     model = model.to(device=device, memory_format=memory_format)
     criterion = criterion.to(device)
-    optimizer = make_optimizer(model.parameters(), cfg, device)
+    params = list(model.parameters())
+    optimizer = make_optimizer(params, cfg, device)
     # fp16's narrow exponent underflows small gradients: scale the loss, unscale before the step
     # (bf16 has fp32's exponent range and needs no scaler)
     scaler = torch.amp.GradScaler(device.type) if cfg.precision == "fp16" else None
@@ -335,9 +403,16 @@ def _train(cell_id: str, model: torch.nn.Module, criterion: torch.nn.Module, spl
     batch_size = cfg.batch_size
     steps = math.ceil(n / batch_size)
 
+    settings = cfg.model_dump()
+    scheduler = make_scheduler(optimizer, schedule_spec(settings), cfg.epochs, steps) if scheduled(settings) else None
+    ema = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    aug_gen = make_generator(seed, device) if cfg.augment != "none" else None
+    eval_model = ema.module if ema is not None else model
+
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     history: list[dict[str, float]] = []
+    best = _BestEpochs()
     start_epoch = 0
     wall = 0.0
     if resume_state is not None:
@@ -345,6 +420,13 @@ def _train(cell_id: str, model: torch.nn.Module, criterion: torch.nn.Module, spl
         optimizer.load_state_dict(resume_state["optimizer"])
         if scaler is not None and resume_state.get("grad_scaler") is not None:
             scaler.load_state_dict(resume_state["grad_scaler"])
+        if scheduler is not None:
+            load_scheduler_state(scheduler, optimizer, resume_state["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(resume_state["ema"])
+        if aug_gen is not None:
+            aug_gen.set_state(resume_state["augment_generator"])
+        best = _BestEpochs.from_state(resume_state.get("best_epochs"))
         gen.set_state(resume_state["generator"])
         torch.set_rng_state(resume_state["cpu_rng"])
         if device.type == "cuda" and resume_state.get("cuda_rng") is not None:
@@ -356,6 +438,8 @@ def _train(cell_id: str, model: torch.nn.Module, criterion: torch.nn.Module, spl
     to_channels_last = train_x.dim() == 4 and cfg.channels_last == "on"
     autocast = _autocast(device, cfg.precision)
     normalise = splits.normalise
+    clip = cfg.grad_clip
+    last_test: Evaluation | None = None
     model.train()
     for epoch in range(start_epoch, cfg.epochs):
         if hasattr(criterion, "set_progress"):
@@ -364,11 +448,15 @@ def _train(cell_id: str, model: torch.nn.Module, criterion: torch.nn.Module, spl
             callback.on_epoch_start(cell_id, epoch, model)
         t0 = time.perf_counter()
         next_report = t0 + PROGRESS_INTERVAL_S
+        lr = optimizer.param_groups[0]["lr"]  # the lr of the epoch's first step
         perm = torch.randperm(n, generator=gen, device=device)
         meter = EpochMeter(device)
         for step in range(steps):
             idx = perm[step * batch_size:(step + 1) * batch_size]
-            xb = normalise(torch.index_select(train_x, 0, idx))
+            xb = torch.index_select(train_x, 0, idx)
+            if aug_gen is not None:
+                xb = augment_batch(xb, cfg.augment, cfg.crop_padding, aug_gen)
+            xb = normalise(xb)
             if to_channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             yb = torch.index_select(train_y, 0, idx)
@@ -378,11 +466,20 @@ def _train(cell_id: str, model: torch.nn.Module, criterion: torch.nn.Module, spl
             optimizer.zero_grad(set_to_none=True)
             if scaler is None:
                 loss.backward()
+                if clip:
+                    torch.nn.utils.clip_grad_norm_(params, clip)
                 optimizer.step()
             else:
                 scaler.scale(loss).backward()
+                if clip:
+                    scaler.unscale_(optimizer)  # clip the true gradient, not the scaled one
+                    torch.nn.utils.clip_grad_norm_(params, clip)
                 scaler.step(optimizer)
                 scaler.update()
+            if scheduler is not None:
+                scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
             meter.add(loss.detach(), logits.detach(), yb)
             if writer.failed:  # the last epoch's checkpoint could not be written (e.g. disk full): stop now
                 writer.wait()
@@ -400,13 +497,16 @@ def _train(cell_id: str, model: torch.nn.Module, criterion: torch.nn.Module, spl
                                "that takes log(0) or divides by zero does this by itself, else the weights diverged: "
                                f"try a smaller lr (--set train.lr={cfg.lr / 10:g})")
         t_eval = time.perf_counter()
-        metrics = evaluate(model, test_x, test_y, splits, cfg, device)
+        keep = val_y is not None  # the logits temperature scaling needs
+        last_test = evaluate(eval_model, test_x, test_y, splits, cfg, device, keep_logits=keep)
+        metrics = {TEST_COLUMNS[k]: v for k, v in last_test.values.items()}
+        val = None
         if val_y is not None:  # the validation split, evaluated like the test split
-            val = evaluate(model, val_x, val_y, splits, cfg, device)
-            metrics.update(val_acc=val["test_acc"], val_nll=val["test_loss"], val_mi=val["test_mi"])
+            val = evaluate(eval_model, val_x, val_y, splits, cfg, device, keep_logits=True)
+            metrics.update({col: val.values[k] for k, col in VAL_COLUMNS.items()})
         epoch_time = time.perf_counter() - t0
         wall += epoch_time
-        row = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, **metrics,
+        row = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "lr": lr, **metrics,
                "epoch_time": epoch_time, "eval_time": epoch_time - (t_eval - t0)}
         history.append(row)
         if not all(math.isfinite(v) for v in (metrics["test_loss"], metrics["test_mi"])):
@@ -414,6 +514,8 @@ def _train(cell_id: str, model: torch.nn.Module, criterion: torch.nn.Module, spl
                                f"the model's test predictions were non-finite in epoch {epoch + 1} (test NLL "
                                f"{metrics['test_loss']}, test MI {metrics['test_mi']}); the weights diverged: try a "
                                f"smaller lr (--set train.lr={cfg.lr / 10:g})")
+        if val is not None:
+            best.offer(epoch, metrics["val_acc"], metrics["test_acc"], val.logits, last_test.logits)
         epoch_ckpt = checkpoint if checkpoint is not None and epoch + 1 < cfg.epochs else None  # the last: its result follows
         if epoch_ckpt is not None:
             writer.submit(epoch_ckpt, {
@@ -423,6 +525,10 @@ def _train(cell_id: str, model: torch.nn.Module, criterion: torch.nn.Module, spl
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "grad_scaler": scaler.state_dict() if scaler is not None else None,
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "ema": ema.state_dict() if ema is not None else None,
+                "augment_generator": aug_gen.get_state() if aug_gen is not None else None,
+                "best_epochs": best.state(),
                 "generator": gen.get_state(),
                 "cpu_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
@@ -433,7 +539,60 @@ def _train(cell_id: str, model: torch.nn.Module, criterion: torch.nn.Module, spl
             progress(Progress(epoch + 1, cfg.epochs, steps, steps, n, last_epoch=row))
         for callback in callbacks:
             callback.on_epoch_end(cell_id, epoch, partial(_landed, writer, epoch_ckpt))
-    return TrainResult("done", history, wall, start_epoch)
+    final: dict[str, Any] = {}
+    if last_test is not None:  # None only when a resumed cell had no epoch left to train
+        final = {"test_class_acc": last_test.metrics.class_accuracy(), "test_reliability": last_test.metrics.reliability()}
+        if val_y is not None and val is not None:
+            final["test_reliability_ts"] = _temperature_scale(history, best, (val.logits, last_test.logits), val_y, test_y)
+    return TrainResult("done", history, wall, start_epoch, final=final)
+
+
+class _BestEpochs:
+    """The best validation and best test epoch so far (earliest on ties, as bench.selection
+    picks them), with their validation and test logits: what temperature scaling needs at the end."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[float, int, torch.Tensor, torch.Tensor]] = {}
+
+    def offer(self, epoch: int, val_acc: float, test_acc: float, val_logits: torch.Tensor | None,
+              test_logits: torch.Tensor | None) -> None:
+        assert val_logits is not None and test_logits is not None
+        for key, score in (("val", val_acc), ("test", test_acc)):
+            held = self.entries.get(key)
+            if math.isfinite(score) and (held is None or score > held[0]):  # strictly better: the earliest stays
+                self.entries[key] = (score, epoch, val_logits, test_logits)
+
+    def state(self) -> dict[str, Any]:
+        return {key: {"score": s, "epoch": e, "val_logits": v.cpu(), "test_logits": t.cpu()}
+                for key, (s, e, v, t) in self.entries.items()}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any] | None) -> _BestEpochs:
+        out = cls()
+        for key, entry in (state or {}).items():
+            out.entries[key] = (float(entry["score"]), int(entry["epoch"]), entry["val_logits"], entry["test_logits"])
+        return out
+
+
+def _temperature_scale(history: list[dict[str, float]], best: _BestEpochs,
+                       last_logits: tuple[torch.Tensor | None, torch.Tensor | None], val_y: torch.Tensor,
+                       test_y: torch.Tensor) -> dict[str, list]:
+    """Fill ``temperature``, ``test_ece_ts`` and ``test_nll_ts`` of every epoch a rule can select
+    (NaN elsewhere); return the last epoch's reliability table after scaling."""
+    for row in history:
+        row.update(dict.fromkeys(TEMPERATURE_COLUMNS, float("nan")))
+    last = len(history) - 1
+    chosen = {last: last_logits, **{e: (v, t) for _, e, v, t in best.entries.values()}}
+    reliability: dict[str, list] = {}
+    for epoch, (val_logits, test_logits) in chosen.items():
+        assert val_logits is not None and test_logits is not None
+        device = val_y.device
+        temperature, scaled = scaled_test_metrics(val_logits.to(device), val_y, test_logits.to(device), test_y)
+        values = scaled.compute()
+        history[epoch].update(temperature=temperature, test_ece_ts=values["ece"], test_nll_ts=values["nll"])
+        if epoch == last:
+            reliability = scaled.reliability()
+    return reliability
 
 
 def _landed(writer: CheckpointWriter, path: Path | None) -> Path | None:
@@ -445,6 +604,7 @@ def _landed(writer: CheckpointWriter, path: Path | None) -> Path | None:
 __all__ = [
     "CheckpointWriter",
     "EpochMeter",
+    "Evaluation",
     "Progress",
     "TrainCallback",
     "TrainResult",

@@ -46,6 +46,22 @@ def test_crop_equals_the_padded_window_at_the_drawn_offset() -> None:
         assert torch.equal(out[i], expected), i
 
 
+def test_crop_alone_is_the_padded_window_never_mirrored() -> None:
+    """``crop`` draws no coins: its offsets are the first draws of the stream, and no sample flips."""
+    x = _distinct()
+    n, _, h, w = x.shape
+    p = 2
+    out = augment_batch(x, "crop", p, _gen(4))
+    g = _gen(4)
+    rows = torch.randint(0, 2 * p + 1, (n,), generator=g)
+    cols = torch.randint(0, 2 * p + 1, (n,), generator=g)
+    padded = F.pad(x, (p, p, p, p))
+    assert len(set(zip(rows.tolist(), cols.tolist()))) > 4
+    for i in range(n):
+        r, c = int(rows[i]), int(cols[i])
+        assert torch.equal(out[i], padded[i, :, r:r + h, c:c + w]), i
+
+
 def test_crop_offsets_cover_the_range_and_pad_with_zeros() -> None:
     x = _distinct(n=512, c=1, h=6, w=6)
     d = draw("crop-flip", 512, 2, _gen(0), x.device)
@@ -71,7 +87,7 @@ def test_none_is_the_identity() -> None:
     assert augment_batch(x, "none") is x
 
 
-@pytest.mark.parametrize("kind", ["flip", "crop-flip"])
+@pytest.mark.parametrize("kind", ["flip", "crop", "crop-flip"])
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
 def test_seeding_dtype_and_shape(kind: str, dtype: torch.dtype) -> None:
     x = (torch.arange(64 * 3 * 32 * 32) % 251).to(dtype).view(64, 3, 32, 32)
@@ -124,6 +140,8 @@ def test_check_augment() -> None:
     check_augment("crop-flip", 4, "cifar10", (3, 32, 32))
     check_augment("flip", 4, "cifar10", (3, 32, 32))
     check_augment("crop-flip", 2, "fashion-mnist", (1, 28, 28), force_flip=True)
+    check_augment("crop", 2, "fashion-mnist", (1, 28, 28))  # no flip: no policy question
+    check_augment("crop", 2, "mnist", (1, 28, 28))
     bad = [
         (("crop-flip", 4, "mnist", (1, 28, 28)), "off for mnist.*force_flip=true"),
         (("flip", 4, "fashion-mnist", (1, 28, 28)), "off for fashion-mnist"),
@@ -133,6 +151,8 @@ def test_check_augment() -> None:
         (("crop-flip", 32, "cifar10", (3, 32, 32)), "must be below the image size"),
         (("none", 2, "cifar10", (3, 32, 32)), "crop_padding does not apply to augment 'none'"),
         (("flip", 2, "cifar10", (3, 32, 32)), "crop_padding does not apply to augment 'flip'"),
+        (("crop", 4, "gauss", (1, 1, 8)), "not images"),
+        (("crop", 28, "mnist", (1, 28, 28)), "must be below the image size"),
         (("rotate", 4, "cifar10", (3, 32, 32)), "not an augmentation"),
     ]
     for args, message in bad:

@@ -66,6 +66,25 @@ def test_hand_values() -> None:
     assert acc.compute()["accuracy"] == pytest.approx(4 / 6, abs=TOL)
 
 
+def test_reliability_table_and_class_accuracy_by_hand() -> None:
+    """The table above by bin (M=3): (0,1/3] is empty; (1/3,2/3]: c 0.50, 0.48, 0.35, correct
+    0, 1, 0; (2/3,1]: c 0.70, 0.75, 0.90, all correct. Per-class recall 2/2, 1/2, 1/2."""
+    z, y = hand()
+    acc = SplitMetrics(n_bins=3)
+    acc.update(z[:4], y[:4])
+    acc.update(z[4:], y[4:])  # the table spans batches
+    table = acc.reliability()
+    assert table["count"] == [0, 3, 3]
+    assert table["confidence"][0] is None and table["accuracy"][0] is None
+    assert table["confidence"][1:] == pytest.approx([1.33 / 3, 2.35 / 3], abs=TOL)
+    assert table["accuracy"][1:] == pytest.approx([1 / 3, 1.0], abs=TOL)
+    assert acc.class_accuracy() == pytest.approx([1.0, 0.5, 0.5], abs=TOL)
+    z4 = torch.cat([z, torch.full((6, 1), -math.inf, dtype=torch.float64)], dim=1)
+    absent = SplitMetrics()
+    absent.update(z4, y)
+    assert absent.class_accuracy()[3] is None
+
+
 def test_absent_class_is_left_out_of_balanced_accuracy() -> None:
     z, y = hand()
     z4 = torch.cat([z, torch.full((6, 1), -math.inf, dtype=torch.float64)], dim=1)  # p = 0 for class 3

@@ -119,7 +119,7 @@ def test_set_overrides_and_filters():
     (lambda d: d["grids"]["g1"].update(losses=["milLos"]), "unknown loss 'milLos' (closest: 'milLoss'"),
     (lambda d: d["grids"]["g1"]["train"].update(lr=-1), "grids.g1.train.lr"),
     (lambda d: d["grids"]["g1"]["train"].update(batch_size=0), "grids.g1.train.batch_size"),
-    (lambda d: d["grids"]["g1"]["train"].update(epohcs=3), "unknown training setting 'epohcs' (closest: 'epochs')"),
+    (lambda d: d["grids"]["g1"]["train"].update(epohcs=3), "unknown training setting 'epohcs' (closest: 'epochs'"),
     (lambda d: d["grids"]["g1"].update(seeds=[]), "grids.g1.seeds"),
     (lambda d: d["datasets"]["g"].update(kind="imagenet"), "datasets.g.kind"),
     (lambda d: d["architectures"]["mlp"].update(sorce="native"), "unknown key 'sorce' (closest: 'source')"),

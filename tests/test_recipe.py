@@ -1,0 +1,231 @@
+"""The strong-baseline recipe through the real trainer (bench.train.train_cell): the recorded lr of
+each epoch against the schedule's formula, augmentation streams, clipping, EMA, the calibration
+figures of every epoch, temperature scaling, and a kill-and-resume with every option on that ends
+bitwise identical on CPU."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from bench.data import Splits
+from bench.errors import BenchError
+from bench.metrics import SplitMetrics, ece, nll
+from bench.recipe import check_recipe
+from bench.registry import TrainConfig
+from bench.train import TEMPERATURE_COLUMNS, TrainCallback, load_checkpoint, train_cell
+
+N, K, BATCH = 96, 4, 32
+STEPS = N // BATCH
+LR = 0.05
+TIMES = ("epoch_time", "eval_time")
+
+
+def _splits(val: bool = False) -> Splits:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (N + 40, 3, 8, 8), generator=g, dtype=torch.uint8)
+    y = torch.randint(0, K, (N + 40,), generator=g)
+    # class k brightens channel k % 3: learnable, so the calibration figures move
+    for k in range(K):
+        x[y == k, k % 3] = (x[y == k, k % 3] // 2 + 128).to(torch.uint8)
+    val_part = (x[N + 20:], y[N + 20:]) if val else (None, None)
+    return Splits(x[:N], y[:N], x[N:N + 20], y[N:N + 20], K, (3, 8, 8), (0.5,) * 3, (0.25,) * 3, "test", ("a", "b", "c", "d"),
+                  kind="cifar10", val_x=val_part[0], val_y=val_part[1])
+
+
+def _model() -> torch.nn.Module:
+    torch.manual_seed(3)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                               torch.nn.Flatten(), torch.nn.Linear(4 * 8 * 8, K))
+
+
+def _train(cfg: TrainConfig, splits: Splits | None = None, model: torch.nn.Module | None = None, **kw):
+    model = model if model is not None else _model()
+    result = train_cell(cell_id="c", model=model, criterion=torch.nn.CrossEntropyLoss(), splits=splits or _splits(),
+                        cfg=cfg, seed=5, device=torch.device("cpu"), checkpoint=kw.pop("checkpoint", None), **kw)
+    return result, model
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = {"epochs": 4, "batch_size": BATCH, "lr": LR, "momentum": 0.9, "eval_batch_size": 16, "precision": "fp32"}
+    return TrainConfig(**{**base, **kw})
+
+
+def _cosine_lr(t: int, total: int, warmup: int, min_lr: float) -> float:
+    if t < warmup:
+        return LR * (t + 1) / (warmup + 1)
+    return min_lr + (LR - min_lr) * (1 + math.cos(math.pi * (t - warmup) / (total - warmup))) / 2
+
+
+def test_the_recorded_lr_of_each_epoch_follows_the_cosine_formula():
+    result, _ = _train(_cfg(schedule="cosine", warmup_epochs=1, min_lr=1e-4))
+    expected = [_cosine_lr(e * STEPS, 4 * STEPS, STEPS, 1e-4) for e in range(4)]
+    assert expected[0] == pytest.approx(LR / 4) and expected[1] == pytest.approx(LR)
+    assert [h["lr"] for h in result.history] == pytest.approx(expected, rel=1e-12)
+
+
+def test_the_recorded_lr_of_multistep_and_constant():
+    result, _ = _train(_cfg(schedule="multistep", milestones="2,3", gamma=0.1))
+    assert [h["lr"] for h in result.history] == pytest.approx([LR, LR, LR * 0.1, LR * 0.01], rel=1e-12)
+    result, _ = _train(_cfg())
+    assert [h["lr"] for h in result.history] == [LR] * 4
+
+
+def test_the_paper_protocol_is_untouched_by_the_recipe_defaults():
+    """No recipe setting: no scheduler is built, the lr stays the base lr to the bit, and the
+    explicit defaults train the same bits as the implicit ones."""
+    a, ma = _train(_cfg())
+    b, mb = _train(_cfg(schedule="constant", augment="none", grad_clip=0.0, ema_decay=0.0))
+    assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
+    assert all(torch.equal(p, q) for p, q in zip(ma.state_dict().values(), mb.state_dict().values()))
+
+
+def test_augmentation_changes_the_batches_but_not_their_order():
+    """crop-flip draws from its own generator: the seed's permutation is unchanged, so the
+    first step sees the same labels; the images differ, so the training loss does."""
+    plain, _ = _train(_cfg(epochs=1))
+    aug, _ = _train(_cfg(epochs=1, augment="crop-flip", crop_padding=2))
+    aug2, _ = _train(_cfg(epochs=1, augment="crop-flip", crop_padding=2))
+    assert aug.history[0]["train_loss"] == aug2.history[0]["train_loss"]  # deterministic per seed
+    assert aug.history[0]["train_loss"] != plain.history[0]["train_loss"]
+
+
+def test_a_tiny_gradient_clip_bounds_each_step():
+    """SGD without momentum moves the weights by lr * ||clipped g|| <= lr * clip per step."""
+    clip = 1e-3
+    start = [p.detach().clone() for p in _model().parameters()]
+    _, model = _train(_cfg(epochs=1, momentum=0.0, grad_clip=clip))
+    moved = torch.sqrt(sum(((p.detach() - s) ** 2).sum() for p, s in zip(model.parameters(), start)))
+    assert 0 < float(moved) <= STEPS * LR * clip * (1 + 1e-6)
+    _, free = _train(_cfg(epochs=1, momentum=0.0))
+    moved_free = torch.sqrt(sum(((p.detach() - s) ** 2).sum() for p, s in zip(free.parameters(), start)))
+    assert float(moved_free) > 10 * float(moved)
+
+
+def test_ema_changes_what_is_evaluated_not_what_is_trained():
+    raw, _ = _train(_cfg())
+    ema, _ = _train(_cfg(ema_decay=0.9))
+    assert [h["train_loss"] for h in raw.history] == [h["train_loss"] for h in ema.history]
+    assert [h["test_loss"] for h in raw.history] != [h["test_loss"] for h in ema.history]
+
+
+def test_every_epoch_records_the_calibration_metrics_as_bench_metrics_computes_them():
+    splits = _splits(val=True)
+    result, model = _train(_cfg(), splits)
+    last = result.history[-1]
+    model.eval()
+    with torch.no_grad():
+        logits = model(splits.normalise(splits.test_x)).float()
+        val_logits = model(splits.normalise(splits.val_x)).float()
+    assert last["test_ece"] == pytest.approx(ece(logits, splits.test_y), abs=1e-9)
+    assert last["test_loss"] == pytest.approx(nll(logits, splits.test_y), abs=1e-6)
+    assert last["val_ece"] == pytest.approx(ece(val_logits, splits.val_y), abs=1e-9)
+    for h in result.history:
+        assert {"test_ece", "test_aece", "test_brier", "test_balanced_acc", "val_brier", "val_balanced_acc"} <= set(h)
+    acc = SplitMetrics()
+    acc.update(logits, splits.test_y)
+    assert result.final["test_class_acc"] == acc.class_accuracy()
+    assert result.final["test_reliability"] == acc.reliability()
+
+
+def test_temperature_scaling_fills_the_epochs_a_rule_can_select():
+    splits = _splits(val=True)
+    result, model = _train(_cfg(epochs=5), splits)
+    hist = result.history
+    val = [h["val_acc"] for h in hist]
+    test = [h["test_acc"] for h in hist]
+    chosen = {len(hist) - 1, val.index(max(val)), test.index(max(test))}  # earliest best, as bench.selection
+    for i, h in enumerate(hist):
+        filled = [math.isfinite(h[c]) for c in TEMPERATURE_COLUMNS]
+        assert all(filled) if i in chosen else not any(filled), (i, h)
+    # the last epoch's T is the NLL minimiser on the final model's validation logits
+    from bench.calibration import fit_temperature
+
+    model.eval()
+    with torch.no_grad():
+        val_logits = model(splits.normalise(splits.val_x)).float()
+        test_logits = model(splits.normalise(splits.test_x)).float()
+    t = fit_temperature(val_logits, splits.val_y)
+    assert hist[-1]["temperature"] == pytest.approx(t, rel=1e-6)
+    assert hist[-1]["test_nll_ts"] == pytest.approx(nll(test_logits / t, splits.test_y), rel=1e-6)
+    assert hist[-1]["test_ece_ts"] == pytest.approx(ece(test_logits / t, splits.test_y), abs=1e-6)
+    assert sum(result.final["test_reliability_ts"]["count"]) == len(splits.test_y)
+
+
+def test_without_a_validation_split_there_is_no_temperature():
+    result, _ = _train(_cfg())
+    assert not any(c in result.history[-1] for c in TEMPERATURE_COLUMNS)
+    assert "test_reliability_ts" not in result.final
+
+
+class _Kill(TrainCallback):
+    """Stops the cell after the checkpoint of ``epoch`` (0-based) is on disk: a kill at an epoch end."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_epoch_end(self, cell_id, epoch, checkpoint_written):
+        if epoch == self.epoch:
+            assert checkpoint_written() is not None
+            raise KeyboardInterrupt
+
+
+def test_a_cell_killed_with_every_option_on_resumes_bitwise_identical(tmp_path):
+    cfg = _cfg(epochs=5, schedule="cosine", warmup_epochs=1, min_lr=1e-4, augment="crop-flip", crop_padding=2,
+               grad_clip=1.0, ema_decay=0.9, val_fraction=0.1)
+    splits = _splits(val=True)
+    whole, whole_model = _train(cfg, splits)
+    ckpt = tmp_path / "c.pt"
+    with pytest.raises(KeyboardInterrupt):
+        _train(cfg, splits, checkpoint=ckpt, callbacks=[_Kill(2)])
+    state = load_checkpoint(ckpt, "c")
+    assert state["epoch"] == 3 and state["scheduler"] and state["ema"] and state["augment_generator"] is not None
+    resumed, resumed_model = _train(cfg, splits, checkpoint=ckpt, resume_state=state)
+    assert resumed.resumed_from_epoch == 3
+    strip = [{k: v for k, v in h.items() if k not in TIMES} for h in whole.history]
+    again = [{k: v for k, v in h.items() if k not in TIMES} for h in resumed.history]
+    assert json.dumps(strip) == json.dumps(again)  # NaN-safe, bit-for-bit through repr
+    assert resumed.final == whole.final
+    for (name, a), b in zip(whole_model.state_dict().items(), resumed_model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_a_version_1_checkpoint_still_resumes_a_cell_without_the_recipe(tmp_path):
+    ckpt = tmp_path / "c.pt"
+    with pytest.raises(KeyboardInterrupt):
+        _train(_cfg(), checkpoint=ckpt, callbacks=[_Kill(1)])
+    state = torch.load(ckpt, weights_only=True)
+    state["version"] = 1
+    for key in ("scheduler", "ema", "augment_generator", "best_epochs"):
+        del state[key]
+    torch.save(state, ckpt)
+    whole, _ = _train(_cfg())
+    resumed, _ = _train(_cfg(), resume_state=load_checkpoint(ckpt, "c"))
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in whole.history]
+
+
+@pytest.mark.parametrize("settings, kind, message", [
+    ({"schedule": "cosine", "milestones": "30,60"}, "cifar10", "milestones does not apply to schedule 'cosine'"),
+    ({"schedule": "cosine", "warmup_epochs": 4}, "cifar10", "warmup_epochs (4) must be below epochs (4)"),
+    ({"schedule": "multistep"}, "cifar10", "needs milestones"),
+    ({"augment": "flip"}, "fashion-mnist", "force_flip=true"),
+    ({"augment": "crop"}, "gauss", "is not images"),
+    ({"crop_padding": 2}, "cifar10", "crop_padding does not apply to augment 'none'"),
+    ({"force_flip": True}, "cifar10", "force_flip does not apply"),
+    ({"augment": "crop", "crop_padding": 8}, "cifar10", "must be below the image size"),
+])
+def test_recipe_settings_that_do_not_fit_are_one_error(settings, kind, message):
+    train = _cfg(**settings).model_dump()
+    shape = (1, 1, 2) if kind == "gauss" else (3, 8, 8)
+    with pytest.raises(BenchError) as err:
+        check_recipe(train, kind, shape)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_crop_and_an_allowed_flip_pass_the_recipe_check():
+    check_recipe(_cfg(augment="crop", crop_padding=2).model_dump(), "fashion-mnist", (1, 28, 28))
+    check_recipe(_cfg(augment="flip", force_flip=True).model_dump(), "fashion-mnist", (1, 28, 28))
+    check_recipe(_cfg(augment="crop-flip", schedule="onecycle", warmup_epochs=1).model_dump(), "cifar10", (3, 32, 32))
