@@ -217,3 +217,16 @@ def test_a_search_without_validation_or_finished_cells_says_why(tmp_path):
     drawn = draw_all("s", cells, store, tmp_path / "out2", space=space_of())
     assert drawn.notes()[-1] == "tuned curves: no finished search cell has a validation accuracy in its history"
     assert not any("tun" in f for f in drawn.files)
+
+
+def test_the_curves_and_sweeps_of_a_search_grid_are_trial_0s(tmp_path):
+    """A mean over trials would mix settings, and the trials' drawn λ are no sweep: both show trial 0."""
+    store, cells = Store(tmp_path / "results"), cells_of("s")
+    fill(store, [c for c in cells if c.trial != 0])
+    drawn = draw_all("s", cells, store, tmp_path / "out", space=space_of())
+    assert drawn.files == ["figures/mi-vs-error.png", "figures/tuning-g-mlp.png", "figures/tuned-curves-g-mlp.png"]
+    why = "no trial-0 cell (the registry defaults) has finished"
+    assert drawn.notes() == [f"learning curves: {why}", f"lambda sweep: {why}", f"batch-size sweep: {why}"]
+    fill(store, [c for c in cells if c.trial == 0])
+    drawn = draw_all("s", cells, store, tmp_path / "out", space=space_of())
+    assert "figures/curves-g-mlp.png" in drawn.files and "lambda sweep: the grid sweeps no λ" in drawn.notes()
