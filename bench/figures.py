@@ -136,13 +136,15 @@ def draw_all(grid: str, cells: list[Cell], store: Store, target: Path, results: 
     else:
         skipped += [(f"learning curves of {' / '.join(p for p in row if p)}", "no per-epoch history in the store")
                     for row in missing]
-    sweeps = (("sweep-lambda", "lambda sweep", lambda_sweep_figure(base, grid), _lam, "λ"),
-              ("sweep-batch-size", "batch-size sweep", batch_sweep_figure(base, colours, grid), _batch_size, "batch size"))
-    for name, what, fig, value_of, label in sweeps if base else ():
-        if fig is None:
-            skipped.append((what, _sweep_gap(base_cells, value_of, label)))
-        else:
-            figures.append((name, fig))
+    if base:
+        sweeps = (("sweep-lambda", "lambda sweep", lambda_sweep_figure(base, grid), _lam, "λ"),
+                  ("sweep-batch-size", "batch-size sweep", batch_sweep_figure(base, colours, grid), _batch_size,
+                   "batch size"))
+        for name, what, fig, value_of, label in sweeps:
+            if fig is None:
+                skipped.append((what, _sweep_gap(base_cells, value_of, label)))
+            else:
+                figures.append((name, fig))
     scatter = mi_error_figure(done, colours, grid)
     if scatter is None:
         skipped.append(("Î vs error", "no finished cell has a finite Î and test accuracy"))
