@@ -7,13 +7,22 @@ the reason for each figure it could not draw (the grid sweeps no λ, no cell has
 
 * ``curves-<dataset>-<architecture>[-<variant>]``: test accuracy and test Î (nats) against the
   epoch, one line per loss, mean over seeds with a ±std band where there are ≥ 2 seeds
-  (the paper's Figures 14–17);
+  (the paper's Figures 14–17); of a search grid, trial 0's cells (the registry defaults), as are
+  the two sweeps;
 * ``sweep-lambda``: final test accuracy against milLoss's λ (log axis), one line per
   (dataset, architecture), celLoss's mean as a dashed reference (the paper's Figure 5);
 * ``sweep-batch-size``: final test accuracy against the batch size (log2 axis), one line per
   (dataset, architecture, loss);
 * ``mi-vs-error``: test error against test Î of every finished cell, coloured per loss, under the
-  Theorem 4 and exact Fano bound curves, one panel per dataset.
+  Theorem 4 and exact Fano bound curves, one panel per dataset;
+* for a grid with a ``search:`` block and a validation split, per (dataset, architecture[, variant]):
+  ``tuning-...``, the tuning landscape: one panel per searched key, each trial's validation score
+  (the ``tuned`` rule's: validation accuracy at the cell's best validation epoch; mean over seeds,
+  each seed a faint point) against the value it drew, trial 0 (the registry defaults) a hollow
+  square, the trial the ``tuned`` rule selects a star; and ``tuned-curves-...``, one panel per
+  loss: the selected trial's validation and test accuracy against the epoch (mean ± std over
+  seeds) beside trial 0's test accuracy, dashed. A grid without a search draws neither and says
+  nothing of them.
 
 Figures are built with :class:`matplotlib.figure.Figure` directly (no pyplot, no global state);
 the ``*_figure(s)`` functions return them unsaved so they can be inspected.
@@ -25,7 +34,7 @@ import hashlib
 import io
 import math
 import re
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,10 +42,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator, ScalarFormatter
 
 from bench.cells import Cell
 from bench.fileio import atomic_write
+from bench.report import trial_text
+from bench.search import Distribution
+from bench.selection import RULES, Selected, has_search, has_validation, histories, select
 from bench.store import Store
 from bench.theory import fano_bound, theorem4_bound
 
@@ -85,39 +98,65 @@ class Drawn:
         return [f"{what}: {why}" for what, why in self.skipped]
 
 
-def draw_all(grid: str, cells: list[Cell], store: Store, target: Path, results: pd.DataFrame | None = None) -> Drawn:
+SEARCH_FIGURES = ("tuning landscape", "tuned curves")
+
+
+def draw_all(grid: str, cells: list[Cell], store: Store, target: Path, results: pd.DataFrame | None = None,
+             space: Mapping[str, Distribution] | None = None) -> Drawn:
     """Draw every figure of ``grid``'s finished cells into ``target/figures``; say why any figure was not drawn.
 
     ``results``: the store's cell rows, when the caller has read them already (all columns).
+    ``space``: the grid's search distributions (``SearchSpec.distributions()``), which say which
+    searched settings get a log axis; see :func:`tuning_figure` for what happens without them.
     """
-    done = done_cells(cells, store.cells() if results is None else results)
+    results = store.cells() if results is None else results
+    done = done_cells(cells, results)
     skipped: list[tuple[str, str]] = []
     if not done:
         why = "no finished cells" if cells else "the grid has no cells"
-        return Drawn([], [(what, why) for what in ("learning curves", "lambda sweep", "batch-size sweep", "Î vs error")])
+        names = ("learning curves", "lambda sweep", "batch-size sweep", "Î vs error",
+                 *(SEARCH_FIGURES if has_search(cells) else ()))
+        return Drawn([], [(what, why) for what in names])
     history = store.history([d.row["attempt_id"] for d in done])
     colours = loss_colours(cells)
-    figures: list[tuple[str, Figure]] = list(learning_curve_figures(done, history, colours, grid))
+    # the curves and sweeps show a search grid's trial 0 (every loss at its registry defaults), as
+    # the untuned selection rules report it: a mean over trials would mix settings, and the drawn λ
+    # of the trials are no sweep (their learning rates differ too); the trials have figures of their own
+    base_cells = [c for c in cells if c.trial in (None, 0)]
+    base = [d for d in done if d.cell.trial in (None, 0)]
+    figures: list[tuple[str, Figure]] = list(learning_curve_figures(base, history, colours, grid))
     drawn_rows = {name for name, _ in figures}
-    rows = list(dict.fromkeys((d.cell.dataset, d.cell.architecture, d.cell.variant) for d in done))
+    rows = list(dict.fromkeys((d.cell.dataset, d.cell.architecture, d.cell.variant) for d in base))
     missing = [row for row in rows if _curves_stem(*row) not in drawn_rows]
-    if len(missing) == len(rows):  # one note, not one per (dataset, model)
+    if not base:
+        skipped += [(what, "no trial-0 cell (the registry defaults) has finished")
+                    for what in ("learning curves", "lambda sweep", "batch-size sweep")]
+    elif len(missing) == len(rows):  # one note, not one per (dataset, model)
         skipped.append(("learning curves", "no per-epoch history in the store"))
     else:
         skipped += [(f"learning curves of {' / '.join(p for p in row if p)}", "no per-epoch history in the store")
                     for row in missing]
-    sweeps = (("sweep-lambda", "lambda sweep", lambda_sweep_figure(done, grid), _lam, "λ"),
-              ("sweep-batch-size", "batch-size sweep", batch_sweep_figure(done, colours, grid), _batch_size, "batch size"))
-    for name, what, fig, value_of, label in sweeps:
-        if fig is None:
-            skipped.append((what, _sweep_gap(cells, value_of, label)))
-        else:
-            figures.append((name, fig))
+    if base:
+        sweeps = (("sweep-lambda", "lambda sweep", lambda_sweep_figure(base, grid), _lam, "λ"),
+                  ("sweep-batch-size", "batch-size sweep", batch_sweep_figure(base, colours, grid), _batch_size,
+                   "batch size"))
+        for name, what, fig, value_of, label in sweeps:
+            if fig is None:
+                skipped.append((what, _sweep_gap(base_cells, value_of, label)))
+            else:
+                figures.append((name, fig))
     scatter = mi_error_figure(done, colours, grid)
     if scatter is None:
         skipped.append(("Î vs error", "no finished cell has a finite Î and test accuracy"))
     else:
         figures.append(("mi-vs-error", scatter))
+    if has_search(cells):
+        tuning = search_figures(cells, done, results, history, colours, grid, space)
+        figures += tuning
+        if not tuning:
+            why = ("the grid has no validation split (train.val_fraction is 0), so no trial has a validation score"
+                   if not has_validation(cells) else "no finished search cell has a validation accuracy in its history")
+            skipped += [(what, why) for what in SEARCH_FIGURES]
     out_dir = Path(target) / FIG_DIR
     written: list[str] = []
     used: set[str] = set()
@@ -419,6 +458,190 @@ def _mi_error_panel(ax, ds: str, members: list[Done], colours: dict[str, str], a
     ax.legend(fontsize="x-small")
 
 
+# --------------------------------------------------------------------------- search: tuning landscape, tuned curves
+
+
+def search_figures(cells: list[Cell], done: list[Done], results: pd.DataFrame, history: pd.DataFrame,
+                   colours: dict[str, str], grid: str = "",
+                   space: Mapping[str, Distribution] | None = None) -> list[tuple[str, Figure]]:
+    """The tuning landscape and the tuned curves of each (dataset, architecture, variant) with scored trials.
+
+    The scores and the selected trials are the ``tuned`` rule's (:func:`bench.selection.select`),
+    so the star marks exactly the trial ``bench report --select tuned`` reports.
+    """
+    if not has_validation(cells) or history.empty or "epoch" not in history.columns:
+        return []
+    history = history.drop_duplicates(["attempt_id", "epoch"], keep="last")
+    chosen = select(RULES["tuned"], cells, histories(results, history))
+    out: list[tuple[str, Figure]] = []
+    searched = [d for d in done if d.cell.trial is not None]
+    for (ds, arch, variant), members in _group(searched, lambda d: (d.cell.dataset, d.cell.architecture, d.cell.variant)).items():
+        suffix = [variant] if variant else []
+        landscape = tuning_figure(members, chosen, colours, grid, space)
+        if landscape is not None:
+            out.append((figure_stem("tuning", ds, arch, *suffix), landscape))
+            curves = tuned_curves_figure(members, chosen, history, colours, grid)
+            if curves is not None:
+                out.append((figure_stem("tuned-curves", ds, arch, *suffix), curves))
+    return out
+
+
+def _searched_keys(members: list[Done]) -> list[str]:
+    """The keys drawn by the members' trials: training settings first, then loss parameters, each sorted."""
+    keys = {k for d in members for k in d.cell.config["search"]["values"]}
+    return sorted(keys, key=lambda k: (not k.startswith("train."), k))
+
+
+def _log_scale(key: str, values: list[float], space: Mapping[str, Distribution] | None) -> bool:
+    """A log axis for a loguniform setting. Without the distributions (a caller that has no
+    registry), for positive values spanning two decades or more, which is what a log-uniform
+    draw over a tuning range looks like."""
+    if space is not None and key in space:
+        return space[key].log
+    positive = [v for v in values if v > 0]
+    return len(positive) == len(values) and len(values) >= 2 and max(positive) >= 100 * min(positive)
+
+
+def _trial_scores(members: list[Done], key: str, chosen: Selected) -> dict[int, tuple[Any, list[float]]]:
+    """trial -> (its drawn value of ``key``, its seeds' finite scores), for the trials that drew ``key``."""
+    out: dict[int, tuple[Any, list[float]]] = {}
+    for d in members:
+        values = d.cell.config["search"]["values"]
+        score = chosen.score.get(d.cell.cell_id, math.nan)
+        if key in values and math.isfinite(score):
+            out.setdefault(int(d.cell.trial or 0), (values[key], []))[1].append(score)
+    return out
+
+
+def tuning_figure(members: list[Done], chosen: Selected, colours: dict[str, str], grid: str = "",
+                  space: Mapping[str, Distribution] | None = None) -> Figure | None:
+    """One panel per searched key: validation score against the drawn value, per loss; None without scores.
+
+    ``members``: the finished search cells of one (dataset, architecture, variant); ``chosen``:
+    the ``tuned`` rule applied to the grid. A loss appears in the panels of the keys it draws
+    (every ``train.*`` key, its own parameters). Each loss's trials are its colour's dots at the
+    mean score over seeds, its seeds faint dots; trial 0 a hollow square; the selected trial a star.
+    """
+    keys = _searched_keys(members)
+    panels = [(key, _group([d for d in members if key in d.cell.config["search"]["values"]], lambda d: d.cell.loss))
+              for key in keys]
+    if not any(_trial_scores(group, key, chosen) for key, by_loss in panels for group in by_loss.values()):
+        return None
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig = Figure(figsize=(max(6.0, 4.8 * ncols), 4.2 * nrows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    for ax, (key, by_loss) in zip(axes, panels):
+        _tuning_panel(ax, key, by_loss, chosen, colours, space)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    # one legend for all panels, below them: inside a panel it covers points wherever it goes
+    losses = list(dict.fromkeys(str(d.cell.loss) for d in members))
+    handles = [Line2D([], [], linestyle="none", marker="o", markersize=6, color=colours.get(loss, "black"), label=loss)
+               for loss in losses]
+    handles += [Line2D([], [], linestyle="none", marker="s", markersize=9, markerfacecolor="none",
+                       markeredgecolor="black", label="trial 0 (registry defaults)"),
+                Line2D([], [], linestyle="none", marker="*", markersize=13, color="grey", markeredgecolor="black",
+                       label="selected (tuned rule)")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), fontsize="small")
+    first = members[0].cell
+    where = f"{first.dataset} / {first.architecture}" + (f" ({first.variant})" if first.variant else "")
+    fig.suptitle(_title(grid, f"{where}: tuning landscape") + "\nvalidation accuracy at each cell's best validation "
+                 "epoch, mean over seeds (faint: each seed)")
+    return fig
+
+
+def _tuning_panel(ax, key: str, by_loss: dict[Hashable, list[Done]], chosen: Selected, colours: dict[str, str],
+                  space: Mapping[str, Distribution] | None) -> None:
+    numeric = all(_number(v) is not None for group in by_loss.values()
+                  for v, _ in _trial_scores(group, key, chosen).values())
+    xs_all: list[float] = []
+    for loss, group in by_loss.items():
+        trials = _trial_scores(group, key, chosen)
+        if not trials:
+            continue
+        colour = colours.get(str(loss), "black")
+        # a choice of strings (or booleans) has no order to plot by: matplotlib's category axis places them
+        x_of: Callable[[Any], Any] = float if numeric else str
+        order = sorted(trials, key=lambda t: (x_of(trials[t][0]), t)) if numeric else sorted(trials)
+        xs = [x_of(trials[t][0]) for t in order]
+        means = [float(np.mean(trials[t][1])) for t in order]
+        seeds_x = [x_of(trials[t][0]) for t in order for _ in trials[t][1]]
+        seeds_y = [y for t in order for y in trials[t][1]]
+        ax.scatter(seeds_x, seeds_y, color=colour, alpha=0.3, s=14, edgecolors="none", gid=f"seeds:{loss}")
+        ax.plot(xs, means, linestyle="none", marker="o", markersize=6, color=colour, label=str(loss),
+                           gid=f"mean:{loss}")
+        if 0 in trials:
+            ax.plot([x_of(trials[0][0])], [float(np.mean(trials[0][1]))], linestyle="none", marker="s", markersize=11,
+                    markerfacecolor="none", markeredgecolor=colour, markeredgewidth=1.8, gid=f"trial0:{loss}")
+        choice = chosen.trials.get(_entry_key(group[0].cell))
+        if choice is not None and choice.trial in trials:
+            t = choice.trial
+            ax.plot([x_of(trials[t][0])], [float(np.mean(trials[t][1]))], linestyle="none", marker="*", markersize=17,
+                    color=colour, markeredgecolor="black", markeredgewidth=0.8, zorder=5, gid=f"selected:{loss}")
+        if numeric:
+            xs_all += xs
+    if numeric and _log_scale(key, xs_all, space):
+        positive = [v for v in xs_all if v > 0]
+        if len(positive) == len(xs_all):
+            ax.set_xscale("log")
+        else:  # a default of 0 beside log-uniform draws (weight decay): linear around 0
+            ax.set_xscale("symlog", linthresh=min(positive) if positive else 1.0)
+    kind = f" ({space[key].kind})" if space is not None and key in space else ""
+    ax.set(xlabel=f"{key}{kind}", ylabel="validation accuracy", title=key)
+    ax.grid(True, alpha=0.3)
+
+
+def _entry_key(cell: Cell) -> tuple[str, str, str, str]:
+    """How :class:`bench.selection.Selected` keys a tuned entry."""
+    return cell.dataset, cell.architecture, cell.variant, cell.loss
+
+
+def tuned_curves_figure(members: list[Done], chosen: Selected, history: pd.DataFrame, colours: dict[str, str],
+                        grid: str = "") -> Figure | None:
+    """One panel per loss: the selected trial's validation and test accuracy, and trial 0's test accuracy dashed."""
+    by_loss = {loss: group for loss, group in _group(members, lambda d: d.cell.loss).items()
+               if _entry_key(group[0].cell) in chosen.trials}
+    if not by_loss:
+        return None
+    ncols = min(3, len(by_loss))
+    nrows = math.ceil(len(by_loss) / ncols)
+    fig = Figure(figsize=(max(6.0, 4.8 * ncols), 4.0 * nrows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False, sharey=True)).ravel()
+    drawn = False
+    for ax, (loss, group) in zip(axes, by_loss.items()):
+        choice = chosen.trials[_entry_key(group[0].cell)]
+        colour = colours.get(str(loss), "black")
+        picked = [d.row["attempt_id"] for d in group if d.cell.trial == choice.trial]
+        # trial 0 selected: its test curve is the selected one, drawn once
+        defaults = [d.row["attempt_id"] for d in group if d.cell.trial == 0] if choice.trial else []
+        curves = ((picked, "val_acc", ":", colour, f"trial {choice.trial} validation", f"val:{loss}", True),
+                  (picked, "test_acc", "-", colour, f"trial {choice.trial} test", f"test:{loss}", True),
+                  (defaults, "test_acc", "--", "dimgrey", "trial 0 test (registry defaults)", f"trial0-test:{loss}", False))
+        for attempts, metric, style, col, label, gid, band in curves:
+            epochs, mean, std = seed_curve(history, attempts, metric) if attempts else (np.array([]),) * 3
+            if not len(epochs):
+                continue
+            drawn = True
+            ax.plot(epochs, mean, linestyle=style, color=col, linewidth=1.5, label=f"{label} (n={len(attempts)})", gid=gid)
+            if band and np.isfinite(std).any():
+                ax.fill_between(epochs, mean - std, mean + std, color=col, alpha=0.15, linewidth=0)
+        selected = trial_text(choice) if choice.trial else "trial 0 (the registry defaults) selected"
+        ax.set(xlabel="epoch", ylabel="accuracy", title=f"{loss}: {selected}")
+        ax.title.set_fontsize("small")
+        ax.grid(True, alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize="x-small", loc="lower right")
+    for ax in axes[len(by_loss):]:
+        ax.set_visible(False)
+    if not drawn:
+        return None
+    first = members[0].cell
+    where = f"{first.dataset} / {first.architecture}" + (f" ({first.variant})" if first.variant else "")
+    fig.suptitle(_title(grid, f"{where}: the tuned trial of each loss against trial 0") + " — mean ± std over seeds")
+    return fig
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -455,4 +678,5 @@ def _mode(values: list[int]) -> int | None:
 
 
 __all__ = ["Drawn", "draw_all", "done_cells", "loss_colours", "learning_curve_figures", "lambda_sweep_figure",
-           "batch_sweep_figure", "mi_error_figure", "bound_curves", "seed_curve", "figure_stem", "safe_name", "save_figure"]
+           "batch_sweep_figure", "mi_error_figure", "search_figures", "tuning_figure", "tuned_curves_figure",
+           "bound_curves", "seed_curve", "figure_stem", "safe_name", "save_figure"]

@@ -123,13 +123,16 @@ class TrialChoice:
 @dataclass
 class Selected:
     """What a rule reports: the cells shown, each done cell's selected test accuracy and epoch (1-based),
-    and for ``tuned`` the trial chosen per (dataset, architecture, variant, loss)."""
+    and for ``tuned`` the trial chosen per (dataset, architecture, variant, loss). ``score``: each
+    done cell's validation accuracy at its selected epoch (NaN without one), the score ``tuned``
+    averages over seeds, for every cell given, shown or not."""
 
     rule: Selection
     cells: list[Cell]
     acc: dict[str, float] = field(default_factory=dict)
     epoch: dict[str, int] = field(default_factory=dict)
     trials: dict[tuple[str, str, str, str], TrialChoice] = field(default_factory=dict)
+    score: dict[str, float] = field(default_factory=dict)
 
 
 def histories(results: pd.DataFrame, history: pd.DataFrame) -> dict[str, list[dict[str, float]]]:
@@ -160,7 +163,7 @@ def select(r: Selection, cells: Sequence[Cell], hists: Mapping[str, list[dict[st
         shown = [c for c in cells if c.trial in (None, 0)]
         trials = {(c.dataset, c.architecture, c.variant, c.loss): TrialChoice(
             0, dict(c.config["search"]["values"]), math.nan, 0) for c in shown if c.trial == 0}
-        return Selected(r, shown, acc, epoch, trials)
+        return Selected(r, shown, acc, epoch, trials, score)
     by_entry: dict[tuple[str, str, str, str], dict[int, list[Cell]]] = {}
     for c in cells:
         by_entry.setdefault((c.dataset, c.architecture, c.variant, c.loss), {}).setdefault(c.trial or 0, []).append(c)
@@ -179,4 +182,4 @@ def select(r: Selection, cells: Sequence[Cell], hists: Mapping[str, list[dict[st
         trials[key] = TrialChoice(chosen, dict(members[0].config.get("search", {}).get("values", {})),
                                   best[0] if best is not None else math.nan,
                                   sum(1 for c in members if c.cell_id in score))
-    return Selected(r, shown, acc, epoch, trials)
+    return Selected(r, shown, acc, epoch, trials, score)

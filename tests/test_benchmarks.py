@@ -8,6 +8,7 @@ benchmark's smoke run (benchmarks/gpu.sh --smoke) is tested in test_gpu_ready.py
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -48,3 +49,14 @@ def test_store_scale_runs_at_tiny_sizes(tmp_path: Path) -> None:
     stdout, fig = run_script("store_scale.py", "--dir", str(tmp_path / "ws"), "--seeds", "20", "--epochs-small", "2",
                              "--epochs-large", "3", "--rounds", "1", "--scan-rounds", "1", tmp_path=tmp_path)
     assert "bench status" in stdout and fig
+
+
+def test_val_overhead_runs_at_tiny_sizes(tmp_path: Path) -> None:
+    stdout, fig = run_script("val_overhead.py", "--synthetic", "--n-train", "1024", "--n-test", "256", "--epochs", "1",
+                             "--rounds", "1", "--threads", "1", tmp_path=tmp_path)
+    assert "validation pass" in stdout and fig["data"].startswith("synthetic")
+    res = fig["results"]
+    # the stratified holdout: about a tenth of each class leaves the training split, which keeps the rest
+    assert res["n_train"]["noval"] == 1024 and res["n_train"]["val"] + res["n_val"] == 1024
+    assert 90 <= res["n_val"] <= 115 and res["n_test"] == 256
+    assert res["val"]["eval_ms"] > 0 and res["noval"]["epoch_ms"] > 0 and math.isfinite(res["val_pass_share"])
