@@ -1,4 +1,4 @@
-"""Grids expand into cells: one (dataset, architecture, loss variant, seed, training settings).
+"""Grids expand into cells: one (dataset, architecture, loss variant, seed, training settings, data regime).
 
 A cell's identity is a hash of its fully resolved configuration, serialised canonically (sorted
 keys, normalised numbers), so key order and grid list order never change it while any setting
@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from bench.data.regimes import REGIME_FIELDS, RegimeConfig, check_regime_value, identity_regime, regime_error
 from bench.errors import BenchError, closest
 from bench.registry import TRAIN_FIELDS, Registry, TrainConfig, identity_train
 from bench.search import draw_trial
@@ -33,12 +34,17 @@ class Cell:
     seed: int
     config: dict[str, Any] = field(repr=False, compare=False, hash=False)
     cell_id: str = ""
-    variant: str = ""  # swept training settings, e.g. "batch_size=64"; "" when none sweep
+    variant: str = ""  # swept training and regime settings, e.g. "batch_size=64,noise_rate=0.4"; "" when none sweep
     trial: int | None = None  # the search trial (bench.search); None outside a search grid
 
     @property
     def train(self) -> TrainConfig:
         return TrainConfig(**self.config["train"])
+
+    @property
+    def regime(self) -> RegimeConfig:
+        """The data regime (bench.data.regimes); the default when the config has none."""
+        return RegimeConfig(**self.config.get("regime", {}))
 
     @property
     def title(self) -> str:
@@ -62,6 +68,8 @@ class Cell:
         # every setting as a column, including those the identity leaves out at their defaults
         for key, value in TrainConfig(**self.config["train"]).model_dump().items():
             out[f"train.{key}"] = value
+        for key, value in self.regime.model_dump().items():
+            out[f"regime.{key}"] = value
         out["dataset.kind"] = self.config["dataset"]["kind"]
         out["architecture.source"] = self.config["architecture"]["source"]
         out["architecture.name"] = self.config["architecture"]["name"]
@@ -124,16 +132,30 @@ def parse_assignments(items: list[str], what: str) -> dict[str, str]:
     return out
 
 
+REGIME_PREFIX = "regime."
+
+
 def parse_set(items: list[str]) -> dict[str, Any]:
-    """``--set train.epochs=2`` overrides, validated against TrainConfig."""
+    """``--set train.epochs=2`` / ``--set regime.noise_rate=0.4`` overrides, each value validated.
+
+    Training settings are keyed by their bare name (as run records have always stored them),
+    regime settings by ``regime.KEY``; :func:`set_flag` turns either back into its flag.
+    """
     raw = parse_assignments(items, "--set")
     out: dict[str, Any] = {}
-    valid = [f"train.{f}" for f in TRAIN_FIELDS]
+    valid = [f"train.{f}" for f in TRAIN_FIELDS] + [f"{REGIME_PREFIX}{f}" for f in REGIME_FIELDS]
     for key, value in raw.items():
         if key not in valid:
             raise BenchError(f"--set {key}: unknown setting{closest(key, valid)}")
-        field_name = key.removeprefix("train.")
         parsed = _parse_scalar(value)
+        if key.startswith(REGIME_PREFIX):
+            try:
+                check_regime_value(key.removeprefix(REGIME_PREFIX), parsed)
+            except ValueError as exc:
+                raise BenchError(f"--set {key}={value}: {exc}") from None
+            out[key] = parsed
+            continue
+        field_name = key.removeprefix("train.")
         try:
             TrainConfig(**{field_name: parsed})
         except Exception as exc:  # pydantic ValidationError
@@ -141,6 +163,11 @@ def parse_set(items: list[str]) -> dict[str, Any]:
             raise BenchError(f"--set {key}={value}: {msg}") from None
         out[field_name] = parsed
     return out
+
+
+def set_flag(key: str, value: Any) -> str:
+    """The ``--set`` flag of one parsed override (a key of :func:`parse_set`'s result)."""
+    return f"--set {key}={value}" if key.startswith(REGIME_PREFIX) else f"--set train.{key}={value}"
 
 
 def _parse_scalar(value: str) -> Any:
@@ -187,13 +214,19 @@ def expand_grid(
         raise BenchError(f"unknown grid {grid_name!r}{closest(grid_name, registry.grids)}; `bench list` shows the grids")
     grid = registry.grids[grid_name]
     substitute = dataset_substitute or {}
+    train_overrides = {k: v for k, v in (overrides or {}).items() if not k.startswith(REGIME_PREFIX)}
+    regime_overrides = {k.removeprefix(REGIME_PREFIX): v for k, v in (overrides or {}).items() if k.startswith(REGIME_PREFIX)}
     train_base = TrainConfig().model_dump()
-    train_grid = {**{k: v for k, v in train_base.items()}, **grid.train, **(overrides or {})}
+    train_grid = {**{k: v for k, v in train_base.items()}, **grid.train, **train_overrides}
     swept = sorted(k for k, v in train_grid.items() if isinstance(v, list) and len(v) > 1)
     train_variants = []
     for t in _sweep(train_grid):
         label = ",".join(f"{k}={_format_value(t[k])}" for k in swept)
         train_variants.append((label, identity_train(TrainConfig(**t).model_dump())))
+    regime_variants = _regime_variants(grid_name, grid.regime_blocks(), regime_overrides)
+    # (label, training settings, regime identity): every training variant under every regime
+    variants = [(",".join(part for part in (t_label, r_label) if part), train, regime)
+                for t_label, train in train_variants for r_label, regime in regime_variants]
 
     search = grid.search
     space = search.distributions() if search is not None else {}
@@ -221,7 +254,10 @@ def expand_grid(
                 loss_variants.append((label, gl.name, spec.target, params, trial, values))
 
     cells: list[Cell] = []
-    train_json = [canonical_json(train) for _, train in train_variants]
+    # the config's keys in canonical (sorted) order are architecture, dataset, loss, regime, seed, train:
+    # the regime part (absent without a regime) goes between the loss and the seed
+    regime_json = [f'"regime":{canonical_json(regime)},' if regime else "" for _, _, regime in variants]
+    train_json = [canonical_json(train) for _, train, _ in variants]
     for ds_name in grid.datasets:
         ds_actual = substitute.get(ds_name, ds_name)
         ds = registry.datasets[ds_actual]
@@ -233,19 +269,21 @@ def expand_grid(
                 loss_cfg = {"target": target, "params": dict(params)}
                 if trial is not None:
                     cells += _search_cells(ds_actual, arch_name, label, lname, grid.seeds, ds_cfg, arch_cfg, loss_cfg,
-                                           train_variants, trial, values)
+                                           variants, trial, values)
                     continue
-                # cell_identity(config) hashes '{"architecture":A,"dataset":D,"loss":L,"seed":S,"train":T}'
+                # cell_identity(config) hashes '{"architecture":A,"dataset":D,"loss":L[,"regime":R],"seed":S,"train":T}'
                 # (canonical_json sorts keys): serialise the parts once, not once per seed
                 head = (f'{{"architecture":{canonical_json(arch_cfg)},"dataset":{canonical_json(ds_cfg)},'
-                        f'"loss":{canonical_json(loss_cfg)},"seed":')
-                for (variant, train), t_json in zip(train_variants, train_json):
+                        f'"loss":{canonical_json(loss_cfg)},')
+                for (variant, train, regime), r_json, t_json in zip(variants, regime_json, train_json):
                     tail = f',"train":{t_json}}}'
                     for seed in grid.seeds:
                         # the sub-dicts are shared between cells and never mutated (run_cell copies)
                         config = {"dataset": ds_cfg, "architecture": arch_cfg, "loss": loss_cfg, "seed": seed, "train": train}
+                        if regime:  # only a regime away from the default: every other cell keeps its identity
+                            config["regime"] = regime
                         s_json = str(seed) if type(seed) is int else canonical_json(seed)  # == canonical_json(seed)
-                        cell_id = hashlib.sha256(f"{head}{s_json}{tail}".encode()).hexdigest()[:ID_LENGTH]
+                        cell_id = hashlib.sha256(f'{head}{r_json}"seed":{s_json}{tail}'.encode()).hexdigest()[:ID_LENGTH]
                         cells.append(Cell(ds_actual, arch_name, label, lname, seed, config, cell_id, variant))
     cells = _apply_filters(cells, filters or {})
     return _dedupe(cells)
@@ -265,14 +303,31 @@ def _defaults(loss: str, params: dict[str, Any], train: dict[str, Any], space: d
     return out
 
 
+def _regime_variants(grid_name: str, blocks: list[dict[str, Any]], overrides: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(label, identity) of every regime of a grid: each block's sweep under the ``--set regime.*``
+    overrides, in order, duplicates dropped; the label names the settings that differ between them."""
+    regimes: dict[str, RegimeConfig] = {}
+    for block in blocks:
+        for values in _sweep({**block, **overrides}):
+            try:
+                regime = RegimeConfig(**values)
+            except ValidationError as exc:
+                shown = ",".join(f"{k}={_format_value(v)}" for k, v in values.items())
+                raise BenchError(f"grid {grid_name!r}: regime {{{shown}}}: {regime_error(exc)}") from None
+            regimes.setdefault(canonical_json(regime.model_dump()), regime)
+    varying = [k for k in REGIME_FIELDS if len({getattr(r, k) for r in regimes.values()}) > 1]
+    return [(",".join(f"{k}={_format_value(getattr(r, k))}" for k in varying), identity_regime(r))
+            for r in regimes.values()]
+
+
 def _search_cells(dataset: str, arch_name: str, label: str, lname: str, seeds: list[int], ds_cfg: dict, arch_cfg: dict,
-                  loss_cfg: dict, train_variants: list[tuple[str, dict[str, Any]]], trial: int,
+                  loss_cfg: dict, variants: list[tuple[str, dict[str, Any], dict[str, Any]]], trial: int,
                   values: dict[str, Any]) -> list[Cell]:
-    """The cells of one search trial: its drawn training settings applied to every training variant,
-    the trial number and drawn values part of the configuration (so of the identity)."""
+    """The cells of one search trial: its drawn training settings applied to every (training, regime)
+    variant, the trial number and drawn values part of the configuration (so of the identity)."""
     drawn_train = {k.removeprefix("train."): v for k, v in values.items() if k.startswith("train.")}
     out = []
-    for variant, train in train_variants:
+    for variant, train, regime in variants:
         if drawn_train:
             try:
                 train = identity_train(TrainConfig(**{**train, **drawn_train}).model_dump())
@@ -283,6 +338,8 @@ def _search_cells(dataset: str, arch_name: str, label: str, lname: str, seeds: l
         for seed in seeds:
             config = {"dataset": ds_cfg, "architecture": arch_cfg, "loss": loss_cfg, "seed": seed, "train": train,
                       "search": {"trial": trial, "values": dict(values)}}
+            if regime:
+                config["regime"] = regime
             out.append(Cell(dataset, arch_name, label, lname, seed, config, cell_identity(config), variant, trial))
     return out
 

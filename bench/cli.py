@@ -69,7 +69,7 @@ ResultsOpt = typer.Option(Path("results"), "--results", help="Results folder (pa
                           envvar="LOSSBENCH_RESULTS")
 GridOpt = typer.Option("quick", "--grid", "-g", help="Grid name from the registry.")
 # status and report: the cells of the grid's last run, or of these flags
-ReadSetOpt = typer.Option([], "--set", help="Show the cells of these training settings instead of the last run's.")
+ReadSetOpt = typer.Option([], "--set", help="Show the cells of these training or regime settings instead of the last run's.")
 ReadFilterOpt = typer.Option([], "--filter", help="Keep cells with key=value[,value] (as bench run --filter).")
 DataRootReadOpt = typer.Option(None, "--data-root", envvar="LOSSBENCH_DATA_ROOT",
                                help="Where the data is, to decide a grid's fallback when no run of it is recorded.")
@@ -119,7 +119,7 @@ class _DataProbe:
     def __init__(self, data_root: Path | None, cache_dir: Path | None):
         self.data_root, self.cache_dir = data_root, cache_dir
         self.sources: dict[str, str] = {}
-        self.train_labels: dict[str, tuple] = {}  # name -> (training labels, classes), for the validation check
+        self.train_labels: dict[str, tuple] = {}  # name -> (training labels, classes), for the validation and regime checks
 
     def __call__(self, name: str, ds) -> str | None:
         from bench.data import describe_source, load_splits
@@ -138,7 +138,7 @@ def _plan_run(reg, grid: str, sets: list[str], filters: list[str], problem, devi
     reads no data and writes nothing; then the fallbacks (``problem`` reads data; None: skip them);
     filter values are matched after the fallbacks."""
     from bench.cells import parse_filters, parse_set
-    from bench.plan import check_device, check_validation, fallbacks, make_plan
+    from bench.plan import check_device, check_regime_data, check_validation, fallbacks, make_plan
 
     overrides, flt = parse_set(sets), parse_filters(filters)
     declared = make_plan(reg, grid, overrides, None, {}, validate=True)
@@ -154,6 +154,7 @@ def _plan_run(reg, grid: str, sets: list[str], filters: list[str], problem, devi
             if why is not None:
                 raise BenchError(why)
         check_validation(plan, problem.train_labels)
+        check_regime_data(plan, problem.train_labels, reg.import_paths())
     return plan
 
 
@@ -173,11 +174,14 @@ def _plan_read(reg, grid: str, store, sets: list[str], filters: list[str], data_
 
 
 def _train_settings_epilog() -> str:
+    from bench.data.regimes import regime_settings
     from bench.registry import train_settings
 
     lines = [f"  train.{name} ({kind}, default {default}): {meaning}" for name, kind, default, meaning in train_settings()]
-    # \b keeps click from re-wrapping the list into one paragraph
-    return "\b\nTraining settings (a grid's train: block, or --set train.KEY=VALUE):\n" + "\n".join(lines)
+    regime = [f"  regime.{name} ({kind}, default {default}): {meaning}" for name, kind, default, meaning in regime_settings()]
+    # \b keeps click from re-wrapping each list into one paragraph
+    return ("\b\nTraining settings (a grid's train: block, or --set train.KEY=VALUE):\n" + "\n".join(lines)
+            + "\n\n\b\nData regime settings (a grid's regime: block, or --set regime.KEY=VALUE):\n" + "\n".join(regime))
 
 
 @app.command(epilog=_train_settings_epilog())
@@ -191,7 +195,7 @@ def run(
     download: bool = typer.Option(False, "--download", help="Let torchvision download missing datasets (needs a network)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto (default: cuda when present), cpu, cuda, cuda:N."),
     filter_: list[str] = typer.Option([], "--filter", help="Keep cells with key=value[,value] (dataset, architecture, loss, loss_name, seed, variant, cell_id)."),
-    set_: list[str] = typer.Option([], "--set", help="Override a training setting, e.g. --set train.epochs=2."),
+    set_: list[str] = typer.Option([], "--set", help="Override a training or data regime setting, e.g. --set train.epochs=2 or --set regime.noise_rate=0.4."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the cells and their status; train nothing."),
     force: bool = typer.Option(False, "--force", help="Retrain finished cells too."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry failed and diverged cells."),
@@ -393,6 +397,7 @@ def report(
             from bench.errors import closest
             raise BenchError(f"--baseline {baseline!r}: not a loss of grid {grid!r}{closest(baseline, {c.loss for c in cells})}")
         target = _report_dir(out if out is not None else (Path("report") if figures else None), grid)
+        from bench.cells import set_flag
         from bench.report import REPORT_COLUMNS, collect_selected, nothing_finished, render
 
         results_df = store.cells() if figures else store.cells(REPORT_COLUMNS)  # the figures read the sweep settings too
@@ -401,7 +406,7 @@ def report(
         empty = nothing_finished(data, results, [
             ("--registry", registry if registry != Path("registry.yaml") else None),
             ("--results", results if results != Path("results") else None), ("--data-root", data_root),
-            *(("--set", f"train.{k}={v}") for k, v in sorted(read.plan.overrides.items())),
+            *(tuple(set_flag(k, v).split(" ", 1)) for k, v in sorted(read.plan.overrides.items())),
             *(("--filter", f"{k}={','.join(map(str, v))}") for k, v in sorted(read.plan.filters.items()))])
         if empty is not None:
             typer.echo(empty)  # one line, not tables of dashes
@@ -410,7 +415,9 @@ def report(
         if figures:
             from bench.figures import draw_all
 
-            drawn = draw_all(grid, cells, store, target, results_df)
+            search = reg.grids[grid].search
+            drawn = draw_all(grid, cells, store, target, results_df,
+                             space=search.distributions() if search is not None else None)
             fig_names = drawn.files
             for note in drawn.notes():
                 typer.echo(f"note: {note}", err=True)

@@ -21,8 +21,9 @@ from typing import Any
 
 import torch
 
-from bench.cells import Cell
+from bench.cells import Cell, canonical_json
 from bench.data import Splits, load_splits
+from bench.data.regimes import UNKNOWN_FACTS, RegimeFacts, apply_regime
 from bench.data.validation import hold_out
 from losses.hooks import give_class_priors
 from bench.device import resolve_train
@@ -67,7 +68,7 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def load_cell_splits(cell: Cell, opts: ExecOptions, memo: dict[str, Splits] | None = None) -> Splits:
+def load_cell_splits(cell: Cell, opts: ExecOptions, memo: dict[str, Any] | None = None) -> Splits:
     """Decode a cell's dataset (memoised per process by its config)."""
     key = repr(sorted(cell.config["dataset"].items()))
     if memo is not None and key in memo:
@@ -82,8 +83,27 @@ def load_cell_splits(cell: Cell, opts: ExecOptions, memo: dict[str, Splits] | No
     return splits
 
 
+_DERIVED = "derived:"  # memo keys of a cell's splits after the holdout and the regime
+
+
+def cell_regime_splits(cell: Cell, splits: Splits, cfg: TrainConfig, memo: dict[str, Any] | None = None
+                       ) -> tuple[Splits, RegimeFacts]:
+    """The cell's validation holdout and data regime applied to its dataset's ``splits``; memoised
+    per process by what they depend on, so a grid's cells sharing them corrupt the labels once."""
+    key = _DERIVED + canonical_json([cell.config["dataset"], cfg.val_fraction, cfg.split_seed, cell.config.get("regime", {})])
+    if memo is not None and key in memo:
+        return memo[key]
+    held = hold_out(splits, cfg.val_fraction, cfg.split_seed)  # from the clean training split, before the regime
+    derived = apply_regime(held, cell.regime, cell.config["dataset"]["kind"])
+    if memo is not None:
+        for old in [k for k in memo if k.startswith(_DERIVED)]:  # one derived copy resident beside the dataset
+            del memo[old]
+        memo[key] = derived
+    return derived
+
+
 def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
-             memo: dict[str, Splits] | None = None,
+             memo: dict[str, Any] | None = None,
              on_epoch_start: Callable[[int], None] | None = None) -> CellOutcome:
     """Train ``cell`` and return its store rows. Resumes from a checkpoint when one exists."""
     device = torch.device(opts.device)
@@ -98,7 +118,8 @@ def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
         cfg = TrainConfig(**resolve_train(cell.config["train"], device))
         base.update(precision_used=cfg.precision, channels_last_used=cfg.channels_last)
         splits = load_cell_splits(cell, opts, memo)
-        splits = hold_out(splits, cfg.val_fraction, cfg.split_seed)  # the memo keeps the full training split
+        splits, facts = cell_regime_splits(cell, splits, cfg, memo)  # the memo keeps the full training split too
+        base.update(facts.row())
         check_recipe(cfg.model_dump(), cell.config["dataset"]["kind"], splits.in_shape)  # as the planner did
         resume_state = None
         if ckpt is not None and ckpt.exists():
@@ -229,6 +250,7 @@ def _base_row(cell: Cell, device: torch.device | None, host: str, started: str, 
         "code_version": code_version(),
         "precision_used": "",  # what precision/channels_last 'auto' resolved to (set once resolved)
         "channels_last_used": "",
+        **UNKNOWN_FACTS,  # what the data regime realised (set once the splits are derived)
         "started_at": started,
         "started_at_ns": started_ns,
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bench.cells import set_flag
 from bench.plan import ReadPlan
 from bench.provenance import stale_cells
 from bench.status import COUNTED, PROBLEMS, Status
@@ -33,7 +34,7 @@ def other_settings_note(read: ReadPlan, statuses: dict[str, str]) -> str | None:
     if not done:
         return None
     last = next(r for r in reversed(read.other_runs) if set(r.get("cell_ids", [])) - mine)
-    flags = [f"--set train.{k}={v}" for k, v in sorted(last.get("overrides", {}).items())]
+    flags = [set_flag(k, v) for k, v in sorted(last.get("overrides", {}).items())]
     flags += [f"--filter {k}={','.join(map(str, v))}" for k, v in sorted(last.get("filters", {}).items())]
     show = f"bench report --grid {read.plan.grid}" + (" " + " ".join(flags) if flags else "")
     return f"the store also holds {done} finished cells of grid {read.plan.grid!r} from runs with other settings; show them with: {show}"

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.cells import Cell, expand_grid
+from bench.cells import Cell, expand_grid, set_flag
 from bench.errors import BenchError, exception_line
 from bench.registry import DatasetSpec, Registry
 
@@ -28,7 +28,7 @@ from bench.registry import DatasetSpec, Registry
 class Plan:
     grid: str
     cells: list[Cell]
-    overrides: dict[str, Any] = field(default_factory=dict)  # parsed --set, by training setting
+    overrides: dict[str, Any] = field(default_factory=dict)  # parsed --set (bench.cells.parse_set's keys)
     filters: dict[str, list[str]] = field(default_factory=dict)
     substitutions: dict[str, str] = field(default_factory=dict)  # dataset -> the fallback dataset used instead
 
@@ -43,7 +43,7 @@ class Plan:
 
     def settings_flags(self) -> str:
         """The ``--set``/``--filter`` flags that reproduce this plan, for hints ("" when none)."""
-        flags = [f"--set train.{k}={v}" for k, v in sorted(self.overrides.items())]
+        flags = [set_flag(k, v) for k, v in sorted(self.overrides.items())]
         flags += [f"--filter {k}={','.join(v)}" for k, v in sorted(self.filters.items())]
         return " ".join(flags)
 
@@ -77,6 +77,7 @@ def make_plan(registry: Registry, grid: str, overrides: Mapping[str, Any] | None
     if validate:
         check_architectures(registry, grid, shapes)
         check_recipes(grid, cells)
+        check_regimes(cells)
     return Plan(grid, cells, dict(overrides or {}), {k: list(v) for k, v in (filters or {}).items()}, subs)
 
 
@@ -136,6 +137,23 @@ def check_recipes(grid: str, cells: list[Cell]) -> None:
             raise BenchError(f"grid {grid!r}, dataset {cell.dataset!r}{where}: {exc}") from None
 
 
+def check_regimes(cells: list[Cell]) -> None:
+    """A regime a dataset kind cannot take, known without its data: asymmetric noise needs the kind's
+    class map (bench.data.noise.ASYMMETRIC_MAPS)."""
+    from bench.data.noise import asymmetric_map  # no torch: the maps are plain tables
+
+    seen: set[str] = set()
+    for cell in cells:
+        kind = cell.config["dataset"]["kind"]
+        if kind in seen or cell.config.get("regime", {}).get("noise") != "asymmetric":
+            continue
+        seen.add(kind)
+        try:
+            asymmetric_map(kind)
+        except BenchError as exc:
+            raise BenchError(f"dataset {cell.dataset!r}: {exc}") from None
+
+
 def check_device(plan: Plan, device_type: str) -> None:
     """Settings the device that trains the plan cannot honour: one line before anything runs."""
     for cell in plan.cells:
@@ -165,6 +183,52 @@ def check_validation(plan: Plan, train_labels: Mapping[str, tuple[Any, int]]) ->
             holdout_counts(labels, key[1], classes)
         except BenchError as exc:
             raise BenchError(f"dataset {cell.dataset!r}: {exc}") from None
+
+
+def check_regime_data(plan: Plan, train_labels: Mapping[str, tuple[Any, int]], import_paths: tuple[str, ...] = ()) -> None:
+    """A regime a dataset's training labels cannot afford: one line before anything trains.
+
+    The labels each cell will train on are computed from ``train_labels`` (as for
+    :func:`check_validation`) through the functions the cell itself runs
+    (:func:`bench.data.regimes.planned_training_labels`): a subset larger than the training split
+    left after the validation holdout, an imbalance ratio that empties the smallest class, and a
+    loss that takes the training class priors (``losses.hooks.PRIORS_HOOK``) on labels that leave a
+    class with no example (its log prior would be -inf).
+    """
+    import torch
+
+    from bench.data.regimes import planned_training_labels, regime_label
+    from bench.registry import import_target
+    from losses.hooks import PRIORS_HOOK
+
+    takes_priors: dict[str, bool] = {}
+    checked: dict[tuple, Any] = {}
+    for cell in plan.cells:
+        if cell.dataset not in train_labels:
+            continue
+        target = cell.config["loss"]["target"]
+        if target not in takes_priors:
+            takes_priors[target] = hasattr(import_target(target, import_paths), PRIORS_HOOK)
+        regime = cell.regime
+        if regime.is_default and not takes_priors[target]:
+            continue
+        train = cell.config["train"]
+        fraction, split_seed = float(train.get("val_fraction", 0.0)), int(train.get("split_seed", 0))
+        key = (cell.dataset, fraction, split_seed, regime)
+        where = f"dataset {cell.dataset!r}" + (f", regime {regime_label(regime)}" if not regime.is_default else "")
+        if key not in checked:
+            labels, classes = train_labels[cell.dataset]
+            try:
+                y = planned_training_labels(labels, fraction, split_seed, regime, classes, cell.config["dataset"]["kind"])
+            except BenchError as exc:
+                raise BenchError(f"{where}: {exc}") from None
+            checked[key] = torch.bincount(y, minlength=classes).tolist()
+        counts = checked[key]
+        if takes_priors[target] and min(counts) == 0:
+            fix = "leave the loss out of this grid" if regime.is_default else (
+                "use a larger subset or a smaller imbalance ratio, or leave the loss out of this grid")
+            raise BenchError(f"{where}: class {counts.index(0)} has no training example, and loss {cell.loss_name!r} "
+                             f"takes the training class priors (its log prior would be -inf); {fix}")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bench.augment_policy import AUGMENTS, DEFAULT_PADDING
 from bench.data.kinds import KINDS
+from bench.data.regimes import REGIME_FIELDS, RegimeConfig, check_regime_value, regime_error
 from bench.errors import BenchError, closest
 from bench.schedules import SCHEDULES
 
@@ -158,12 +159,17 @@ class SearchSpec(_Strict):
         return {k: parse_distribution(t) for k, t in self.space.items()}
 
 
+RegimeBlock = dict[str, Union[Scalar, list[Scalar]]]
+
+
 class GridSpec(_Strict):
     datasets: list[str] = Field(min_length=1)
     architectures: list[str] = Field(min_length=1)
     losses: Union[Literal["all"], list[Union[str, dict[str, dict[str, Union[Scalar, list[Scalar]]]]]]] = "all"
     seeds: list[int] = Field(min_length=1)
     train: dict[str, Union[Scalar, list[Scalar]]] = Field(default_factory=dict)
+    # bench.data.regimes: one mapping (lists sweep), or a list of them (their sweeps side by side)
+    regime: Union[RegimeBlock, list[RegimeBlock]] = Field(default_factory=dict)
     fallback_dataset: str | None = None
     search: SearchSpec | None = None
     description: str = ""
@@ -191,6 +197,21 @@ class GridSpec(_Strict):
             if key not in TRAIN_FIELDS:
                 raise ValueError(f"unknown training setting {key!r}{closest(key, TRAIN_FIELDS)}")
         return v
+
+    @field_validator("regime")
+    @classmethod
+    def _known_regime_keys(cls, v: Any) -> Any:
+        if isinstance(v, list) and not v:
+            raise ValueError("empty list: give a mapping of regime settings, or a list of such mappings")
+        for block in v if isinstance(v, list) else [v]:
+            for key in block:
+                if key not in REGIME_FIELDS:
+                    raise ValueError(f"unknown regime setting {key!r}{closest(key, REGIME_FIELDS)}")
+        return v
+
+    def regime_blocks(self) -> list[dict[str, Any]]:
+        """The ``regime:`` block as a list of mappings (one mapping is a list of one)."""
+        return list(self.regime) if isinstance(self.regime, list) else [self.regime]
 
     def grid_losses(self, registry_losses: list[str]) -> list[GridLoss]:
         if self.losses == "all":
@@ -242,9 +263,33 @@ class Registry(_Strict):
                                         message=f"{err['msg']} (got {item!r})") from None
                 if isinstance(value, list) and not value:
                     raise _RefError(f"grids.{gname}.train.{key}", "", "", [], message="empty list")
+            self._check_regime(gname, grid)
             if grid.search is not None:
                 self._check_search(gname, grid.search, gl)
         return self
+
+    @staticmethod
+    def _check_regime(gname: str, grid: GridSpec) -> None:
+        """Each regime value on its own, then each combination a block sweeps (the cross-field checks)."""
+        import itertools
+
+        blocks = grid.regime_blocks()
+        for i, block in enumerate(blocks):
+            where = f"grids.{gname}.regime" + (f"[{i}]" if isinstance(grid.regime, list) else "")
+            for key, value in block.items():
+                if isinstance(value, list) and not value:
+                    raise _RefError(f"{where}.{key}", "", "", [], message="empty list")
+                for item in value if isinstance(value, list) else [value]:
+                    try:
+                        check_regime_value(key, item)
+                    except ValueError as exc:
+                        raise _RefError(f"{where}.{key}", "", "", [], message=f"{exc} (got {item!r})") from None
+            keys = sorted(block)
+            for combo in itertools.product(*[v if isinstance(v, list) else [v] for v in (block[k] for k in keys)]):
+                try:
+                    RegimeConfig(**dict(zip(keys, combo)))
+                except ValidationError as exc:
+                    raise _RefError(where, "", "", [], message=regime_error(exc)) from None
 
     def _check_search(self, gname: str, search: SearchSpec, gl: list[GridLoss]) -> None:
         """Every searched key is a training setting or a parameter of a loss of the grid."""

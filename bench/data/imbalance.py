@@ -12,26 +12,29 @@
   ⌊n · n_c / N⌋ samples and the remaining ones go to the largest fractional parts (ties to the
   lower class), each class's samples drawn at random.
 
-How they will be applied (not wired yet): to the training split only, after the validation split
-has been drawn from it (the validation split and the test split stay as they are, the test split
-balanced). Both return sorted int64 indices into the given labels, to index ``train_x`` and
-``train_y`` together.
+How they are applied (a grid's ``regime: {imbalance: ..., imbalance_ratio: ..., subset: ...}``,
+through :func:`bench.data.regimes.apply_regime`): to the training split only, after the validation
+split has been drawn from it (the validation split and the test split stay as they are, the test
+split balanced); the imbalance first, then the subset of what it kept. Both return sorted int64
+indices into the given labels, to index ``train_x`` and ``train_y`` together.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Final
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING, Final
 
 from bench.errors import BenchError, unknown
+
+if TYPE_CHECKING:  # torch is imported where indices are drawn: the planner reads the profiles and
+    from torch import Tensor  # class_sizes in commands that never train
 
 IMBALANCE_PROFILES: Final[tuple[str, ...]] = ("exp", "step")
 
 
 def _labels(y: Tensor, num_classes: int) -> Tensor:
+    import torch
+
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise BenchError(f"class imbalance needs num_classes >= 2, got {num_classes!r}")
     if y.ndim != 1:
@@ -61,6 +64,8 @@ def class_sizes(profile: str, ratio: float, num_classes: int, n_max: int) -> lis
 
 def imbalance_indices(y: Tensor, profile: str, ratio: float, num_classes: int, seed: int) -> Tensor:
     """Sorted indices of a ``profile`` long-tailed subset of labels ``y`` (seeded by ``seed``)."""
+    import torch
+
     labels = _labels(y, num_classes)
     members = [(labels == c).nonzero().squeeze(1) for c in range(num_classes)]
     n_max = min(m.numel() for m in members)
@@ -75,6 +80,8 @@ def imbalance_indices(y: Tensor, profile: str, ratio: float, num_classes: int, s
 
 def subset_indices(y: Tensor, n: int, seed: int) -> Tensor:
     """Sorted indices of a stratified random subset of ``n`` samples of labels ``y``."""
+    import torch
+
     if y.ndim != 1:
         raise BenchError(f"labels must be a 1-D tensor, got shape {tuple(y.shape)}")
     total = y.numel()

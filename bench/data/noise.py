@@ -16,22 +16,24 @@ differ by up to four points in what they realise, so the realised rate is the fa
 - ``pairflip`` (Han et al. 2018, "Co-teaching"): the map c → (c + 1) mod K for every class,
   ⌊η n_c⌋ of each class flipped.
 
-How they will be applied (not wired yet): to the training labels and the validation labels,
-never to the test labels. The validation split is drawn first, from the clean training split;
-then the training part and the validation part are corrupted by separate calls, each seeded from
-the cell's noise seed (separate from the training seed, so the same noisy labels can be trained
-with several seeds), so each part's realised rate is exact on its own.
+How they are applied (a grid's ``regime: {noise: ..., noise_rate: ...}``, through
+:func:`bench.data.regimes.apply_regime`): to the training labels and the validation labels, never
+to the test labels. The validation split is drawn first, from the clean training split; then the
+training part and the validation part are corrupted by separate calls, each seeded from its own
+stream of the cell's ``noise_seed`` (separate from the training seed, so the same noisy labels are
+trained with several seeds and losses), so each part's realised rate is exact on its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING, Final
 
 from bench.errors import BenchError, unknown
+
+if TYPE_CHECKING:  # torch is imported where labels are corrupted: the registry and the planner read
+    import torch  # NOISE_KINDS and the maps in commands that never train
+    from torch import Tensor
 
 NOISE_KINDS: Final[tuple[str, ...]] = ("symmetric", "asymmetric", "pairflip")
 
@@ -65,6 +67,8 @@ def check_rate(rate: float) -> float:
 
 
 def _check_labels(y: Tensor, num_classes: int) -> Tensor:
+    import torch
+
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise BenchError(f"label noise needs num_classes >= 2, got {num_classes!r}")
     if y.ndim != 1 or y.dtype not in (torch.int64, torch.int32, torch.uint8, torch.int16):
@@ -89,6 +93,8 @@ def _check_map(class_map: Mapping[int, int], num_classes: int) -> dict[int, int]
 def even_quotas(capacity: list[int], total: int, gen: torch.Generator) -> list[int]:
     """Split ``total`` over classes as evenly as ``capacity`` allows (water-filling); the classes
     that get one more than the others are drawn at random from ``gen``."""
+    import torch
+
     quotas = [0] * len(capacity)
     remaining = total
     open_ = list(range(len(capacity)))
@@ -110,6 +116,8 @@ def even_quotas(capacity: list[int], total: int, gen: torch.Generator) -> list[i
 
 
 def _flip_per_class(y: Tensor, rate: float, class_map: Mapping[int, int], gen: torch.Generator) -> Tensor:
+    import torch
+
     noisy = y.clone()
     for src in sorted(class_map):
         members = (y == src).nonzero().squeeze(1)
@@ -127,6 +135,8 @@ def corrupt_labels(y: Tensor, kind: str, rate: float, num_classes: int, seed: in
     ``asymmetric`` (:func:`asymmetric_map` gives a dataset's). Deterministic in ``seed`` (a CPU
     ``torch.Generator``); ``y`` is not modified; ``noisy_y`` is int64 on ``y``'s device.
     """
+    import torch
+
     if kind not in NOISE_KINDS:
         raise unknown("label noise kind", kind, NOISE_KINDS)
     rate = check_rate(rate)
