@@ -60,3 +60,10 @@ def test_val_overhead_runs_at_tiny_sizes(tmp_path: Path) -> None:
     assert res["n_train"]["noval"] == 1024 and res["n_train"]["val"] + res["n_val"] == 1024
     assert 90 <= res["n_val"] <= 115 and res["n_test"] == 256
     assert res["val"]["eval_ms"] > 0 and res["noval"]["epoch_ms"] > 0 and math.isfinite(res["val_pass_share"])
+
+
+def test_metrics_overhead_prints_its_share_of_an_mlp_epoch(tmp_path: Path) -> None:
+    stdout, fig = run_script("metrics_overhead.py", "--rounds", "1", "--threads", "1", tmp_path=tmp_path)
+    assert "own metrics / one MLP training epoch" in stdout and "target <= 5%" in stdout
+    assert {"own metrics", "own metrics, test + val", "mlp train epoch (train_cell)"} <= set(fig["ms"])
+    assert all(math.isfinite(v) and v > 0 for v in fig["ms"].values())
