@@ -227,7 +227,8 @@ def test_quick_grid_report_with_figures(tmp_path, cli):
     assert r.exit_code == 0, r.output
     figs = sorted(p.name for p in (out / "quick" / "figures").iterdir())
     dataset = Store(tmp_path / "res").cells()["dataset"].iloc[0]  # fashion-mnist, or gauss where it is missing
-    assert figs == sorted([f"curves-{dataset}-mlp.png", f"curves-{dataset}-mlp.pdf", "mi-vs-error.png", "mi-vs-error.pdf"])
+    stems = [f"curves-{dataset}-mlp", "mi-vs-error", f"reliability-{dataset}-mlp", f"ece-vs-acc-{dataset}-mlp"]
+    assert figs == sorted(f"{stem}.{ext}" for stem in stems for ext in ("png", "pdf"))
     md = (out / "quick" / "report.md").read_text()
     assert f"![figures/curves-{dataset}-mlp.png](figures/curves-{dataset}-mlp.png)" in md
     assert "| celLoss" in md or "celLoss |" in md
@@ -287,4 +288,4 @@ def test_report_of_nothing_says_how_to_run_it_then_filters_and_notes_figures(wor
     assert r.stderr.splitlines() == ["note: lambda sweep: the grid sweeps no λ",
                                      "note: batch-size sweep: the grid sweeps no batch size"]
     assert sorted(p.name for p in (tmp_path / "rep" / "two" / "figures").glob("*.png")) == [
-        "curves-mnist-mlp.png", "mi-vs-error.png"]
+        "curves-mnist-mlp.png", "ece-vs-acc-mnist-mlp.png", "mi-vs-error.png", "reliability-mnist-mlp.png"]

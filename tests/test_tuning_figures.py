@@ -15,7 +15,7 @@ from bench.search import parse_distribution
 from bench.selection import RULES, histories, select
 from bench.store import Store
 from tests.conftest import gauss_registry
-from tests.test_figures import check_files
+from tests.test_figures import NO_CALIBRATION, check_files
 
 EPOCHS = 4
 TRIALS = 4
@@ -100,7 +100,8 @@ def test_a_search_grid_draws_the_landscape_and_the_tuned_curves(tmp_path):
     assert drawn.files == ["figures/curves-g-mlp.png", "figures/mi-vs-error.png", "figures/tuning-g-mlp.png",
                            "figures/tuned-curves-g-mlp.png"]
     check_files(target, drawn.files)
-    assert drawn.notes() == ["lambda sweep: the grid sweeps no λ", "batch-size sweep: the grid sweeps no batch size"]
+    assert drawn.notes() == ["lambda sweep: the grid sweeps no λ", "batch-size sweep: the grid sweeps no batch size",
+                             *NO_CALIBRATION]
 
     figs = figures(cells, store, space_of())
     assert list(figs) == ["tuning-g-mlp", "tuned-curves-g-mlp"]
@@ -226,7 +227,8 @@ def test_the_curves_and_sweeps_of_a_search_grid_are_trial_0s(tmp_path):
     drawn = draw_all("s", cells, store, tmp_path / "out", space=space_of())
     assert drawn.files == ["figures/mi-vs-error.png", "figures/tuning-g-mlp.png", "figures/tuned-curves-g-mlp.png"]
     why = "no trial-0 cell (the registry defaults) has finished"
-    assert drawn.notes() == [f"learning curves: {why}", f"lambda sweep: {why}", f"batch-size sweep: {why}"]
+    assert drawn.notes() == [f"learning curves: {why}", f"lambda sweep: {why}", f"batch-size sweep: {why}",
+                             f"reliability diagrams: {why}", f"ECE vs accuracy: {why}"]
     fill(store, [c for c in cells if c.trial == 0])
     drawn = draw_all("s", cells, store, tmp_path / "out", space=space_of())
     assert "figures/curves-g-mlp.png" in drawn.files and "lambda sweep: the grid sweeps no λ" in drawn.notes()
