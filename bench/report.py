@@ -31,9 +31,9 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench.cells import Cell
-from bench.selection import RULES, Selected, Selection, TrialChoice, applicable, histories, rule, select
 from bench.report_metrics import DEFAULT, Metric
 from bench.report_metrics import metric as find_metric
+from bench.selection import RULES, Selected, Selection, TrialChoice, applicable, histories, rule, select
 from bench.stats import holm, mean_std, paired_diff_ci, paired_p_value
 from bench.theory import fano_bound, theorem4_bound
 
@@ -595,9 +595,8 @@ def render_markdown(data: ReportData, figures: list[str] | None = None) -> str:
         else:
             heading = (f"### Difference in test {m.name} to `{data.baseline}` (loss minus baseline, {m.direction}; "
                        f"{how}; selection: {data.select.name})")
-        parts += ["", heading, "",
-                  tabulate(rows, headers=label_heads + ["loss", f"Δ {m.short}"] + (["Holm–Bonferroni verdict"] if holm_col else []),
-                           tablefmt="pipe", disable_numparse=True)]
+        heads = label_heads + ["loss", f"Δ {m.short}"] + (["Holm–Bonferroni verdict"] if holm_col else [])
+        parts += ["", heading, "", tabulate(rows, headers=heads, tablefmt="pipe", disable_numparse=True)]
         if holm_col:
             parts += ["", "The verdict is the paired t test's p-value adjusted by Holm–Bonferroni across the losses "
                           "compared in the row, at 5%; each tuned loss is compared with the tuned baseline."
@@ -1058,5 +1057,6 @@ def metric_absent(data: ReportData, options: list[tuple[str, Any]]) -> str | Non
     cells = f"its {done} finished cell{'s' * (done != 1)}"
     # the stale check fingerprints only the loss and model code, so --rerun-stale would skip these cells
     return (f"--metric {m.key}: no finished cell of grid {data.grid!r} has the history column {m.column!r}: "
-            f"{cells} (selection: {data.select.key}) predate{'s' * (done == 1)} it; --rerun-stale does not retrain them (the code "
-            f"fingerprint covers only losses and models), so retrain them with: {run_command(data.grid, options, force=True)}")
+            f"{cells} (selection: {data.select.key}) predate{'s' * (done == 1)} it; --rerun-stale does not retrain "
+            f"them (the code fingerprint covers only losses and models), so retrain them with: "
+            f"{run_command(data.grid, options, force=True)}")
