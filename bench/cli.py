@@ -371,11 +371,12 @@ def report(
     figures: bool = typer.Option(False, "--figures", help="Draw learning curves, sweeps and Î-vs-error plots (PNG and PDF)."),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="Reference loss for the paired differences (default celLoss)."),
     select: str = typer.Option("last", "--select", help="Selection rule of the main table: last, val, oracle or tuned."),
+    metric: str = typer.Option("acc", "--metric", help="What the tables and paired differences show, at the epoch --select picks: acc, balanced_acc, nll, ece, ece_ts (needs a validation split) or brier."),
     set_: list[str] = ReadSetOpt,
     filter_: list[str] = ReadFilterOpt,
     data_root: Optional[Path] = DataRootReadOpt,
 ) -> None:
-    """Paper-style table of final test accuracy (mean ± std over seeds), with MI, bounds and paired differences."""
+    """Paper-style table of final test accuracy (or --metric; mean ± std over seeds), with MI, bounds and paired differences."""
     from bench.report import FORMATS
 
     try:
@@ -396,18 +397,23 @@ def report(
         if baseline is not None and baseline not in {c.loss for c in cells}:
             from bench.errors import closest
             raise BenchError(f"--baseline {baseline!r}: not a loss of grid {grid!r}{closest(baseline, {c.loss for c in cells})}")
-        target = _report_dir(out if out is not None else (Path("report") if figures else None), grid)
         from bench.cells import set_flag
-        from bench.report import REPORT_COLUMNS, collect_selected, nothing_finished, render
+        from bench.report import REPORT_COLUMNS, collect_selected, metric_absent, nothing_finished, render
 
         results_df = store.cells() if figures else store.cells(REPORT_COLUMNS)  # the figures read the sweep settings too
         history = store.history(results_df["attempt_id"]) if len(results_df) and "attempt_id" in results_df else None
-        data = collect_selected(grid, cells, results_df, history, baseline or _default_baseline(cells), select)
-        empty = nothing_finished(data, results, [
+        data = collect_selected(grid, cells, results_df, history, baseline or _default_baseline(cells), select, metric)
+        run_options = [
             ("--registry", registry if registry != Path("registry.yaml") else None),
             ("--results", results if results != Path("results") else None), ("--data-root", data_root),
             *(tuple(set_flag(k, v).split(" ", 1)) for k, v in sorted(read.plan.overrides.items())),
-            *(("--filter", f"{k}={','.join(map(str, v))}") for k, v in sorted(read.plan.filters.items()))])
+            *(("--filter", f"{k}={','.join(map(str, v))}") for k, v in sorted(read.plan.filters.items()))]
+        empty = nothing_finished(data, results, run_options)
+        absent = metric_absent(data, run_options) if empty is None else None
+        if absent is not None:
+            raise BenchError(absent)
+        # the output folder only once the input is known good: a refused report leaves nothing behind
+        target = _report_dir(out if out is not None else (Path("report") if figures else None), grid)
         if empty is not None:
             typer.echo(empty)  # one line, not tables of dashes
             return

@@ -1,4 +1,4 @@
-"""Paper-style tables from the store: accuracy mean ± std, paired differences, learned Î and its bounds.
+"""Paper-style tables from the store: a metric's mean ± std, paired differences, learned Î and its bounds.
 
 The report is driven by the grid as the registry defines it now: its cells are expanded and
 looked up in the store by identity, so a missing or failed cell shows as missing and a cell the
@@ -7,6 +7,14 @@ grid no longer contains never leaks in.
 Every footnote is generated from the data it annotates: the seed counts are the grid's, a mark
 is explained only when some entry carries it, and a diverged or failed entry says so in every
 table and format instead of looking like a cell that has not run.
+
+The main table, the paired differences and the side-by-side rules table show one metric
+(:mod:`bench.report_metrics`, test accuracy by default), read from each cell's history at the
+epoch its selection rule picks; the Î table always reads accuracy, the error its bounds are about.
+A finished cell whose history lacks the metric (trained before it was recorded) is marked, never
+counted as zero. The default (accuracy) report's text and CSV columns are those it had before the
+metric was a choice; another metric's CSV adds a ``metric`` column and names its value columns
+after it (``ece_mean``, ``ece_std``), so a column never means two things across files.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from __future__ import annotations
 import math
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,21 +31,26 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench.cells import Cell
+from bench.report_metrics import DEFAULT, Metric
+from bench.report_metrics import metric as find_metric
 from bench.selection import RULES, Selected, Selection, TrialChoice, applicable, histories, rule, select
 from bench.stats import holm, mean_std, paired_diff_ci, paired_p_value
 from bench.theory import fano_bound, theorem4_bound
 
 FORMATS = ("markdown", "latex", "csv")
 MISSING = "—"
+LACKING = "‡"  # a finished cell's history has no column for the metric shown
 DIGITS = 3
 THEORY_DOC = "docs/theory.md"
 
 
 @dataclass
 class Entry:
-    """One (row, loss) of the table: per-seed values of the finished cells, and which seeds went wrong."""
+    """One (row, loss) of the table: per-seed values of the finished cells, and which seeds went wrong.
+    ``value``: the shown metric's, of the finished seeds that have it (for accuracy the same as ``acc``)."""
 
     acc: dict[int, float] = field(default_factory=dict)
+    value: dict[int, float] = field(default_factory=dict)
     mi: dict[int, float] = field(default_factory=dict)
     h_y: dict[int, float] = field(default_factory=dict)
     num_classes: int = 0
@@ -47,6 +61,11 @@ class Entry:
     @property
     def n(self) -> int:
         return len(self.acc)
+
+    @property
+    def lacking(self) -> int:
+        """Finished seeds whose history has no value of the shown metric."""
+        return self.n - len(self.value)
 
     @property
     def status(self) -> str:
@@ -72,6 +91,7 @@ class ReportData:
     select: Selection = RULES["last"]  # the rule the accuracies were selected by (bench.selection)
     trials: dict[tuple[str, str, str, str], TrialChoice] = field(default_factory=dict)  # tuned: the chosen trial
     others: list[ReportData] = field(default_factory=list)  # the other applicable rules, for the side-by-side table
+    metric: Metric = DEFAULT  # what the main table, the differences and the rules table show
 
     @property
     def seed_counts(self) -> list[int]:
@@ -87,9 +107,11 @@ _VALUE_COLUMNS = ["final_test_acc", "final_test_mi", "test_label_entropy", "num_
 
 
 def collect(grid: str, cells: list[Cell], results: pd.DataFrame, baseline: str | None,
-            selected: Selected | None = None) -> ReportData:
+            selected: Selected | None = None, metric: Metric = DEFAULT,
+            values: Mapping[str, float] | None = None) -> ReportData:
     """The table's data; with ``selected`` its cells and each done cell's accuracy come from a selection rule
-    (default: every cell at its last epoch)."""
+    (default: every cell at its last epoch). ``values``: cell_id -> the value of ``metric`` (other than accuracy)
+    at the selected epoch (:func:`metric_values`); a done cell missing from it lacks the metric."""
     # a search grid's trials share their (row, loss): without a rule, its trial 0 (the defaults) is shown
     cells = selected.cells if selected is not None else [c for c in cells if c.trial in (None, 0)]
     # the columns once into plain dicts: a DataFrame.loc per cell costs ~100 us (10 s at 100k cells)
@@ -134,6 +156,10 @@ def collect(grid: str, cells: list[Cell], results: pd.DataFrame, baseline: str |
             if selected is not None:
                 acc = selected.acc.get(cell.cell_id, acc)
             entry.acc[cell.seed] = float(acc)
+            if metric.key == DEFAULT.key:
+                entry.value[cell.seed] = float(acc)
+            elif values is not None and cell.cell_id in values:
+                entry.value[cell.seed] = values[cell.cell_id]
             entry.mi[cell.seed] = float(mi)
             entry.h_y[cell.seed] = float(h_y)
             entry.num_classes = int(num_classes)
@@ -143,26 +169,81 @@ def collect(grid: str, cells: list[Cell], results: pd.DataFrame, baseline: str |
     return ReportData(grid, rows, losses, entries, baseline, counts, gauss_truths(cells),
                       {row: cols for row, cols in mixed.items() if cols},
                       selected.rule if selected is not None else RULES["last"],
-                      dict(selected.trials) if selected is not None else {})
+                      dict(selected.trials) if selected is not None else {}, metric=metric)
+
+
+def metric_values(metric: Metric, selected: Selected, hists: Mapping[str, list[dict[str, Any]]]) -> dict[str, float]:
+    """cell_id -> ``metric``'s history value at the epoch the rule selected, for each done cell that has one
+    (an older store's history has no such column, or NaN where other cells' have it)."""
+    out: dict[str, float] = {}
+    for cell_id, epoch in selected.epoch.items():
+        try:
+            value = float(hists[cell_id][epoch - 1].get(metric.column, math.nan))
+        except (TypeError, ValueError):  # None, or text in a damaged store: lacking, as an absent column
+            continue
+        if math.isfinite(value):
+            out[cell_id] = value
+    return out
 
 
 def collect_selected(grid: str, cells: list[Cell], results: pd.DataFrame, history: pd.DataFrame | None,
-                     baseline: str | None, key: str = "last") -> ReportData:
-    """The report under rule ``key`` (one error line when the grid cannot honour it), with every
+                     baseline: str | None, key: str = "last", metric: str = DEFAULT.key) -> ReportData:
+    """The report of ``metric`` under rule ``key`` (one error line when the grid cannot honour either), with every
     other rule the grid supports in ``others`` for the side-by-side table and the CSV."""
     main = rule(key, grid, cells)
+    shown = find_metric(metric, grid, cells)
     hists = histories(results, history) if history is not None and not results.empty else {}
-    data = collect(grid, cells, results, baseline, select(main, cells, hists))
-    data.others = [collect(grid, cells, results, baseline, select(RULES[k], cells, hists))
-                   for k in applicable(cells) if k != key]
+
+    def under(r: Selection) -> ReportData:
+        chosen = select(r, cells, hists)
+        values = metric_values(shown, chosen, hists) if shown.key != DEFAULT.key else None
+        return collect(grid, cells, results, baseline, chosen, shown, values)
+
+    data = under(main)
+    data.others = [under(RULES[k]) for k in applicable(cells) if k != key]
     return data
 
 
 def rule_title(data: ReportData) -> str:
-    """What the main table shows, naming its selection rule."""
-    if data.select.key == "last":
-        return "final test accuracy (selection: last epoch)"
-    return f"test accuracy (selection: {data.select.name})"
+    """What the main table shows, naming its metric, its selection rule and, beside accuracy, which way is better."""
+    m = data.metric
+    if m.key == DEFAULT.key:
+        if data.select.key == "last":
+            return "final test accuracy (selection: last epoch)"
+        return f"test accuracy (selection: {data.select.name})"
+    final = "final " if data.select.key == "last" else ""
+    return f"{final}test {m.name} (selection: {data.select.name}; {m.direction})"
+
+
+def metric_note(data: ReportData) -> str:
+    """What a metric other than accuracy is, and how ``tuned`` chose its trial ("" for accuracy)."""
+    m = data.metric
+    if m.key == DEFAULT.key:
+        return ""
+    unit = f" ({m.unit})" if m.unit else ""
+    note = f"{m.short}{unit}: {m.about}."
+    if data.select.across_trials:
+        note += (f" The tuned trial is still the one with the best mean validation accuracy (the search's objective); "
+                 f"the table shows that trial's test {m.name}.")
+    return note
+
+
+def lacking_note(data: ReportData, count: int, tex: bool = False) -> str:
+    """The footnote of ``‡``: ``count`` finished cells whose history has no column for the metric ("" for none)."""
+    if not count:
+        return ""
+    if tex:
+        def code(t: str) -> str:
+            return f"\\texttt{{{latex_escape(t)}}}"
+        mark, dash = "$^\\ddagger$", "--"
+    else:
+        def code(t: str) -> str:
+            return f"`{t}`"
+        mark, dash = LACKING, MISSING
+    cells = f"{count} finished cell{'s' * (count != 1)}"
+    return (f"{mark}: {cells} without {code(data.metric.column)} in {'their' if count != 1 else 'its'} history "
+            f"(trained before it was recorded): {dash} where no seed has it, else the mean of the seeds that do; "
+            f"{code('bench run --force --filter cell_id=...')} on them records it.")
 
 
 def format_hp(value: Any) -> str:
@@ -245,17 +326,29 @@ def seed_note(n: int, expected: int, diverged: int = 0, failed: int = 0) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
+def value_text(e: Entry, digits: int = DIGITS, gone_wrong: bool = True) -> str:
+    """An entry's ``mean ± std (n=k, 1 diverged)`` of the shown metric (without the diverged and failed counts
+    unless ``gone_wrong``), ``‡`` when some finished seeds lack it."""
+    if not e.value:
+        return MISSING + (LACKING if e.n else "")
+    wrong = (len(e.diverged), len(e.failed)) if gone_wrong else (0, 0)
+    return _mean_text(e.value, digits)[1] + seed_note(len(e.value), e.expected, *wrong) + (LACKING if e.lacking else "")
+
+
 def accuracy_cells(data: ReportData) -> list[list[tuple[str, bool]]]:
-    """For each row, each loss: (text, is_best). Every entry whose printed mean equals the best printed mean is best."""
+    """For each row, each loss: (text, is_best). Every entry whose printed mean equals the best printed mean is best
+    (the lowest for a metric where lower is better)."""
+    digits = data.metric.digits
     out = []
     for row in data.rows:
         means: dict[str, str] = {}
         for loss in data.losses:
             e = data.entries.get((row, loss))
-            if e is not None and e.n:
-                means[loss] = _mean_text(e.acc)[0]
+            if e is not None and e.value:
+                means[loss] = _mean_text(e.value, digits)[0]
         # ties are decided on the printed digits: 0.8634 and 0.8626 both read 0.863, so both are bold
-        best = max(means.values(), key=float) if means else None
+        pick = min if data.metric.lower_is_better else max
+        best = pick(means.values(), key=float) if means else None
         line = []
         for loss in data.losses:
             e = data.entries.get((row, loss))
@@ -265,18 +358,20 @@ def accuracy_cells(data: ReportData) -> list[list[tuple[str, bool]]]:
                 head, note = _status_text(e)
                 line.append((head + note, False))
             else:
-                text = _mean_text(e.acc)[1] + seed_note(e.n, e.expected, len(e.diverged), len(e.failed))
+                text = value_text(e, digits)
                 hp = trial_text(data.trials.get((*row, loss)))
                 text += f" [{hp}]" if hp else ""
-                line.append((text, best is not None and means[loss] == best))
+                line.append((text, best is not None and means.get(loss) == best))
         out.append(line)
     return out
 
 
 def comparison_rows(data: ReportData) -> list[dict[str, Any]]:
-    """Each loss minus the baseline in the same row, paired by seed, with a 95% t interval."""
+    """Each loss minus the baseline in the same row, paired by seed, with a 95% t interval. The difference keeps
+    its sign (loss minus baseline) for every metric; the verdict reads it in the metric's direction."""
     if data.baseline is None:
         return []
+    lower = data.metric.lower_is_better
     out = []
     for row in data.rows:
         base = data.entries.get((row, data.baseline))
@@ -287,7 +382,7 @@ def comparison_rows(data: ReportData) -> list[dict[str, Any]]:
             e = data.entries.get((row, loss))
             if e is None or base is None:
                 continue
-            d = paired_diff_ci(e.acc, base.acc)
+            d = paired_diff_ci(e.value, base.value)
             if not e.n and e.status in ("diverged", "failed"):
                 status = e.status
             elif not base.n and base.status in ("diverged", "failed"):
@@ -298,12 +393,13 @@ def comparison_rows(data: ReportData) -> list[dict[str, Any]]:
                         "diff": d.mean, "lo": d.lo, "hi": d.hi, "n": d.n, "significant": d.significant, "note": d.note,
                         "status": status, "expected": min(e.expected, base.expected),
                         "diverged": len(e.diverged | base.diverged), "failed": len(e.failed | base.failed),
-                        "p": paired_p_value(e.acc, base.acc)})
+                        "p": paired_p_value(e.value, base.value)})
         # Holm–Bonferroni across the losses compared in this row: the verdicts hold together at 5%
         for r, adj in zip(out[first:], holm([r["p"] for r in out[first:]])):
             r["p_holm"] = adj
+            better = r["diff"] < 0 if lower else r["diff"] > 0
             r["verdict"] = ("" if not math.isfinite(adj) else "no difference" if adj >= 0.05
-                            else "better" if r["diff"] > 0 else "worse")
+                            else "better" if better else "worse")
     return out
 
 
@@ -338,18 +434,18 @@ def mi_rows(data: ReportData) -> list[dict[str, Any]]:
     return out
 
 
-def _diff_text(r: dict[str, Any], with_note: bool = True) -> tuple[str, str]:
+def _diff_text(r: dict[str, Any], with_note: bool = True, digits: int = DIGITS) -> tuple[str, str]:
     """(Δ, interval) texts of a comparison row; the interval is "" where there is none."""
     if r["status"] not in ("done", "pending"):
         return r["status"], ""
     if r["n"] == 0:
         return MISSING, ""
     note = seed_note(r["n"], r["expected"], r["diverged"], r["failed"]) if with_note else ""
-    diff = fmt_num(r["diff"], signed=True)
+    diff = fmt_num(r["diff"], digits, signed=True)
     if r["n"] < 2:
         return diff + note, ""
     star = " *" if r["significant"] else ""
-    return diff, f"[{fmt_num(r['lo'], signed=True)}, {fmt_num(r['hi'], signed=True)}]{star}{note}"
+    return diff, f"[{fmt_num(r['lo'], digits, signed=True)}, {fmt_num(r['hi'], digits, signed=True)}]{star}{note}"
 
 
 def _mi_texts(r: dict[str, Any], with_note: bool = True) -> list[str]:
@@ -374,13 +470,16 @@ class _Marks:
     failed: bool
     bold: bool
     tie: bool
+    lacking: int = 0  # finished cells without the shown metric
 
 
 def _marks(data: ReportData, acc: list[list[tuple[str, bool]]]) -> _Marks:
     es = [e for e in data.entries.values() if e.expected]
-    return _Marks(partial=any(0 < e.n < e.expected for e in es), missing=any(e.status == "pending" for e in es),
+    return _Marks(partial=any(0 < len(e.value) < e.expected for e in es),
+                  missing=any(e.status == "pending" for e in es),
                   diverged=any(e.diverged for e in es), failed=any(e.failed for e in es),
-                  bold=any(b for line in acc for _, b in line), tie=any(sum(b for _, b in line) > 1 for line in acc))
+                  bold=any(b for line in acc for _, b in line), tie=any(sum(b for _, b in line) > 1 for line in acc),
+                  lacking=sum(e.lacking for e in es))
 
 
 def _seeds_phrase(data: ReportData) -> str:
@@ -415,10 +514,14 @@ def _accuracy_note(data: ReportData, marks: _Marks) -> str:
         notes.append("`diverged`: training stopped on a non-finite loss (on k seeds, where a count is given).")
     if marks.failed:
         notes.append("`failed`: the cell raised an error (`bench status` shows it).")
+    if marks.lacking:
+        notes.append(lacking_note(data, marks.lacking))
     if marks.bold:
-        notes.append("Best mean per row in bold" + (", every entry tied with it at the printed precision too."
-                                                   if marks.tie else "."))
-    return " ".join(notes)
+        best = "Best (lowest) mean" if data.metric.lower_is_better else "Best mean"
+        notes.append(f"{best} per row in bold" + (", every entry tied with it at the printed precision too."
+                                                  if marks.tie else "."))
+    about = metric_note(data)
+    return " ".join([about, *notes] if about else notes)
 
 
 def _diff_note(data: ReportData, comp: list[dict[str, Any]]) -> str:
@@ -429,16 +532,17 @@ def _diff_note(data: ReportData, comp: list[dict[str, Any]]) -> str:
     elif any(r["n"] >= 2 for r in comp):
         notes.append(f"`*` marks an interval that excludes zero; with {_seeds_phrase(data)} an interval is wide, "
                      "so a difference without `*` is not evidence of a gain.")
-        if _zero_end(comp):
-            notes.append("An end printed as 0.000 is non-zero beyond the printed digits.")
+        if _zero_end(comp, data.metric.digits):
+            notes.append(f"An end printed as {fmt_num(0.0, data.metric.digits)} is non-zero beyond the printed digits.")
     if any(r["status"] in ("done", "pending") and 0 < r["n"] < r["expected"] for r in comp):
         notes.append("`(n=k)`: only k seeds are paired (an interval needs 2).")
     return " ".join(notes)
 
 
-def _zero_end(comp: list[dict[str, Any]]) -> bool:
+def _zero_end(comp: list[dict[str, Any]], digits: int = DIGITS) -> bool:
     """Whether an interval that excludes zero prints an end as 0.000 (it reads as if it touched zero)."""
-    return any(r["significant"] and "0.000" in (fmt_num(r["lo"], signed=True), fmt_num(r["hi"], signed=True))
+    zero = fmt_num(0.0, digits)
+    return any(r["significant"] and zero in (fmt_num(r["lo"], digits, signed=True), fmt_num(r["hi"], digits, signed=True))
                for r in comp if r["n"] >= 2)
 
 
@@ -479,18 +583,25 @@ def render_markdown(data: ReportData, figures: list[str] | None = None) -> str:
         parts += ["", provenance_note(data)]
     comp = comparison_rows(data)
     if comp:
+        m = data.metric
         holm_col = data.select.across_trials  # the tuned comparison carries the adjusted verdict
-        rows = [label(r) + [r["loss"], " ".join(t for t in _diff_text(r) if t)]
+        rows = [label(r) + [r["loss"], " ".join(t for t in _diff_text(r, digits=m.digits) if t)]
                 + ([f"{r['verdict']} (p={fmt_num(r['p_holm'])})" if r["verdict"] else MISSING] if holm_col else [])
                 for r in comp]
         how = "one seed per cell, no interval" if data.seed_counts == [1] else "paired by seed, 95% t interval"
-        which = "" if data.select.key == "last" else f"; selection: {data.select.name}"
-        parts += ["", f"### Difference to `{data.baseline}` ({how}{which})", "",
-                  tabulate(rows, headers=label_heads + ["loss", "Δ accuracy"] + (["Holm–Bonferroni verdict"] if holm_col else []),
-                           tablefmt="pipe", disable_numparse=True)]
+        if m.key == DEFAULT.key:
+            which = "" if data.select.key == "last" else f"; selection: {data.select.name}"
+            heading = f"### Difference to `{data.baseline}` ({how}{which})"
+        else:
+            heading = (f"### Difference in test {m.name} to `{data.baseline}` (loss minus baseline, {m.direction}; "
+                       f"{how}; selection: {data.select.name})")
+        heads = label_heads + ["loss", f"Δ {m.short}"] + (["Holm–Bonferroni verdict"] if holm_col else [])
+        parts += ["", heading, "", tabulate(rows, headers=heads, tablefmt="pipe", disable_numparse=True)]
         if holm_col:
             parts += ["", "The verdict is the paired t test's p-value adjusted by Holm–Bonferroni across the losses "
-                          "compared in the row, at 5%; each tuned loss is compared with the tuned baseline."]
+                          "compared in the row, at 5%; each tuned loss is compared with the tuned baseline."
+                      + ("" if m.key == DEFAULT.key else
+                         f" `better`: a {'lower' if m.lower_is_better else 'higher'} {m.short} than the baseline's.")]
         note = _diff_note(data, comp)
         if note:
             parts += ["", note]
@@ -522,22 +633,32 @@ def render_markdown(data: ReportData, figures: list[str] | None = None) -> str:
 def rules_table(data: ReportData, label: Any, label_heads: list[str]) -> list[str]:
     """One compact table, every selection rule side by side per (dataset, architecture, loss); the caption names each."""
     every = sorted([data, *data.others], key=lambda d: list(RULES).index(d.select.key))
+    m = data.metric
     body = []
+    lacking = max(sum(e.lacking for e in d.entries.values()) for d in every)
     for row in data.rows:
         for loss in data.losses:
             line = label(row) + [loss]
             for d in every:
                 e = d.entries.get((row, loss))
-                text = _mean_text(e.acc)[1] + seed_note(e.n, e.expected) if e is not None and e.n else MISSING
+                # the seeds averaged only: the main table says which diverged or failed
+                text = value_text(e, m.digits, gone_wrong=False) if e is not None and e.n else MISSING
                 choice = d.trials.get((*row, loss))
                 line.append(text + (f" (trial {choice.trial})" if choice is not None else ""))
             body.append(line)
     names = "; ".join(f"`{d.select.key}`: {d.select.name}" for d in every)
     search = " The epoch rules show a search grid's trial 0 (every loss at its registry defaults)." if data.trials or any(
         d.trials for d in data.others) else ""
-    return ["### Test accuracy under every selection rule (mean ± std over seeds)", "",
-            tabulate(body, headers=label_heads + ["loss"] + [d.select.key for d in every], tablefmt="pipe",
-                     disable_numparse=True), "", f"Rules: {names}.{search}"]
+    if m.key == DEFAULT.key:
+        heading = "### Test accuracy under every selection rule (mean ± std over seeds)"
+        tail = ""
+    else:
+        heading = f"### Test {m.name} under every selection rule (mean ± std over seeds; {m.direction})"
+        tail = (f" `tuned` chooses its trial by validation accuracy and shows that trial's test {m.name}."
+                if any(d.select.across_trials for d in every) else "")
+        tail += f" {lacking_note(data, lacking)}" if lacking else ""
+    return [heading, "", tabulate(body, headers=label_heads + ["loss"] + [d.select.key for d in every],
+                                  tablefmt="pipe", disable_numparse=True), "", f"Rules: {names}.{search}{tail}"]
 
 
 # ----------------------------------------------------------------------------- LaTeX
@@ -545,7 +666,7 @@ _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 # symbols the tables print, in math mode: pdflatex's default input encoding has no text glyph for them
 _LATEX_SYMBOLS = {"±": r"$\pm$", "—": "--", "Î": r"$\hat{I}$", "Δ": r"$\Delta$", "≥": r"$\geq$", "λ": r"$\lambda$",
-                  "δ": r"$\delta$", "θ": r"$\theta$", "−": "$-$", "†": r"$^\dagger$"}
+                  "δ": r"$\delta$", "θ": r"$\theta$", "−": "$-$", "†": r"$^\dagger$", "‡": r"$^\ddagger$"}
 
 # The text width of a plain 10pt ``article`` (its \columnwidth in one column) and the default \tabcolsep.
 COLUMN_WIDTH_PT = 345.0
@@ -657,11 +778,11 @@ def _accuracy_layouts(data: ReportData, scope: _Scope, acc: list[list[tuple[str,
     wide = _Tabular(heads + data.losses, "l" * len(heads) + "c" * len(data.losses))
     for row, line in zip(data.rows, acc):
         wide.body.append([Shown(row[i]) for i in range(3) if scope.vary[i]] + [Shown(t, b) for t, b in line])
-    labels = [scope.label(row) for row in data.rows] if scope.grouped else ["Accuracy"]
+    labels = [scope.label(row) for row in data.rows] if scope.grouped else [data.metric.head]
     tall = _Tabular(["Loss"] + labels, "l" + "c" * len(labels))
     for j, loss in enumerate(data.losses):
         tall.body.append([Shown(loss)] + [Shown(*line[j]) for line in acc])
-    long = _Tabular(["Loss", "Accuracy"], "lc")
+    long = _Tabular(["Loss", data.metric.head], "lc")
     for row, line in zip(data.rows, acc):
         if scope.grouped:
             long.body.append(scope.label(row))
@@ -736,7 +857,8 @@ def _caption_scope(data: ReportData, scope: _Scope) -> str:
 
 
 def render_latex(data: ReportData) -> str:
-    """Three booktabs tables (accuracy, paired differences, Î and bounds), each fitting a plain article's column."""
+    """Three booktabs tables (the metric, paired differences, Î and bounds), each fitting a plain article's column."""
+    m = data.metric
     scope = _Scope.of(data.rows)
     acc = accuracy_cells(data)
     marks = _marks(data, acc)
@@ -746,7 +868,8 @@ def render_latex(data: ReportData) -> str:
     layouts = _accuracy_layouts(data, scope, acc)
     tab = next((t for t in layouts if t.fits()), layouts[-1])
     seeds = "one seed per cell" if data.seed_counts == [1] else f"mean $\\pm$ sample std over {_seeds_phrase(data)}"
-    notes = [f"Cells: {count_line(data.counts)}."]
+    notes = [latex_text(metric_note(data))] if m.key != DEFAULT.key else []
+    notes.append(f"Cells: {count_line(data.counts)}.")
     if data.mixed:
         notes.append(latex_text(provenance_note(data)))
     if marks.partial:
@@ -757,9 +880,12 @@ def render_latex(data: ReportData) -> str:
         notes.append("diverged: stopped on a non-finite loss.")
     if marks.failed:
         notes.append("failed: the cell raised an error.")
+    if marks.lacking:
+        notes.append(lacking_note(data, marks.lacking, tex=True))
     if marks.bold:
         per = " and ".join(w for w, v in zip(("dataset", "model", "setting"), scope.vary) if v) or "table"
-        notes.append(f"Best per {per} in bold" + (", ties at the printed precision all bold." if marks.tie else "."))
+        best = "Best (lowest)" if m.lower_is_better else "Best"
+        notes.append(f"{best} per {per} in bold" + (", ties at the printed precision all bold." if marks.tie else "."))
     title = f"{rule_title(data)[0].upper()}{rule_title(data)[1:]}, {_caption_scope(data, scope)}"
     out += _table(tab, f"{title} ({seeds}). {' '.join(notes)}", f"{title} (continued).", f"tab:{tag}-accuracy")
 
@@ -773,7 +899,7 @@ def render_latex(data: ReportData) -> str:
             if scope.grouped and row != last:
                 dtab.body.append(scope.label(row))
                 last = row
-            diff, ci = _diff_text(r, with_note=False)
+            diff, ci = _diff_text(r, with_note=False, digits=m.digits)
             short = r["status"] in ("done", "pending") and 0 < r["n"] < r["expected"]
             dagger |= short
             dtab.body.append([Shown(r["loss"] + ("†" if short else "")), Shown(diff), Shown(ci)])
@@ -784,11 +910,13 @@ def render_latex(data: ReportData) -> str:
         elif any(r["n"] >= 2 for r in comp):
             dnotes.append(f"* marks an interval that excludes zero; with {_seeds_phrase(data)} an interval is wide, "
                           "so a difference without * is not evidence of a gain.")
-        if _zero_end(comp):
-            dnotes.append("An end printed as 0.000 is non-zero beyond the printed digits.")
+        if _zero_end(comp, m.digits):
+            dnotes.append(f"An end printed as {fmt_num(0.0, m.digits)} is non-zero beyond the printed digits.")
         if dagger:
             dnotes.append("$^\\dagger$: fewer paired seeds than the grid asks.")
-        title = f"Test accuracy minus that of \\texttt{{{latex_escape(data.baseline or '')}}}"
+        title = f"Test {latex_text(m.name)} minus that of \\texttt{{{latex_escape(data.baseline or '')}}}"
+        if m.key != DEFAULT.key:
+            title += f" ({m.direction}; selection: {latex_text(data.select.name)})"
         out += _table(dtab, f"{title}, paired by seed, with a 95\\% $t$ interval, {_caption_scope(data, scope)}. "
                             f"{' '.join(dnotes)}", f"{title} (continued).", f"tab:{tag}-differences")
 
@@ -842,7 +970,12 @@ def _entropy_text(members: list[dict[str, Any]]) -> str:
 # ----------------------------------------------------------------------------- CSV
 def render_csv(data: ReportData) -> str:
     """Long form, one line per (rule, row, loss): machine-readable, no formatting; ``status`` says what an empty
-    value means. The report's own rule comes first, then every other rule the grid supports."""
+    value means. The report's own rule comes first, then every other rule the grid supports.
+
+    Accuracy's columns are ``acc_mean``, ``acc_std``. Another metric adds a ``metric`` column (its key, after
+    ``select``), names its columns after it (``ece_mean``, ``ece_std``), counts in ``n`` the seeds that have it
+    and in ``n_without_metric`` the finished seeds whose history lacks it; ``diff_vs_baseline`` and its interval
+    are then that metric's (loss minus baseline, whichever direction is better)."""
     recs = [rec for d in [data, *data.others] for rec in _csv_records(d)]
     hp_cols = sorted({k for r in recs for k in r if k.startswith("hp.")})
     return pd.DataFrame(recs, columns=[*(k for k in recs[0] if not k.startswith("hp.")), *hp_cols] if recs else None
@@ -851,6 +984,8 @@ def render_csv(data: ReportData) -> str:
 
 def _csv_records(data: ReportData) -> list[dict[str, Any]]:
     recs = []
+    m = data.metric
+    default = m.key == DEFAULT.key
     comp = {(r["dataset"], r["architecture"], r["variant"], r["loss"]): r for r in comparison_rows(data)}
     mis = {(r["dataset"], r["architecture"], r["variant"], r["loss"]): r for r in mi_rows(data)}
     nan = float("nan")
@@ -859,19 +994,21 @@ def _csv_records(data: ReportData) -> list[dict[str, Any]]:
             e = data.entries.get((row, loss))
             if e is None:
                 continue
-            mean, std, n = mean_std(list(e.acc.values())) if e.n else (nan, nan, 0)
+            mean, std, n = mean_std(list(e.value.values())) if e.value else (nan, nan, 0)
             key = (*row, loss)
             c = comp.get(key, {})
-            m = mis.get(key, {})
+            mi = mis.get(key, {})
             choice = data.trials.get(key)
-            recs.append({"grid": data.grid, "select": data.select.key, "dataset": row[0], "architecture": row[1],
+            recs.append({"grid": data.grid, "select": data.select.key, **({} if default else {"metric": m.key}),
+                         "dataset": row[0], "architecture": row[1],
                          "setting": row[2], "loss": loss, "trial": choice.trial if choice is not None else "",
                          "status": e.status, "n": n, "n_expected": e.expected, "n_diverged": len(e.diverged),
-                         "n_failed": len(e.failed), "acc_mean": mean, "acc_std": std,
+                         "n_failed": len(e.failed), **({} if default else {"n_without_metric": e.lacking}),
+                         f"{m.key}_mean": mean, f"{m.key}_std": std,
                          "diff_vs_baseline": c.get("diff", nan), "diff_lo": c.get("lo", nan),
                          "diff_hi": c.get("hi", nan), "p": c.get("p", nan), "p_holm": c.get("p_holm", nan),
-                         "mi_nats": m.get("mi_nats", nan),
-                         "bound_thm4": m.get("bound_thm4", nan), "bound_fano": m.get("bound_fano", nan),
+                         "mi_nats": mi.get("mi_nats", nan),
+                         "bound_thm4": mi.get("bound_thm4", nan), "bound_fano": mi.get("bound_fano", nan),
                          **{f"hp.{k}": v for k, v in (choice.values if choice is not None else {}).items()}})
     return recs
 
@@ -885,7 +1022,7 @@ def render(data: ReportData, fmt: str, figures: list[str] | None = None) -> str:
 
 
 # ----------------------------------------------------------------------------- nothing to report
-def run_command(grid: str, options: list[tuple[str, Any]], retry_failed: bool = False) -> str:
+def run_command(grid: str, options: list[tuple[str, Any]], retry_failed: bool = False, force: bool = False) -> str:
     """The ``bench run`` command line that trains ``grid``'s cells; ``options``: (flag, value) pairs, None ones left out."""
     parts = ["bench", "run", "--grid", grid]
     for flag, value in options:
@@ -893,6 +1030,8 @@ def run_command(grid: str, options: list[tuple[str, Any]], retry_failed: bool = 
             parts += [flag, str(value)]
     if retry_failed:
         parts.append("--retry-failed")
+    if force:
+        parts.append("--force")
     return shlex.join(parts)
 
 
@@ -906,3 +1045,18 @@ def nothing_finished(data: ReportData, results: Path | str, options: list[tuple[
     retry = not data.counts.get("pending", 0)  # every cell failed or diverged: a plain run would skip them all
     return (f"grid {data.grid!r}: no finished cell in {results} ({total} cell{'s' * (total != 1)}: {count_line(data.counts)}); "
             f"train them with: {run_command(data.grid, options, retry)}")
+
+
+def metric_absent(data: ReportData, options: list[tuple[str, Any]]) -> str | None:
+    """One line when finished cells exist but none of the main table's has the metric in its history (a store
+    older than the metric), with the command that retrains them; None otherwise."""
+    m = data.metric
+    done = sum(e.n for e in data.entries.values())
+    if m.key == DEFAULT.key or not done or any(e.value for e in data.entries.values()):
+        return None
+    cells = f"its {done} finished cell{'s' * (done != 1)}"
+    # the stale check fingerprints only the loss and model code, so --rerun-stale would skip these cells
+    return (f"--metric {m.key}: no finished cell of grid {data.grid!r} has the history column {m.column!r}: "
+            f"{cells} (selection: {data.select.key}) predate{'s' * (done == 1)} it; --rerun-stale does not retrain "
+            f"them (the code fingerprint covers only losses and models), so retrain them with: "
+            f"{run_command(data.grid, options, force=True)}")
