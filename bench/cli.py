@@ -430,7 +430,8 @@ def report(
         text = render(data, fmt, fig_names)
         if target is not None:
             ext = {"markdown": "md", "latex": "tex", "csv": "csv"}[fmt]
-            _write_text(target / f"report.{ext}", text)
+            # one file per metric, so the accuracy report and, say, the ECE report sit side by side
+            _write_text(target / (f"report.{ext}" if metric == "acc" else f"report-{metric}.{ext}"), text)
     except BenchError as err:
         _fail(err)
     typer.echo(text)
