@@ -92,6 +92,8 @@ class ReportData:
     trials: dict[tuple[str, str, str, str], TrialChoice] = field(default_factory=dict)  # tuned: the chosen trial
     others: list[ReportData] = field(default_factory=list)  # the other applicable rules, for the side-by-side table
     metric: Metric = DEFAULT  # what the main table, the differences and the rules table show
+    # rows trained under a data regime: row -> (its regime, realised training noise rates, training sizes of done cells)
+    regimes: dict[tuple[str, str, str], tuple[Any, list[float], list[int]]] = field(default_factory=dict)
 
     @property
     def seed_counts(self) -> list[int]:
@@ -100,7 +102,7 @@ class ReportData:
 
 
 REPORT_COLUMNS = ["cell_id", "attempt_id", "status", "final_test_acc", "final_test_mi", "test_label_entropy", "num_classes",
-                  "precision_used", "device"]
+                  "precision_used", "device", "label_noise_rate", "train_size"]
 # what a cell's declared settings resolved to where it ran: a row mixing them is footnoted
 PROVENANCE_COLUMNS = ("precision_used", "device")
 _VALUE_COLUMNS = ["final_test_acc", "final_test_mi", "test_label_entropy", "num_classes"]
@@ -169,7 +171,65 @@ def collect(grid: str, cells: list[Cell], results: pd.DataFrame, baseline: str |
     return ReportData(grid, rows, losses, entries, baseline, counts, gauss_truths(cells),
                       {row: cols for row, cols in mixed.items() if cols},
                       selected.rule if selected is not None else RULES["last"],
-                      dict(selected.trials) if selected is not None else {}, metric=metric)
+                      dict(selected.trials) if selected is not None else {}, metric=metric,
+                      regimes=regime_facts(cells, results))
+
+
+def regime_facts(cells: list[Cell], results: pd.DataFrame) -> dict[tuple[str, str, str], tuple[Any, list[float], list[int]]]:
+    """Per row under a data regime: the regime, and the realised training noise rates and training
+    sizes its done cells stored (older stores have neither column: the lists stay empty)."""
+    out: dict[tuple[str, str, str], tuple[Any, list[float], list[int]]] = {}
+    facts: dict[str, tuple[float, int]] = {}
+    if not results.empty and {"label_noise_rate", "train_size"} <= set(results.columns):
+        done = results[results["status"] == "done"]
+        facts = dict(zip(done["cell_id"].tolist(), zip(done["label_noise_rate"].tolist(), done["train_size"].tolist())))
+    for cell in cells:
+        regime = cell.regime
+        if regime.is_default:
+            continue
+        row = (cell.dataset, cell.architecture, cell.variant)
+        _, rates, sizes = out.setdefault(row, (regime, [], []))
+        if cell.cell_id in facts:
+            rate, size = facts[cell.cell_id]
+            if isinstance(rate, float) and math.isfinite(rate):
+                rates.append(rate)
+            if size:
+                sizes.append(int(size))
+    return out
+
+
+# how each regime is realised (bench/data/noise.py, bench/data/imbalance.py), for the captions
+NOISE_CONVENTIONS = {
+    "symmetric": "exactly ⌊ηN⌋ labels, spread evenly over the classes, each moved to a uniformly drawn other class",
+    "asymmetric": "⌊η n_c⌋ labels of each class of the dataset's look-alike map moved to its partner (the other "
+                  "classes untouched, so the overall rate is below η)",
+    "pairflip": "⌊η n_c⌋ labels of each class c moved to c + 1 mod K",
+}
+
+
+def regime_note(data: ReportData) -> str:
+    """The data regimes of the rows and how they were realised ("" when no row has one)."""
+    parts = []
+    for row, (regime, rates, sizes) in data.regimes.items():
+        bits = []
+        if regime.noise != "none":
+            realised = (f"; realised training noise rate {min(rates):.3f}" + (f"–{max(rates):.3f}" if max(rates) > min(rates) else "")
+                        if rates else "")
+            bits.append(f"{regime.noise} label noise η = {regime.noise_rate:g} ({NOISE_CONVENTIONS[regime.noise]}; "
+                        f"noise seed {regime.noise_seed}{realised})")
+        if regime.imbalance != "none":
+            bits.append(f"long-tailed training split, profile {regime.imbalance}, ratio {regime.imbalance_ratio:g} "
+                        f"(imbalance seed {regime.imbalance_seed})")
+        if regime.subset:
+            bits.append(f"a stratified training subset of {regime.subset} (subset seed {regime.subset_seed})")
+        if sizes:
+            bits.append(f"{min(sizes)} training examples" + (f" (to {max(sizes)})" if max(sizes) > min(sizes) else ""))
+        parts.append(f"{'/'.join(p for p in row if p)}: " + "; ".join(bits))
+    if not parts:
+        return ""
+    return ("Data regimes (the training and validation labels only: the test labels are clean and the test split "
+            "balanced; the noise rate stored per cell is the fraction of training labels changed): "
+            + "; ".join(parts) + ".")
 
 
 def metric_values(metric: Metric, selected: Selected, hists: Mapping[str, list[dict[str, Any]]]) -> dict[str, float]:
@@ -502,6 +562,8 @@ def _accuracy_note(data: ReportData, marks: _Marks) -> str:
     notes = [f"Cells: {count_line(data.counts)}."]
     if data.mixed:
         notes.append(latex_text(provenance_note(data)))
+    if data.regimes:
+        notes.append(latex_text(regime_note(data)))
     if one_seed:
         notes.append("One seed per cell, so no std.")
     else:
@@ -581,6 +643,8 @@ def render_markdown(data: ReportData, figures: list[str] | None = None) -> str:
     ]
     if data.mixed:
         parts += ["", provenance_note(data)]
+    if data.regimes:
+        parts += ["", regime_note(data)]
     comp = comparison_rows(data)
     if comp:
         m = data.metric
@@ -666,7 +730,8 @@ _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 # symbols the tables print, in math mode: pdflatex's default input encoding has no text glyph for them
 _LATEX_SYMBOLS = {"±": r"$\pm$", "—": "--", "Î": r"$\hat{I}$", "Δ": r"$\Delta$", "≥": r"$\geq$", "λ": r"$\lambda$",
-                  "δ": r"$\delta$", "θ": r"$\theta$", "−": "$-$", "†": r"$^\dagger$", "‡": r"$^\ddagger$"}
+                  "δ": r"$\delta$", "θ": r"$\theta$", "−": "$-$", "†": r"$^\dagger$", "‡": r"$^\ddagger$",
+                  "η": r"$\eta$", "⌊": r"$\lfloor$", "⌋": r"$\rfloor$", "–": "--"}
 
 # The text width of a plain 10pt ``article`` (its \columnwidth in one column) and the default \tabcolsep.
 COLUMN_WIDTH_PT = 345.0
@@ -872,6 +937,8 @@ def render_latex(data: ReportData) -> str:
     notes.append(f"Cells: {count_line(data.counts)}.")
     if data.mixed:
         notes.append(latex_text(provenance_note(data)))
+    if data.regimes:
+        notes.append(latex_text(regime_note(data)))
     if marks.partial:
         notes.append("(n=$k$): only $k$ seeds finished.")
     if marks.missing:
