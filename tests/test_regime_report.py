@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from bench.cells import expand_grid
 from bench.execute import failed_outcome
 from bench.registry import parse_registry
