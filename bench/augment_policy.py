@@ -47,7 +47,8 @@ def check_augment(kind: str, padding: int, dataset_kind: str, in_shape: tuple[in
         raise BenchError(f"augment {kind!r} is not an augmentation{closest(kind, AUGMENTS)}")
     if kind == "none":
         if padding != DEFAULT_PADDING:
-            raise BenchError("crop_padding does not apply to augment 'none': drop crop_padding or set augment=crop-flip")
+            raise BenchError("crop_padding does not apply to augment 'none': drop crop_padding or set augment=crop "
+                             "or crop-flip")
         return
     if kind not in CROPS and padding != DEFAULT_PADDING:
         raise BenchError(f"crop_padding does not apply to augment {kind!r} (it does not crop): drop crop_padding "

@@ -7,7 +7,7 @@ strong-Wolfe line search, in float64, from T = 1 (as Guo et al.'s reference code
 LBFGS on T itself). The NLL is convex in 1/T, so it has one minimum; when the validation
 predictions are all correct and confident the minimum lies at T → 0 (any sharpening lowers the
 NLL) and with labels independent of the logits at T → ∞ (the uniform prediction): the fit
-stops where the NLL is flat to the optimiser's tolerance, or at the bounds below.
+stops where the NLL is flat to the optimiser's tolerance; the result is clamped to the bounds below.
 """
 
 from __future__ import annotations
@@ -34,12 +34,14 @@ def fit_temperature(logits: Tensor, labels: Tensor, max_iter: int = 100) -> floa
 
     def closure() -> Tensor:
         opt.zero_grad()
-        loss = F.cross_entropy(z * torch.exp(-log_t.clamp(*LOG_T_BOUNDS)), y)
+        loss = F.cross_entropy(z * torch.exp(-log_t), y)
         loss.backward()
         return loss
 
     with torch.enable_grad():
         opt.step(closure)
+    # clamped after the fit, not inside it: a clamp makes the loss flat beyond the bounds, and a line
+    # search that overshoots into the flat part would stop there even with the optimum just inside
     return float(torch.exp(log_t.detach().clamp(*LOG_T_BOUNDS)))
 
 

@@ -36,7 +36,7 @@ from bench.recipe import check_recipe
 from bench.registry import TrainConfig, import_target
 from bench.seams import Seams
 from bench.store import checkpoint_file, corrupt_folder
-from bench.train import ProgressFn, TrainCallback, label_entropy, load_checkpoint, train_cell
+from bench.train import ProgressFn, TrainCallback, label_entropy, load_checkpoint, resumable, train_cell
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,8 @@ def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
             try:
                 verify_checkpoint(ckpt)
                 resume_state = load_checkpoint(ckpt, cell.cell_id)
+                if resume_state is not None and not resumable(resume_state, splits.val_y is not None):
+                    resume_state = None  # an older checkpoint of a validation cell: it restarts (train.resumable)
             except FileNotFoundError:
                 resume_state = None
             except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is moved aside

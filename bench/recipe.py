@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from bench.augment_policy import check_augment
+from bench.augment_policy import FLIPS, check_augment
 from bench.errors import BenchError
 from bench.schedules import ScheduleSpec, parse_milestones, validate
 
@@ -45,8 +45,8 @@ def check_recipe(train: Mapping[str, Any], dataset_kind: str, in_shape: tuple[in
     augment = train.get("augment", "none")
     padding = int(train.get("crop_padding", 4))
     if augment != "none" or train.get("force_flip", False):
-        if augment == "none":
-            raise BenchError("force_flip does not apply to augment 'none' (nothing flips): drop force_flip or set "
+        if train.get("force_flip", False) and augment not in FLIPS:
+            raise BenchError(f"force_flip does not apply to augment {augment!r} (nothing flips): drop force_flip or set "
                              "augment=flip or crop-flip")
         check_augment(augment, padding, dataset_kind, tuple(in_shape), bool(train.get("force_flip", False)))
     else:

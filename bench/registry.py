@@ -88,9 +88,17 @@ class TrainConfig(_Strict):
 
     @field_validator("milestones", mode="before")
     @classmethod
-    def _one_milestone(cls, v: Any) -> Any:
-        # a single milestone reads as a number in YAML and in --set; the setting is its text
-        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+    def _canonical_milestones(cls, v: Any) -> Any:
+        # a single milestone reads as a number in YAML and in --set; the setting is its canonical text,
+        # so "30, 60" and "30,60" are one cell (bench.schedules.parse_milestones refuses what is not epochs)
+        from bench.schedules import parse_milestones
+
+        if isinstance(v, bool) or not isinstance(v, int | str):
+            return v
+        try:
+            return ",".join(map(str, parse_milestones(v)))
+        except BenchError as exc:
+            raise ValueError(str(exc)) from None
 
 
 # Settings that only matter with a validation split: left out of a cell's identity when it has

@@ -72,7 +72,7 @@ from bench.schedules import load_scheduler_state, make_scheduler
 from losses import SplitMI
 
 CHECKPOINT_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # version 1 (before the recipe) lacks only keys a cell without the recipe never reads
+READABLE_VERSIONS = (1, 2)  # version 1: before the recipe and the calibration metrics (see resumable)
 PROGRESS_INTERVAL_S = 0.25  # the step loop calls the progress callback at most this often
 METER_CHUNK_STEPS = 32  # steps of logits kept before they are reduced to a correct-count (bounds memory)
 
@@ -343,6 +343,17 @@ def load_checkpoint(path: Path, cell_id: str) -> dict[str, Any] | None:
     return state
 
 
+def resumable(state: dict[str, Any], has_validation: bool) -> bool:
+    """Whether a loaded checkpoint can resume its cell to the same result as an uninterrupted run.
+
+    A version-1 checkpoint (written before the recipe and the calibration metrics) has no recipe
+    state, which a cell of that time never had, but also no logits of its best epochs so far: a
+    cell with a validation split could not temperature-scale the epochs its selection rules pick,
+    so it restarts instead.
+    """
+    return int(state.get("version", 0)) >= 2 or not has_validation
+
+
 def train_cell(
     *,
     cell_id: str,
@@ -556,7 +567,8 @@ class _BestEpochs:
 
     def offer(self, epoch: int, val_acc: float, test_acc: float, val_logits: torch.Tensor | None,
               test_logits: torch.Tensor | None) -> None:
-        assert val_logits is not None and test_logits is not None
+        if val_logits is None or test_logits is None:
+            raise ValueError("temperature scaling needs the epoch's validation and test logits (evaluate keep_logits=True)")
         for key, score in (("val", val_acc), ("test", test_acc)):
             held = self.entries.get(key)
             if math.isfinite(score) and (held is None or score > held[0]):  # strictly better: the earliest stays
@@ -585,7 +597,8 @@ def _temperature_scale(history: list[dict[str, float]], best: _BestEpochs,
     chosen = {last: last_logits, **{e: (v, t) for _, e, v, t in best.entries.values()}}
     reliability: dict[str, list] = {}
     for epoch, (val_logits, test_logits) in chosen.items():
-        assert val_logits is not None and test_logits is not None
+        if val_logits is None or test_logits is None:
+            raise ValueError(f"epoch {epoch + 1} has no kept logits to fit a temperature on")
         device = val_y.device
         temperature, scaled = scaled_test_metrics(val_logits.to(device), val_y, test_logits.to(device), test_y)
         values = scaled.compute()
@@ -611,5 +624,6 @@ __all__ = [
     "evaluate",
     "label_entropy",
     "load_checkpoint",
+    "resumable",
     "train_cell",
 ]
