@@ -559,11 +559,7 @@ def count_line(counts: dict[str, int]) -> str:
 
 def _accuracy_note(data: ReportData, marks: _Marks) -> str:
     one_seed = data.seed_counts == [1]
-    notes = [f"Cells: {count_line(data.counts)}."]
-    if data.mixed:
-        notes.append(latex_text(provenance_note(data)))
-    if data.regimes:
-        notes.append(latex_text(regime_note(data)))
+    notes = [f"Cells: {count_line(data.counts)}."]  # provenance and regimes follow as paragraphs of their own
     if one_seed:
         notes.append("One seed per cell, so no std.")
     else:

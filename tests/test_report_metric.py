@@ -293,7 +293,8 @@ def test_ece_ts_without_a_validation_split_suggests_ece(tmp_path, cli):
     assert "no validation split" in r.output and "temperature scaling" in r.output and "--metric ece" in r.output
     assert not (tmp_path / "out").exists()
     r = cli("report", *common, "--metric", "ece")
-    assert r.exit_code == 0 and "test ECE" in r.output and (tmp_path / "out" / "g1" / "report.md").is_file()
+    assert r.exit_code == 0 and "test ECE" in r.output and (tmp_path / "out" / "g1" / "report-ece.md").is_file()
+    assert not (tmp_path / "out" / "g1" / "report.md").exists()  # the accuracy report keeps its own name
 
 
 def test_a_metric_no_selected_cell_recorded_is_an_error_naming_the_column(tmp_path, cli):
