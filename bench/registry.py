@@ -122,12 +122,9 @@ def identity_train(train: dict[str, Any]) -> dict[str, Any]:
 
 def train_settings() -> list[tuple[str, str, str, str]]:
     """(name, type, default, meaning) of every training setting, for ``bench run --help`` and the README."""
-    out = []
-    for name, f in TrainConfig.model_fields.items():
-        ann = f.annotation
-        kind = "/".join(ann.__args__) if getattr(ann, "__origin__", None) is Literal else ann.__name__
-        out.append((name, kind, str(f.default), f.description or ""))
-    return out
+    from bench.settings import describe
+
+    return describe(TrainConfig)
 
 
 TRAIN_FIELDS = tuple(TrainConfig.model_fields)

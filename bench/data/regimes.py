@@ -102,12 +102,9 @@ REGIME_FIELDS = tuple(RegimeConfig.model_fields)
 
 def regime_settings() -> list[tuple[str, str, str, str]]:
     """(name, type, default, meaning) of every regime setting, for ``bench run --help`` and the README."""
-    out = []
-    for name, f in RegimeConfig.model_fields.items():
-        ann = f.annotation
-        kind = "/".join(ann.__args__) if getattr(ann, "__origin__", None) is Literal else ann.__name__
-        out.append((name, kind, str(f.default), f.description or ""))
-    return out
+    from bench.settings import describe
+
+    return describe(RegimeConfig)
 
 
 def check_regime_value(key: str, value: Any) -> Any:
