@@ -494,7 +494,7 @@ def jobs_section(rec: Recorder, reg: Registry, ns: list[int], device: str, preci
 PROJECTED_GRIDS = ("cifar10", "cifar10-modern", "cifar10-tuned")
 
 
-def project_grid(rec: Recorder, reg: Registry, name: str, best: dict[str, tuple[str, dict]]) -> None:
+def project_grid(rec: Recorder, reg: Registry, name: str, best: dict[str, tuple[str, dict]], measured: list[str]) -> None:
     """A CIFAR-10 grid's wall time at --jobs 1 from each architecture's fastest measured setting.
 
     Measured at the throughput section's batch, without augmentation: a grid with another batch
@@ -504,6 +504,9 @@ def project_grid(rec: Recorder, reg: Registry, name: str, best: dict[str, tuple[
     if name not in reg.grids:
         return
     grid = reg.grids[name]
+    archs = [a for a in grid.architectures if a in measured]  # --archs may measure a few of them
+    if not archs:
+        return
     trials = grid.search.trials if grid.search is not None else 1
     cells_per_arch = len(grid.seeds) * len(grid.grid_losses(reg.loss_names())) * trials
     epochs = int(grid.train.get("epochs", 100))
@@ -513,7 +516,6 @@ def project_grid(rec: Recorder, reg: Registry, name: str, best: dict[str, tuple[
              + (f" (grid: {', '.join(extras)}; projected at the measured rate)" if extras else ""),
              event="start", grid=name)
     total_h = 0.0
-    archs = list(grid.architectures)
     for a in archs:
         if a not in best:
             rec.emit("projection", f"  {a}: no throughput measured", arch=a, grid=name)
@@ -526,7 +528,8 @@ def project_grid(rec: Recorder, reg: Registry, name: str, best: dict[str, tuple[
                  f"{cells_per_arch} cells {cells_per_arch * cell_h:.2f} h", arch=a, setting=key, epoch_s=epoch_s,
                  cell_h=cell_h, grid=name)
     if all(a in best for a in archs):
-        rec.emit("projection", f"  projected {name} grid ({cells_per_arch * len(archs)} cells, {epochs} epochs, "
+        part = "" if len(archs) == len(grid.architectures) else f", the {len(archs)} measured of its architectures"
+        rec.emit("projection", f"  projected {name} grid ({cells_per_arch * len(archs)} cells{part}, {epochs} epochs, "
                  f"--jobs 1): {total_h:.1f} h", event="total", hours=total_h, grid=name)
 
 
@@ -661,7 +664,7 @@ def main() -> None:
 
     # projections of the CIFAR-10 grids (jobs 1: cells one after another)
     for name in PROJECTED_GRIDS:
-        project_grid(rec, reg, name, best)
+        project_grid(rec, reg, name, best, list(archs))
 
     # --jobs for the MNIST models
     grant = budget.grant("jobs", [])

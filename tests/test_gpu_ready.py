@@ -127,7 +127,9 @@ def test_gpu_sh_smoke_end_to_end_with_wheels(tmp_path: Path) -> None:
     proc = run(["bash", str(REPO / "benchmarks" / "gpu.sh"), "--smoke", "--archs", "shufflenetv2", "--jobs", "1,2",
                 "--grid-jobs", "1,2", "--out", str(out)], env=env, timeout=1500)
     assert f"installed {len(names)} wheels from {wheels}" in proc.stdout
-    assert list(site_parent.iterdir()) == []  # the fresh target dir is removed at the end
+    # the fresh target dir is removed at the end (torch itself may leave its inductor cache folder in TMPDIR:
+    # creating an optimizer does, in torch 2.14, whether or not the suite ran something before)
+    assert [p for p in site_parent.iterdir() if not p.name.startswith("torchinductor_")] == []
     records = [json.loads(ln) for ln in out.read_text().splitlines()]
     by = lambda section: [r for r in records if r["section"] == section]  # noqa: E731
     (versions,) = by("versions")
@@ -138,7 +140,8 @@ def test_gpu_sh_smoke_end_to_end_with_wheels(tmp_path: Path) -> None:
     assert [r["gflop"] for r in by("flops") if "gflop" in r] == [pytest.approx(0.269, abs=0.001)]
     rows = {r["setting"]: r for r in by("throughput") if "train_images_per_s" in r}
     assert set(rows) == {"bf16", "fp32"} and all(r["train_images_per_s"] > 0 and r["tflops"] > 0 for r in rows.values())
-    assert [r["hours"] > 0 for r in by("projection") if r.get("event") == "total"] == [True]
+    totals = {r["grid"]: r["hours"] for r in by("projection") if r.get("event") == "total"}
+    assert set(totals) == {"cifar10", "cifar10-modern"} and all(h > 0 for h in totals.values())  # the grids with shufflenetv2
     runs = [r for r in by("grid_smoke") if r.get("event") == "run"]
     assert [(r["jobs"], r["ok"], r["cells_done"]) for r in runs] == [(1, True, 1), (2, True, 1)]
     cells = [r for r in by("grid_smoke") if r.get("event") == "cell"]
@@ -150,4 +153,5 @@ def test_gpu_sh_smoke_end_to_end_with_wheels(tmp_path: Path) -> None:
     # each result was printed as it came: the output has every section's header in order
     heads = [ln.split(":")[0] for ln in proc.stdout.splitlines() if ln.startswith("## ")]
     assert heads == ["## versions", "## flops", "## throughput bf16", "## grid_smoke",
-                     "## throughput resnet18 compiled, then fp32", "## projection", "## jobs", "## end"]
+                     "## throughput resnet18 compiled, then fp32", "## projection", "## projection", "## jobs",
+                     "## end"]  # a projection for each grid with a measured architecture: cifar10, cifar10-modern
