@@ -38,14 +38,33 @@ class WeightEMA(AveragedModel):
     def __init__(self, model: torch.nn.Module, decay: float):
         validate_decay(decay)
         super().__init__(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
-        self.decay = float(decay)
+        self.decay = float(decay)  # n_averaged stays on the host: AveragedModel puts it there without device=
 
+    @torch.no_grad()
     def update_parameters(self, model: torch.nn.Module) -> None:
-        super().update_parameters(model)
-        with torch.no_grad():
-            for mine, theirs in zip(self.module.buffers(), model.buffers(), strict=True):
-                if not (mine.is_floating_point() or mine.is_complex()):
-                    mine.copy_(theirs)
+        """One EMA step: the first copies the weights, later ones lerp the floating-point tensors by
+        ``1 - decay`` (torch's ``get_ema_multi_avg_fn``, per device and dtype group) and copy the
+        integer buffers.
+
+        The same operations as ``AveragedModel.update_parameters``, minus its device reads: torch's
+        version moves its step counter to each group's device every step (a host-to-device copy) and
+        compares it with 0 once per tensor; here the counter ``n_averaged`` stays on the host.
+        """
+        groups: dict[tuple[torch.device, torch.dtype], tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+        first = int(self.n_averaged) == 0  # a host tensor: no device read
+        mine = [*self.module.parameters(), *self.module.buffers()]
+        theirs = [*model.parameters(), *model.buffers()]
+        for a, b in zip(mine, theirs, strict=True):
+            b = b.detach().to(a.device)
+            if first or not (a.is_floating_point() or a.is_complex()):
+                a.detach().copy_(b)  # the first step, and counters (BatchNorm's num_batches_tracked)
+            else:
+                pair = groups.setdefault((a.device, a.dtype), ([], []))
+                pair[0].append(a.detach())
+                pair[1].append(b)
+        for ema_list, model_list in groups.values():
+            self.multi_avg_fn(ema_list, model_list, self.n_averaged)
+        self.n_averaged += 1
 
 
 __all__ = ["WeightEMA", "validate_decay"]

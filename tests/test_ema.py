@@ -102,3 +102,28 @@ def test_decay_outside_the_open_unit_interval_is_one_line(decay: object) -> None
 def test_good_decays() -> None:
     for decay in (0.5, 0.999, 0.9999):
         validate_decay(decay)
+
+
+def test_the_update_is_torchs_averaged_model_bit_for_bit() -> None:
+    """WeightEMA's own step (no device reads) against torch's AveragedModel with the same EMA
+    function, integer buffers copied after each step as WeightEMA documents."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    ours = WeightEMA(model, 0.8)
+    torchs = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.8), use_buffers=True)
+    g = torch.Generator().manual_seed(3)
+    for _ in range(5):
+        loss = model(torch.randn(8, 2, 6, 6, generator=g)).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        ours.update_parameters(model)
+        torchs.update_parameters(model)
+        for mine, theirs in zip(torchs.module.buffers(), model.buffers()):
+            if not mine.is_floating_point():
+                mine.copy_(theirs)
+    assert int(ours.n_averaged) == int(torchs.n_averaged) == 5 and ours.n_averaged.device.type == "cpu"
+    for (name, a), b in zip(ours.module.state_dict().items(), torchs.module.state_dict().values()):
+        assert torch.equal(a, b), name
