@@ -354,9 +354,28 @@ def _dedupe(cells: list[Cell]) -> list[Cell]:
     return out
 
 
+def _regroup(parts: list[str], have: set[str]) -> list[str]:
+    """Comma-split filter values joined back where a value itself holds commas: a variant label
+    (``noise=symmetric,noise_rate=0.4``) or a loss label (``milLoss(lam=10,tau=2)``). The longest run
+    of parts that names a value wins; a part that joins none stays as it is."""
+    out, i = [], 0
+    while i < len(parts):
+        for j in range(len(parts), i, -1):
+            joined = ",".join(parts[i:j])
+            if joined in have:
+                out.append(joined)
+                i = j
+                break
+        else:
+            out.append(parts[i])
+            i += 1
+    return out
+
+
 def _apply_filters(cells: list[Cell], filters: dict[str, list[str]]) -> list[Cell]:
     for key, wanted in filters.items():
         have = {str(getattr(c, key)) for c in cells}
+        wanted = _regroup(wanted, have)
         missing = [w for w in wanted if w not in have]
         if missing:
             raise BenchError(f"--filter {key}={missing[0]}: matches no cell of this grid{closest(missing[0], have)}")

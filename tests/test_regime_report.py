@@ -1,8 +1,11 @@
-"""A report of a grid under data regimes states the convention and what each row realised."""
+"""A report of a grid under data regimes states the convention and what each row realised; a filter names a variant or loss label that holds commas."""
 
 from __future__ import annotations
 
+import pytest
+
 from bench.cells import expand_grid
+from bench.errors import BenchError
 from bench.execute import failed_outcome
 from bench.registry import parse_registry
 from bench.report import REPORT_COLUMNS, collect, regime_note, render
@@ -55,3 +58,28 @@ def test_a_grid_without_a_regime_has_no_note(tmp_path):
     cells = expand_grid(parse_registry(reg), "g1", validate=False)
     data = collect("g1", cells, _store(tmp_path, cells).cells(REPORT_COLUMNS), "celLoss")
     assert data.regimes == {} and regime_note(data) == "" and "Data regimes" not in render(data, "markdown")
+
+
+def test_a_filter_selects_a_variant_or_loss_label_that_holds_commas():
+    cells = _cells()
+    from bench.cells import parse_filters
+
+    reg = gauss_registry(g1={"datasets": ["g"], "architectures": ["mlp"], "losses": ["celLoss", "milLoss"],
+                             "seeds": [0, 1], "train": {"epochs": 1},
+                             "regime": [{"noise": "symmetric", "noise_rate": [0.2, 0.4]},
+                                        {"imbalance": "exp", "imbalance_ratio": 10}]})
+    variants = sorted({c.variant for c in cells})
+    sym = next(v for v in variants if "noise_rate=0.4" in v)
+    assert "," in sym
+    picked = expand_grid(parse_registry(reg), "g1", validate=False, filters=parse_filters([f"variant={sym}"]))
+    assert {c.variant for c in picked} == {sym} and len(picked) == 4
+    two = expand_grid(parse_registry(reg), "g1", validate=False,
+                      filters=parse_filters([f"variant={sym},{variants[0]}", "seed=0,1"]))
+    assert {c.variant for c in two} == {sym, variants[0]} and {c.seed for c in two} == {0, 1}
+    reg["grids"]["g1"]["losses"] = [{"milLoss": {"lam": [5, 10], "tau": 2}}]  # labels with two overrides
+    labels = {c.loss for c in expand_grid(parse_registry(reg), "g1", validate=False)}
+    assert labels == {"milLoss(lam=5,tau=2)", "milLoss(lam=10,tau=2)"}
+    picked = expand_grid(parse_registry(reg), "g1", validate=False, filters=parse_filters(["loss=milLoss(lam=10,tau=2)"]))
+    assert {c.loss for c in picked} == {"milLoss(lam=10,tau=2)"}
+    with pytest.raises(BenchError, match="matches no cell"):
+        expand_grid(parse_registry(reg), "g1", validate=False, filters=parse_filters(["loss=milLoss(lam=7,tau=2)"]))
