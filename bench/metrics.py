@@ -1,7 +1,7 @@
 """Evaluation metrics of a classifier's logits: NLL, ECE, adaptive ECE, Brier, balanced accuracy.
 
 Notation: n samples, K classes, p_i = softmax(z_i), confidence c_i = max_k p_ik, prediction
-ŷ_i = argmax_k p_ik (first index on ties), correct_i = 1[ŷ_i = y_i]; natural logarithms.
+ŷ_i = argmax_k z_ik = argmax_k p_ik (first index on ties), correct_i = 1[ŷ_i = y_i]; natural logarithms.
 
 - ``nll``: -(1/n) Σ_i log p_{i,y_i}.
 - ``ece`` (Guo et al. 2017, "On Calibration of Modern Neural Networks"): M = 15 equal-width bins
@@ -131,8 +131,10 @@ class SplitMetrics:
             return
         logprobs = F.log_softmax(logits.detach().to(self.dtype), dim=-1)
         probs = logprobs.exp()
-        confidence, pred = probs.max(dim=-1)
-        correct = pred == labels
+        confidence = probs.amax(dim=-1)
+        # the prediction is the logits' argmax, as the harness's accuracy everywhere: max(1).indices is
+        # argmax(1) (first maximum) and faster on CPU; softmax keeps the order, so it is the probs' argmax too
+        correct = logits.detach().max(dim=-1).indices == labels
         nll = F.nll_loss(logprobs, labels, reduction="sum")
         # Σ_k (p_k - e_yk)² = Σ_k p_k² - 2 p_y + 1
         brier = ((probs * probs).sum(dim=-1) - 2.0 * probs.gather(1, labels.unsqueeze(1)).squeeze(1) + 1.0).sum()

@@ -74,7 +74,21 @@ class MAELoss(Loss):
         return (-2.0 * torch.expm1(logp_y)).mean()
 
 
-class SCELoss(Loss):
+class _WeightedRCE(Loss):
+    """α · (an active term) + β · RCE, RCE with the one-hot clamped at ``clamp``: the weights and
+    the clamp that SCE and NCE+RCE share (each gives its own defaults and active term)."""
+
+    def __init__(self, alpha: float, beta: float, clamp: float = RCE_CLAMP) -> None:
+        super().__init__()
+        self.alpha = check_real("alpha", alpha, low=0.0)
+        self.beta = check_real("beta", beta, low=0.0)
+        self.clamp = _check_clamp(clamp)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, beta={self.beta}, clamp={self.clamp}"
+
+
+class SCELoss(_WeightedRCE):
     """Symmetric cross entropy (Wang et al. 2019, "Symmetric Cross Entropy for Robust Learning
     with Noisy Labels"), defaults α = 0.1, β = 1.0 (the paper's CIFAR-10 setting; CIFAR-100:
     α = 6.0, β = 0.1).
@@ -84,21 +98,15 @@ class SCELoss(Loss):
     """
 
     def __init__(self, alpha: float = 0.1, beta: float = 1.0, clamp: float = RCE_CLAMP) -> None:
-        super().__init__()
-        self.alpha = check_real("alpha", alpha, low=0.0)
-        self.beta = check_real("beta", beta, low=0.0)
-        self.clamp = _check_clamp(clamp)
+        super().__init__(alpha, beta, clamp)
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
         logits = prepare(logits, targets)
         logp_y = target_logprob(logits, targets)
         return (-self.alpha * logp_y + self.beta * reverse_ce(logp_y, self.clamp)).mean()
 
-    def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, beta={self.beta}, clamp={self.clamp}"
 
-
-class NCERCELoss(Loss):
+class NCERCELoss(_WeightedRCE):
     """NCE+RCE, the "active-passive" loss of Ma et al. 2020 ("Normalized Loss Functions for Deep
     Learning with Noisy Labels"), defaults α = 1, β = 1 (CIFAR-10; CIFAR-100: α = 10, β = 0.1).
 
@@ -107,10 +115,7 @@ class NCERCELoss(Loss):
     """
 
     def __init__(self, alpha: float = 1.0, beta: float = 1.0, clamp: float = RCE_CLAMP) -> None:
-        super().__init__()
-        self.alpha = check_real("alpha", alpha, low=0.0)
-        self.beta = check_real("beta", beta, low=0.0)
-        self.clamp = _check_clamp(clamp)
+        super().__init__(alpha, beta, clamp)
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
         logits = prepare(logits, targets)
@@ -118,9 +123,6 @@ class NCERCELoss(Loss):
         logp_y = logprobs.gather(1, targets.unsqueeze(1)).squeeze(1)
         nce = logp_y / logprobs.sum(dim=-1)
         return (self.alpha * nce + self.beta * reverse_ce(logp_y, self.clamp)).mean()
-
-    def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, beta={self.beta}, clamp={self.clamp}"
 
 
 class TaylorCELoss(Loss):

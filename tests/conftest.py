@@ -18,6 +18,17 @@ pytest_plugins = ["tests.ci_skips"]
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """One torch thread for a module of tiny-tensor tests: intra-op threads only add overhead there
+    (and stall under CPU contention); the thread count is restored after the module."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 def gauss_registry(**grids) -> dict:
     """A registry over the gauss model (and Fashion-MNIST, named but not read): mlp x celLoss, milLoss."""
     return {

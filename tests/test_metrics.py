@@ -38,12 +38,7 @@ Y = [0, 1, 1, 2, 0, 2]
 TOL = 1e-12
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tests/conftest.py
 
 
 def hand() -> tuple[torch.Tensor, torch.Tensor]:
