@@ -1,0 +1,69 @@
+"""A results folder written by an older lossbench stays readable: same cells, none stale, same numbers."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+FIXTURE = Path(__file__).parent / "fixtures" / "store-0.1.0"
+GRIDS = ("plain", "tuned", "noisy")
+
+
+def _bench(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bench.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture(scope="module")
+def old_store(tmp_path_factory) -> Path:
+    # A copy: reading must not need to write, but a test of `bench run` could.
+    d = tmp_path_factory.mktemp("old") / "store"
+    shutil.copytree(FIXTURE, d)
+    return d
+
+
+def _tree(d: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("grid", GRIDS)
+def test_status_finds_every_cell_and_none_stale(old_store, grid):
+    before = _tree(old_store / "results")
+    out = _bench(old_store, "status", "--grid", grid, "--results", "results")
+    assert out.returncode == 0, out.stderr
+    expected = [line for line in (FIXTURE / "expected" / "status.txt").read_text().splitlines()
+                if line.startswith(f"grid '{grid}'")]
+    assert expected and out.stdout.splitlines()[0] == expected[0]
+    assert "stale" not in out.stdout
+    assert _tree(old_store / "results") == before, "a read-only command changed the store"
+
+
+def _numbers(text: str) -> pd.DataFrame:
+    return pd.read_csv(io.StringIO(text), dtype=str).fillna("")
+
+
+@pytest.mark.parametrize("csv", sorted(p.name for p in (FIXTURE / "expected").glob("*.csv")))
+def test_reports_show_the_same_numbers(old_store, csv):
+    grid, select, metric = csv.removesuffix(".csv").split("-")
+    out = _bench(old_store, "report", "--grid", grid, "--results", "results", "--select", select,
+                 "--metric", metric, "--format", "csv")
+    assert out.returncode == 0, out.stderr
+    want = _numbers((FIXTURE / "expected" / csv).read_text())
+    got = _numbers(out.stdout)
+    # New columns may be added; every old column keeps its values.
+    missing = [c for c in want.columns if c not in got.columns]
+    assert not missing, f"columns lost: {missing}"
+    pd.testing.assert_frame_equal(got[list(want.columns)].reset_index(drop=True), want.reset_index(drop=True))
+
+
+@pytest.mark.parametrize("grid", GRIDS)
+def test_run_trains_nothing(old_store, grid):
+    out = _bench(old_store, "run", "--grid", grid, "--results", "results", "--threads", "1")
+    assert out.returncode == 0, out.stderr
+    assert "trained 0" in out.stdout + out.stderr, out.stdout + out.stderr
