@@ -3,15 +3,15 @@
 ``bench run`` takes a :class:`Seams` value as its click context object, so a script can run
 the real command line with its own seams::
 
-    from bench.cli import app
+    from bench.cli.main import app
     from bench.seams import Seams
 
     app(obj=Seams(callbacks=(MyLogger(),), writer=MyWriter()))
 
 (``CliRunner().invoke(app, args, obj=Seams(...))`` does the same in a test.) The callbacks
-(:class:`bench.train.TrainCallback`) are told of every epoch of every cell; the writer
+(:class:`bench.train.loop.TrainCallback`) are told of every epoch of every cell; the writer
 (:class:`bench.fileio.Writer`) writes every results file and checkpoint. Both travel inside
-:class:`bench.execute.ExecOptions` to wherever cells train (pool workers, Ray tasks, SLURM jobs),
+:class:`bench.train.cell.ExecOptions` to wherever cells train (pool workers, Ray tasks, SLURM jobs),
 pickled: so they must be picklable, and their classes importable in those processes (a module of
 the project, or one on the workers' ``PYTHONPATH``). Without seams, ``bench run`` uses none.
 """
@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bench.fileio import Writer
-from bench.train import TrainCallback
+from bench.train.loop import TrainCallback
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,10 @@ import _common
 import torch
 import torch.nn.functional as F
 
-from bench.augment import augment_batch
-from bench.models import build_model
-from bench.registry import load_registry
-from bench.schedules import ScheduleSpec, make_scheduler
+from bench.train.augment import augment_batch
+from bench.models.zoo import build_model
+from bench.config.registry import load_registry
+from bench.train.schedules import ScheduleSpec, make_scheduler
 
 ARCHS = {  # registry architecture -> (C, H, W) of its benchmark input
     "mlp": (1, 28, 28),

@@ -1,4 +1,4 @@
-"""Benchmark 6: two `bench run` processes at once against one alone (bench/threads.py).
+"""Benchmark 6: two `bench run` processes at once against one alone (bench/run/threads.py).
 
 Each variant trains the same grid (default: the `quick` grid, Fashion-MNIST MLP x 5 losses x 3
 seeds, ``--epochs`` epochs per cell) in fresh results folders, as real ``bench run`` child
@@ -43,8 +43,8 @@ from pathlib import Path
 
 import _common
 
-from bench.store import Store
-from bench.threads import ThreadShare, usable_cores
+from bench.store.results import Store
+from bench.run.threads import ThreadShare, usable_cores
 
 
 def launch(args: argparse.Namespace, results: Path, extra: list[str], env: dict[str, str]) -> subprocess.Popen:

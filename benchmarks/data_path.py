@@ -5,7 +5,7 @@ One epoch of Fashion-MNIST batches (batch 512, shuffled), each ending as a norma
 
 * harness: the split resident as a uint8 tensor, a seeded ``torch.randperm`` per epoch, each
   batch gathered with ``torch.index_select`` and normalised with ``Splits.normalise``: exactly
-  what ``bench.train`` does per step;
+  what ``bench.train.loop`` does per step;
 * DataLoader, 0 and 2 workers: a map-style dataset doing what ``torchvision.datasets.FashionMNIST``
   does per sample (``PIL.Image.fromarray(img, mode="L")``) with
   ``transforms.Compose([ToTensor(), Normalize(mean, std)])``, ``shuffle=True``, default collate.
@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from bench.data import load_splits
-from bench.models import build_model
+from bench.models.zoo import build_model
 
 
 class PILDataset(Dataset):

@@ -13,7 +13,7 @@ skipped with a ``skipped`` line. Sections, in order:
 ``flops``      forward + backward FLOPs per 32x32 image of each architecture of the registry's
                ``cifar10`` grid, counted from shapes (meta tensors) with torch's FlopCounterMode and
                a backward formula right for grouped / depthwise convolutions (benchmarks/flops.py).
-``throughput`` ``bench.train.train_cell`` (device-resident uint8 data, channels_last, fused SGD,
+``throughput`` ``bench.train.loop.train_cell`` (device-resident uint8 data, channels_last, fused SGD,
                cudnn.benchmark) on synthetic 32x32 data, batch 256, ``--steps`` steps an epoch, two
                epochs, the second timed: bf16 eager for each architecture first.
 ``grid_smoke`` ``bench run --grid cifar10`` for 2 epochs in bf16, one loss and one seed, every
@@ -59,7 +59,7 @@ import torch
 
 if TYPE_CHECKING:
     from bench.data import Splits
-    from bench.registry import Registry
+    from bench.config.registry import Registry
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 MNIST_EPOCHS = 77  # epochs of an MNIST-size cell (registry grids mnist / fashion-mnist)
@@ -274,7 +274,7 @@ def write_cifar10_batches(root: Path, n_train: int, n_test: int, seed: int = 0) 
 
 def flops_per_image(source: str, name: str, params: dict, in_shape: tuple[int, int, int] = (3, 32, 32)) -> float:
     """Forward + backward FLOPs of one image, from shapes alone (the model is moved to 'meta')."""
-    from bench.models import build_model
+    from bench.models.zoo import build_model
 
     torch.manual_seed(0)
     model = build_model(source, name, in_shape, 10, dict(params))
@@ -284,9 +284,9 @@ def flops_per_image(source: str, name: str, params: dict, in_shape: tuple[int, i
 def throughput(source: str, name: str, params: dict, splits: Splits, device: torch.device, precision: str,
                compile_: bool, batch_size: int) -> dict[str, float]:
     """Two epochs through train_cell; the second is timed (its train part and its eval part)."""
-    from bench.models import build_model
-    from bench.registry import TrainConfig
-    from bench.train import train_cell
+    from bench.models.zoo import build_model
+    from bench.config.registry import TrainConfig
+    from bench.train.loop import train_cell
     from losses import CelLoss
 
     cfg = TrainConfig(epochs=2, batch_size=batch_size, optimizer="sgd", lr=1e-3, momentum=0.9, precision=precision,
@@ -317,7 +317,7 @@ def bench_env() -> dict[str, str]:
 
 
 def run_bench(args: list[str], timeout: float) -> tuple[int, str, float]:
-    """Run ``python -m bench.cli ARGS`` in its own process group; kill the group at ``timeout``."""
+    """Run ``python -m bench.cli.main ARGS`` in its own process group; kill the group at ``timeout``."""
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "bench.cli", *args], cwd=_common.REPO, env=bench_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -334,7 +334,7 @@ def run_bench(args: list[str], timeout: float) -> tuple[int, str, float]:
 
 def grid_smoke(rec: Recorder, reg_path: str, archs: list[str], device: torch.device, jobs_list: list[int],
                n_train: int, n_test: int, cap: float) -> None:
-    from bench.store import Store
+    from bench.store.results import Store
 
     precision = "bf16" if device.type == "cuda" else "fp32"  # the harness refuses bf16 cells on a CPU
     section_end = time.perf_counter() + cap
@@ -385,9 +385,9 @@ def grid_smoke(rec: Recorder, reg_path: str, archs: list[str], device: torch.dev
 
 def worker_main() -> None:
     """A long-lived worker: reads JSON commands on stdin, trains, answers JSON lines on stdout."""
-    from bench.models import build_model
-    from bench.registry import TrainConfig
-    from bench.train import train_cell
+    from bench.models.zoo import build_model
+    from bench.config.registry import TrainConfig
+    from bench.train.loop import train_cell
     from losses import CelLoss
 
     device = torch.device(os.environ.get("GPU_BENCH_DEVICE", "cuda"))
@@ -593,7 +593,7 @@ def main() -> None:
         return
     wanted = [a for a in args.archs.split(",") if a]
     if args.flops_only:
-        from bench.registry import load_registry
+        from bench.config.registry import load_registry
 
         for a, (src, name, params) in cifar10_archs(load_registry(args.registry), wanted).items():
             print(f"{a} {flops_per_image(src, name, params) / 1e9:.3f}", flush=True)
@@ -616,7 +616,7 @@ def main() -> None:
     print(f"  budget {budget_s:.0f} s; results appended to {out or '(no --out)'}", flush=True)
     if not versions_section(rec, device):
         raise SystemExit(2)  # bench imports pydantic, typer...: nothing below could run
-    from bench.registry import load_registry
+    from bench.config.registry import load_registry
 
     reg = load_registry(args.registry)
     archs = cifar10_archs(reg, wanted)

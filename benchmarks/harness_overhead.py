@@ -7,7 +7,7 @@ momentum 0.9), batch size (512), per-epoch permutation (``torch.randperm`` from 
 seeded with the cell's seed) and input normalisation, for ``--epochs`` epochs, and evaluate
 test accuracy after every epoch.
 
-* harness: ``bench.execute.run_cell`` on a real ``Cell`` (what ``bench run`` calls for each
+* harness: ``bench.train.cell.run_cell`` on a real ``Cell`` (what ``bench run`` calls for each
   cell): model build, per-step metrics on the device, the per-step progress callback into a
   ``PlainDisplay``, per-epoch evaluation with the MI terms (float64), an atomic checkpoint
   after each epoch but the last (removed afterwards, as the driver does).
@@ -41,13 +41,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench import execute
-from bench.cells import expand_grid
+from bench.train import cell as execute
+from bench.config.cells import expand_grid
 from bench.data import Splits
-from bench.execute import ExecOptions, run_cell
-from bench.models import build_model
-from bench.progress import PlainDisplay
-from bench.registry import parse_registry
+from bench.train.cell import ExecOptions, run_cell
+from bench.models.zoo import build_model
+from bench.run.progress import PlainDisplay
+from bench.config.registry import parse_registry
 
 SEED = 0
 

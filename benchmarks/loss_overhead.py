@@ -1,7 +1,7 @@
 """Benchmark 2: training-step time with each loss relative to celLoss, on the same model.
 
 Each round trains one epoch of the same cell (same model init, data and permutation) through
-``bench.train.train_cell`` once per loss of the registry, in alternating order; the step time
+``bench.train.loop.train_cell`` once per loss of the registry, in alternating order; the step time
 is the epoch's training time (``epoch_time - eval_time``) divided by its number of steps. The
 headline is the median over rounds of each loss's time / celLoss's time. Target: milLoss
 <= 1.05.
@@ -20,9 +20,9 @@ import _common
 import torch
 
 from bench.data import load_splits
-from bench.models import build_model
-from bench.registry import TrainConfig, import_target, load_registry
-from bench.train import train_cell
+from bench.models.zoo import build_model
+from bench.config.registry import TrainConfig, import_target, load_registry
+from bench.train.loop import train_cell
 from losses.hooks import give_class_priors
 
 SEED = 0

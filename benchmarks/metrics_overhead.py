@@ -1,13 +1,13 @@
-"""Benchmark: the per-epoch cost of bench.metrics' calibration metrics, own code vs torchmetrics.
+"""Benchmark: the per-epoch cost of bench.metrics.compute' calibration metrics, own code vs torchmetrics.
 
 One evaluation epoch of an MLP on 10 000 Fashion-MNIST-shaped inputs (10 000 x 10 logits, in
 eval batches of 4096) is the yardstick. Measured interleaved in one process (``_common``):
 
 - ``mlp eval``: the forward passes alone;
-- ``own metrics``: :class:`bench.metrics.SplitMetrics` over the same logits, all six metrics
+- ``own metrics``: :class:`bench.metrics.compute.SplitMetrics` over the same logits, all six metrics
   (NLL, ECE, adaptive ECE, Brier, balanced accuracy, accuracy), ``compute()`` included;
 - ``own metrics, test + val``: the same plus a 6 000-sample validation split (val_fraction 0.1);
-- ``mlp train epoch``: one whole epoch of the MLP through ``bench.train.train_cell`` (60 000
+- ``mlp train epoch``: one whole epoch of the MLP through ``bench.train.loop.train_cell`` (60 000
   images, batch 512, its test pass included): the issue's yardstick, printed as the two metric
   rows' share of it (target: at most 5%);
 - ``torchmetrics``: its ECE (15 bins, L1) and macro accuracy (= balanced accuracy), the two of
@@ -26,8 +26,8 @@ import argparse
 import _common
 import torch
 
-from bench.metrics import SplitMetrics
-from bench.models import build_model
+from bench.metrics.compute import SplitMetrics
+from bench.models.zoo import build_model
 
 N, K, EVAL_BATCH = 10_000, 10, 4096
 TRAIN, VAL = 60_000, 6_000
@@ -72,8 +72,8 @@ def main() -> None:
     # the issue's yardstick: one whole MLP epoch through the real trainer (60 000 training images,
     # batch 512, the 10 000-image test pass included), on Fashion-MNIST-shaped uint8 data
     from bench.data import Splits
-    from bench.registry import TrainConfig
-    from bench.train import train_cell
+    from bench.config.registry import TrainConfig
+    from bench.train.loop import train_cell
     from losses.cross_entropy import CelLoss
 
     xt = torch.randint(0, 256, (TRAIN, 1, 28, 28), generator=g, dtype=torch.uint8)

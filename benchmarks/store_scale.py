@@ -61,14 +61,14 @@ def write_registry(path: Path, seeds: int) -> None:
 
 
 def expand(registry: Path):
-    from bench.plan import make_plan
-    from bench.registry import load_registry
+    from bench.plan.planner import make_plan
+    from bench.config.registry import load_registry
 
     return make_plan(load_registry(registry), "scale", validate=False).cells
 
 
 def cell_table(cells, rng: np.random.Generator) -> tuple[pa.Table, list[str]]:
-    """Rows shaped like bench.execute.run_cell's, one per cell."""
+    """Rows shaped like bench.train.cell.run_cell's, one per cell."""
     n = len(cells)
     flats = [c.flat() for c in cells]
     columns: dict[str, list] = {k: [f[k] for f in flats] for k in flats[0]}
@@ -153,9 +153,9 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 def breakdown(root: Path, profile: bool) -> list[list[object]]:
     """Where status and report spend their time, in process (imports excluded)."""
-    from bench import report
-    from bench.registry import load_registry
-    from bench.store import Store
+    from bench.report import tables as report
+    from bench.config.registry import load_registry
+    from bench.store.results import Store
 
     registry, results = root / "registry.yaml", root / "large"
     steps: list[list[object]] = []
@@ -211,7 +211,7 @@ def main() -> None:
           f"({built['bytes_small'] / 1e6:.0f} MB) and {built['history_rows_large']:,} rows "
           f"({built['bytes_large'] / 1e6:.0f} MB)" + (f"; built in {built['build_s']:.0f} s" if "build_s" in built else ""))
 
-    from bench.store import Store
+    from bench.store.results import Store
 
     common = ["--grid", "scale", "--registry", str(root / "registry.yaml")]
     outputs: dict[str, str] = {}

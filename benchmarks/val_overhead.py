@@ -1,9 +1,9 @@
 """Benchmark 8: what a validation split (``train.val_fraction: 0.1``) costs an MLP epoch.
 
-The same cell (the paper's MLP built by ``bench.models.build_model("native", "mlp", ...)`` right
+The same cell (the paper's MLP built by ``bench.models.zoo.build_model("native", "mlp", ...)`` right
 after ``torch.manual_seed(0)``, ``losses.cross_entropy:CelLoss``, SGD lr 1e-3 momentum 0.9, batch
 512, fp32, channels_last on as ``auto`` resolves on a CPU) is trained through the real loop,
-``bench.train.train_cell``, twice per round: once on ``bench.data.validation.hold_out(splits, 0.1,
+``bench.train.loop.train_cell``, twice per round: once on ``bench.data.validation.hold_out(splits, 0.1,
 0)`` and once on the splits unchanged (fraction 0), in alternating order (A B, B A, ...). The data
 are Debian's Fashion-MNIST through ``bench.data.load_splits("fashion-mnist")`` when it can be
 read, else (or with ``--synthetic``) random uint8 tensors of the same shape; the script says which.
@@ -30,9 +30,9 @@ import torch
 from bench.data import Splits, load_splits
 from bench.data.validation import hold_out
 from bench.errors import BenchError
-from bench.models import build_model
-from bench.registry import TrainConfig
-from bench.train import train_cell
+from bench.models.zoo import build_model
+from bench.config.registry import TrainConfig
+from bench.train.loop import train_cell
 from losses.cross_entropy import CelLoss
 
 SEED = 0

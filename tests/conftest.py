@@ -84,7 +84,7 @@ def workspace(tmp_path: Path, data_root: Path):
 
 @pytest.fixture()
 def cli():
-    from bench.cli import app
+    from bench.cli.main import app
 
     runner = CliRunner()
 
@@ -104,7 +104,7 @@ def bench_subprocess(*args: str, env: dict | None = None, timeout: float = 300, 
 
 @pytest.fixture(autouse=True, scope="session")
 def _own_thread_slots(tmp_path_factory):
-    """The suite's training processes share cores among themselves only (bench.threads keeps its
+    """The suite's training processes share cores among themselves only (bench.run.threads keeps its
     slots under $XDG_RUNTIME_DIR): another lossbench run on this machine must not change the thread
     count, and so the last bits, of the suite's bitwise comparisons."""
     folder = tmp_path_factory.mktemp("xdg-runtime")

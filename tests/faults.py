@@ -1,7 +1,7 @@
 """Fault injection for the tests, plugged into bench through its seams (bench itself knows no faults).
 
 A fault is written ``<kind>:<cell id prefix>[:<n>]`` (an empty prefix matches every cell).
-Training faults are a :class:`bench.train.TrainCallback` (``n``: the epoch, 0-based):
+Training faults are a :class:`bench.train.loop.TrainCallback` (``n``: the epoch, 0-based):
 
 * ``oom``   raise ``torch.OutOfMemoryError`` at the start of epoch ``n`` (bench's own
   out-of-memory handling runs, as for a real CUDA one)
@@ -45,7 +45,7 @@ from typer.testing import CliRunner
 
 from bench.fileio import Writer
 from bench.seams import Seams
-from bench.train import TrainCallback
+from bench.train.loop import TrainCallback
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINING_KINDS = ("oom", "raise", "kill", "nan")
@@ -146,7 +146,7 @@ def seams(spec: str) -> Seams:
 
 def invoke(spec: str, *args: object) -> Result:
     """``bench ARGS`` in this process, with the fault ``spec`` plugged in (as the ``cli`` fixture runs it)."""
-    from bench.cli import app
+    from bench.cli.main import app
 
     return CliRunner().invoke(app, [str(a) for a in args], obj=seams(spec), catch_exceptions=False)
 

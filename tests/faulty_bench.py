@@ -2,14 +2,14 @@
 
 The fault is read from ``LOSSBENCH_FAULT`` (its syntax: :mod:`tests.faults`); without it this is
 plain ``bench``. For the tests whose fault ends the process (SIGKILL), which need a process of
-their own; it runs ``bench.cli.app`` as the console script does, given ``obj=Seams(...)``.
+their own; it runs ``bench.cli.main.app`` as the console script does, given ``obj=Seams(...)``.
 """
 
 from __future__ import annotations
 
 import os
 
-from bench.cli import app
+from bench.cli.main import app
 from tests.faults import seams
 
 

@@ -1,4 +1,4 @@
-"""bench.augment: batched crops and flips against a per-sample reference, seeding, policy, bad input."""
+"""bench.train.augment: batched crops and flips against a per-sample reference, seeding, policy, bad input."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.augment import (  # the policy names are re-exported from bench.augment_policy
+from bench.train.augment import (  # the policy names are re-exported from bench.config.augment_policy
     FLIP_POLICY,
     augment_batch,
     check_augment,

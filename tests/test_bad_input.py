@@ -86,7 +86,7 @@ Workspace.cmd = _cmd
 
 
 def invoke(args: list):
-    from bench.cli import app
+    from bench.cli.main import app
 
     return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
 

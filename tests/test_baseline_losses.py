@@ -184,7 +184,7 @@ def test_defaults_match_the_papers() -> None:
 
 
 def test_registry_entries() -> None:
-    from bench.registry import import_target, load_registry
+    from bench.config.registry import import_target, load_registry
 
     reg = load_registry(REPO / "registry.yaml")
     expected = {"focal": {"gamma": 2.0}, "poly1": {"epsilon": 1.0}, "gce": {"q": 0.7},

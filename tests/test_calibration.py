@@ -1,4 +1,4 @@
-"""Temperature scaling (bench.calibration) against a brute-force minimum and known temperatures."""
+"""Temperature scaling (bench.train.calibration) against a brute-force minimum and known temperatures."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.calibration import LOG_T_BOUNDS, fit_temperature
+from bench.train.calibration import LOG_T_BOUNDS, fit_temperature
 
 
 def test_three_samples_against_a_brute_force_minimum():

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import yaml
 
-from bench.cells import Cell, expand_grid
-from bench.figures import (done_cells, draw_all, ece_accuracy_figure, loss_colours, pool_reliability,
+from bench.config.cells import Cell, expand_grid
+from bench.report.figures import (done_cells, draw_all, ece_accuracy_figure, loss_colours, pool_reliability,
                            reliability_figure, reliability_table, table_ece)
-from bench.registry import parse_registry
-from bench.store import Store
+from bench.config.registry import parse_registry
+from bench.store.results import Store
 from tests.conftest import gauss_registry
 from tests.test_figures import check_files
 from tests.test_figures import fill as fill_without_calibration

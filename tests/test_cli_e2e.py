@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import yaml
 
-from bench.store import Store
+from bench.store.results import Store
 from tests import faults
 from tests.conftest import bench_subprocess, tiny_registry
 
@@ -238,7 +238,7 @@ def test_quick_grid_report_with_figures(tmp_path, cli):
 
 
 def test_gc_paused_while_a_read_only_command_runs():
-    from bench.cli import _gc_paused
+    from bench.cli.main import _gc_paused
 
     @_gc_paused
     def probe() -> bool:

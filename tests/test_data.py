@@ -25,7 +25,7 @@ from bench.data import (
 )
 from bench.data.provenance import brace_paths
 from bench.errors import BenchError
-from bench.theory import gauss_delta as theory_delta
+from bench.paper.theory import gauss_delta as theory_delta
 from tests.fixtures_data import (
     CIFAR_CLASSES,
     IDX_NAMES,
@@ -87,14 +87,14 @@ def test_kinds():
 def test_registry_kinds_come_from_the_table():
     from typing import get_args
 
-    from bench.registry import DatasetSpec
+    from bench.config.registry import DatasetSpec
 
     assert get_args(DatasetSpec.model_fields["kind"].annotation) == KINDS
 
 
 def test_kinds_table_imports_no_torch():
     # status / report load the registry (and so the table) without ever training
-    code = "import sys, bench.registry; from bench.data import KINDS; assert 'torch' not in sys.modules, 'torch'"
+    code = "import sys, bench.config.registry; from bench.data import KINDS; assert 'torch' not in sys.modules, 'torch'"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
 

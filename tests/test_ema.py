@@ -1,4 +1,4 @@
-"""bench.ema: the EMA recursion by hand, BatchNorm buffers, checkpoint round trip, decay validation."""
+"""bench.train.ema: the EMA recursion by hand, BatchNorm buffers, checkpoint round trip, decay validation."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import io
 import pytest
 import torch
 
-from bench.ema import WeightEMA, validate_decay
+from bench.train.ema import WeightEMA, validate_decay
 from bench.errors import BenchError
 
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.cells import Cell, expand_grid
-from bench.figures import (batch_sweep_figure, done_cells, draw_all, lambda_sweep_figure, learning_curve_figures,
+from bench.config.cells import Cell, expand_grid
+from bench.report.figures import (batch_sweep_figure, done_cells, draw_all, lambda_sweep_figure, learning_curve_figures,
                            loss_colours, mi_error_figure)
-from bench.registry import parse_registry
-from bench.store import Store
-from bench.theory import fano_bound, theorem4_bound
+from bench.config.registry import parse_registry
+from bench.store.results import Store
+from bench.paper.theory import fano_bound, theorem4_bound
 from tests.conftest import gauss_registry
 
 EPOCHS = 4

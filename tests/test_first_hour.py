@@ -255,7 +255,7 @@ def test_list_shows_descriptions_and_where_a_dataset_was_looked_for(tmp_path):
 
 
 def test_every_training_setting_is_documented_in_run_help_and_the_readme(tmp_path):
-    from bench.registry import TrainConfig, train_settings
+    from bench.config.registry import TrainConfig, train_settings
 
     r = bench("run", "--help", cwd=tmp_path)
     assert r.returncode == 0

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench.cells import Cell, expand_grid
-from bench.registry import parse_registry
-from bench.report import collect, latex_text, render, text_width_pt
-from bench.store import Store
+from bench.config.cells import Cell, expand_grid
+from bench.config.registry import parse_registry
+from bench.report.tables import collect, latex_text, render, text_width_pt
+from bench.store.results import Store
 from tests.conftest import REPO
 
 PREAMBLE = "\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage{graphicx}\n\\begin{document}\n"

@@ -23,14 +23,14 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-import bench.launchers as launchers_pkg
-from bench.cells import Cell, expand_grid
+import bench.run.launchers as launchers_pkg
+from bench.config.cells import Cell, expand_grid
 from bench.errors import BenchError
-from bench.execute import CellOutcome, ExecOptions, run_cell
-from bench.launchers import Hooks, LauncherOptions, make_launcher
-from bench.launchers.loop import Died, Done, Failed, Queued, Running, State, run_cells
-from bench.registry import load_registry
-from bench.store import Store
+from bench.train.cell import CellOutcome, ExecOptions, run_cell
+from bench.run.launchers import Hooks, LauncherOptions, make_launcher
+from bench.run.launchers.loop import Died, Done, Failed, Queued, Running, State, run_cells
+from bench.config.registry import load_registry
+from bench.store.results import Store
 from tests import faults
 from tests.conftest import REPO
 
@@ -55,7 +55,7 @@ METRICS = ["status", "epochs_done", "final_train_loss", "final_train_acc", "fina
 
 def bench(*args, fault: str = "") -> object:
     """``bench ARGS`` in this process; ``fault``: plugged in through the seams (:mod:`tests.faults`)."""
-    from bench.cli import app
+    from bench.cli.main import app
 
     return CliRunner().invoke(app, [str(a) for a in args], obj=faults.seams(fault), catch_exceptions=False)
 
@@ -153,7 +153,7 @@ def test_missing_extra_is_one_line(monkeypatch, registry, tmp_path):
 
 
 def test_option_checks(monkeypatch):
-    from bench.launchers.ray import RayLauncher
+    from bench.run.launchers.ray import RayLauncher
 
     monkeypatch.setitem(sys.modules, "ray", None)  # the checks must pass with neither engine installed
     monkeypatch.setitem(sys.modules, "submitit", None)
@@ -185,9 +185,9 @@ def test_option_checks_import_no_engine():
     code = textwrap.dedent("""
         import sys
         from bench.errors import BenchError
-        from bench.launchers import LauncherOptions, make_launcher
-        from bench.launchers.ray import RayLauncher
-        from bench.launchers.slurm import SlurmLauncher
+        from bench.run.launchers import LauncherOptions, make_launcher
+        from bench.run.launchers.ray import RayLauncher
+        from bench.run.launchers.slurm import SlurmLauncher
 
         bad = [LauncherOptions(kind="slurm", gpus_per_cell=0.5), LauncherOptions(kind="ray", gpus_per_cell=1.5),
                LauncherOptions(kind="slurm", slurm_executor="pbs"), LauncherOptions(kind="ray", max_retries=-1),
@@ -317,7 +317,7 @@ def _fake_tool(bindir: Path, name: str, output: str = "") -> None:
 
 def test_slurm_parameters_and_gpu_check(tmp_path, monkeypatch):
     submitit = pytest.importorskip("submitit")
-    from bench.launchers.slurm import SlurmLauncher
+    from bench.run.launchers.slurm import SlurmLauncher
 
     bindir = tmp_path / "bin"
     bindir.mkdir()
@@ -339,7 +339,7 @@ def test_slurm_parameters_and_gpu_check(tmp_path, monkeypatch):
 
 def test_ray_worker_death_after_retries_is_a_failed_row(registry, tmp_path):
     ray = pytest.importorskip("ray")
-    from bench.launchers.ray import collect
+    from bench.run.launchers.ray import collect
 
     cell = expand_grid(load_registry(registry), "tiny")[0]
 
@@ -465,10 +465,10 @@ def test_ray_gpu_request_without_gpus_fails_at_once(ray_cluster, registry, tmp_p
 
 
 def test_ray_unwritable_checkpoint_ends_the_run(ray_cluster, registry, tmp_path):
-    from bench.launchers.ray import RayLauncher
-    from bench.progress import PlainDisplay
-    from bench.runner import run_grid
-    from bench.store import StoreWriteError
+    from bench.run.launchers.ray import RayLauncher
+    from bench.run.progress import PlainDisplay
+    from bench.run.runner import run_grid
+    from bench.store.results import StoreWriteError
 
     cells = expand_grid(load_registry(registry), "tiny")[:1]
     store = Store(tmp_path / "results")
@@ -484,9 +484,9 @@ def test_ray_unwritable_checkpoint_ends_the_run(ray_cluster, registry, tmp_path)
 
 def test_ray_interrupt_cancels_and_leaves_store_consistent(ray_cluster, registry, tmp_path):
     # last of the Ray tests: cancelling kills the workers the others reuse
-    from bench.launchers.ray import RayLauncher
-    from bench.progress import PlainDisplay
-    from bench.runner import RunSummary, run_grid, select_cells
+    from bench.run.launchers.ray import RayLauncher
+    from bench.run.progress import PlainDisplay
+    from bench.run.runner import RunSummary, run_grid, select_cells
 
     class InterruptedDisplay(PlainDisplay):
         def finish_cell(self, cell, status, summary):

@@ -1,4 +1,4 @@
-"""Tests of bench/metrics.py against hand computations and an independent numpy version.
+"""Tests of bench/metrics/compute.py against hand computations and an independent numpy version.
 
 The hand batch: six samples, three classes, logits = log p so that softmax(logits) = p:
 
@@ -29,8 +29,8 @@ import numpy as np
 import pytest
 import torch
 
-from bench import metrics
-from bench.metrics import METRIC_SETTINGS, SplitMetrics, equal_mass_bins, equal_width_bins
+from bench.metrics import compute as metrics
+from bench.metrics.compute import METRIC_SETTINGS, SplitMetrics, equal_mass_bins, equal_width_bins
 
 P = [[0.90, 0.05, 0.05], [0.50, 0.30, 0.20], [0.20, 0.70, 0.10],
      [0.10, 0.15, 0.75], [0.48, 0.42, 0.10], [0.35, 0.33, 0.32]]

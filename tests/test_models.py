@@ -1,4 +1,4 @@
-"""bench.models: every model the project uses builds, trains one step, and has a CIFAR stem;
+"""bench.models.zoo: every model the project uses builds, trains one step, and has a CIFAR stem;
 the native CIFAR-10 nets are pytorch-cifar's in structure, parameter count and initialisation."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from bench.errors import BenchError
-from bench.models import build_model, count_params
-from bench.registry import load_registry
+from bench.models.zoo import build_model, count_params
+from bench.config.registry import load_registry
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST, CIFAR = (1, 28, 28), (3, 32, 32)

@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from bench.errors import BenchError
-from bench.plan import fallbacks, make_plan, plan_from_runs
-from bench.registry import parse_registry
+from bench.plan.planner import fallbacks, make_plan, plan_from_runs
+from bench.config.registry import parse_registry
 from tests.conftest import gauss_registry
 from tests.test_first_hour import bench
 

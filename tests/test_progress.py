@@ -7,11 +7,11 @@ import re
 
 from rich.console import Console
 
-from bench.cells import Cell, expand_grid
-from bench.progress import TITLE_WIDTH, PlainDisplay, RichDisplay
-from bench.registry import parse_registry
-from bench.runner import RunSummary
-from bench.train import Progress
+from bench.config.cells import Cell, expand_grid
+from bench.run.progress import TITLE_WIDTH, PlainDisplay, RichDisplay
+from bench.config.registry import parse_registry
+from bench.run.runner import RunSummary
+from bench.train.loop import Progress
 from tests.conftest import gauss_registry
 
 

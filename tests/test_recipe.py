@@ -1,4 +1,4 @@
-"""The strong-baseline recipe through the real trainer (bench.train.train_cell): the recorded lr of
+"""The strong-baseline recipe through the real trainer (bench.train.loop.train_cell): the recorded lr of
 each epoch against the schedule's formula, augmentation streams, clipping, EMA, the calibration
 figures of every epoch, temperature scaling, and a kill-and-resume with every option on that ends
 bitwise identical on CPU."""
@@ -13,10 +13,10 @@ import torch
 
 from bench.data import Splits
 from bench.errors import BenchError
-from bench.metrics import SplitMetrics, ece, nll
-from bench.recipe import check_recipe
-from bench.registry import TrainConfig
-from bench.train import TEMPERATURE_COLUMNS, TrainCallback, load_checkpoint, train_cell
+from bench.metrics.compute import SplitMetrics, ece, nll
+from bench.config.recipe import check_recipe
+from bench.config.registry import TrainConfig
+from bench.train.loop import TEMPERATURE_COLUMNS, TrainCallback, load_checkpoint, train_cell
 
 N, K, BATCH = 96, 4, 32
 STEPS = N // BATCH
@@ -134,7 +134,7 @@ def test_augmentation_changes_the_images_but_not_the_batch_order():
     again, again_loss = _labels_seen(_cfg(epochs=2, augment="crop-flip", crop_padding=2))
     assert len(aug) == 2 * STEPS and all(torch.equal(a, b) for a, b in zip(plain, aug, strict=True))
     assert aug_loss != plain_loss and aug_loss == again_loss
-    from bench.augment import augment_batch, make_generator
+    from bench.train.augment import augment_batch, make_generator
 
     x = _splits().train_x[:32]
     assert not torch.equal(augment_batch(x, "crop-flip", 2, make_generator(5, "cpu")),
@@ -173,9 +173,11 @@ def test_every_epoch_records_the_calibration_metrics_as_bench_metrics_computes_t
     with torch.no_grad():
         logits = model(splits.normalise(splits.test_x)).float()
         val_logits = model(splits.normalise(splits.val_x)).float()
-    assert last["test_ece"] == pytest.approx(ece(logits, splits.test_y), abs=1e-9)
+    # The evaluation pass runs the model batch by batch: its float32 logits may differ from one
+    # whole-split forward in the last bits, as the NLL's tolerance already allows.
+    assert last["test_ece"] == pytest.approx(ece(logits, splits.test_y), abs=1e-6)
     assert last["test_loss"] == pytest.approx(nll(logits, splits.test_y), abs=1e-6)
-    assert last["val_ece"] == pytest.approx(ece(val_logits, splits.val_y), abs=1e-9)
+    assert last["val_ece"] == pytest.approx(ece(val_logits, splits.val_y), abs=1e-6)
     for h in result.history:
         assert {"test_ece", "test_aece", "test_brier", "test_balanced_acc", "val_brier", "val_balanced_acc"} <= set(h)
     acc = SplitMetrics()
@@ -188,14 +190,14 @@ def test_temperature_scaling_fills_the_epochs_a_rule_can_select():
     splits = _splits(val=True)
     result, model = _train(_cfg(epochs=5), splits)
     hist = result.history
-    from bench.selection import RULES
+    from bench.report.selection import RULES
 
     chosen = {RULES[rule].epoch(hist) for rule in ("last", "val", "oracle")}  # the epochs the report can pick
     for i, h in enumerate(hist):
         filled = [math.isfinite(h[c]) for c in TEMPERATURE_COLUMNS]
         assert all(filled) if i in chosen else not any(filled), (i, h)
     # the last epoch's T is the NLL minimiser on the final model's validation logits
-    from bench.calibration import fit_temperature
+    from bench.train.calibration import fit_temperature
 
     model.eval()
     with torch.no_grad():
@@ -249,7 +251,7 @@ def test_a_cell_killed_with_every_option_on_resumes_bitwise_identical(tmp_path):
 
 
 def test_a_version_1_checkpoint_resumes_only_a_cell_without_a_validation_split():
-    from bench.train import resumable
+    from bench.train.loop import resumable
 
     assert resumable({"version": 1}, has_validation=False) and not resumable({"version": 1}, has_validation=True)
     assert resumable({"version": 2}, has_validation=True)

@@ -17,7 +17,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from bench.cells import Cell, cell_identity, expand_grid, parse_set, set_flag
+from bench.config.cells import Cell, cell_identity, expand_grid, parse_set, set_flag
 from bench.data.imbalance import class_sizes
 from bench.data.noise import asymmetric_map
 from bench.data.regimes import (UNKNOWN_FACTS, RegimeConfig, apply_regime, derived_seed, planned_training_labels,
@@ -25,9 +25,9 @@ from bench.data.regimes import (UNKNOWN_FACTS, RegimeConfig, apply_regime, deriv
 from bench.data.splits import Splits
 from bench.data.validation import hold_out
 from bench.errors import BenchError
-from bench.execute import cell_regime_splits, failed_outcome
-from bench.plan import make_plan
-from bench.registry import TrainConfig, parse_registry
+from bench.train.cell import cell_regime_splits, failed_outcome
+from bench.plan.planner import make_plan
+from bench.config.registry import TrainConfig, parse_registry
 from tests.conftest import REPO, gauss_registry, tiny_registry
 
 BENCH = Path(sys.executable).with_name("bench")
@@ -311,7 +311,7 @@ def test_failed_rows_have_the_regime_columns_with_the_types_of_done_rows():
 
 
 def test_regime_modules_import_without_torch():
-    code = ("import sys; import bench.data.regimes, bench.cells, bench.registry; from bench.plan import check_regimes; "
+    code = ("import sys; import bench.data.regimes, bench.config.cells, bench.config.registry; from bench.plan.planner import check_regimes; "
             "from bench.data.noise import ASYMMETRIC_MAPS; assert 'torch' not in sys.modules, 'torch'")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
                        env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -323,7 +323,7 @@ def test_every_regime_setting_is_documented_in_the_readme():
     for name, kind, default, meaning in regime_settings():
         assert f"| `{name}` | {kind} | {default} | {meaning} |" in readme, f"README: regime setting {name}"
     assert {s[0] for s in regime_settings()} == set(RegimeConfig.model_fields)
-    from bench.cli import app
+    from bench.cli.main import app
 
     help_text = " ".join(CliRunner().invoke(app, ["run", "--help"]).stdout.split())
     for name, kind, default, _ in regime_settings():
@@ -363,7 +363,7 @@ BAD = {
 
 
 def _invoke(args: list):
-    from bench.cli import app
+    from bench.cli.main import app
 
     return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
 
@@ -403,7 +403,7 @@ def test_a_noisy_run_stores_what_the_regime_realised(tmp_path, data_root):
                        timeout=600, env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr
     assert "noise_rate=0.35" in r.stdout  # the report's setting column
-    from bench.store import Store
+    from bench.store.results import Store
 
     rows = Store(tmp_path / "results").cells().set_index("variant")
     assert len(rows) == 4 and (rows["status"] == "done").all()
@@ -437,8 +437,8 @@ def test_hints_name_regime_overrides_as_regime_flags(tmp_path, cli):
 
 
 def test_the_shipped_regime_grids():
-    from bench.plan import check_regimes
-    from bench.registry import load_registry
+    from bench.plan.planner import check_regimes
+    from bench.config.registry import load_registry
 
     reg = load_registry(REPO / "registry.yaml")
     for name in ("noisy-fashion-mnist", "noisy-cifar10"):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from bench.cells import expand_grid
+from bench.config.cells import expand_grid
 from bench.errors import BenchError
-from bench.execute import failed_outcome
-from bench.registry import parse_registry
-from bench.report import REPORT_COLUMNS, collect, regime_note, render
-from bench.store import Store
+from bench.train.cell import failed_outcome
+from bench.config.registry import parse_registry
+from bench.report.tables import REPORT_COLUMNS, collect, regime_note, render
+from bench.store.results import Store
 from tests.conftest import gauss_registry
 
 
@@ -62,7 +62,7 @@ def test_a_grid_without_a_regime_has_no_note(tmp_path):
 
 def test_a_filter_selects_a_variant_or_loss_label_that_holds_commas():
     cells = _cells()
-    from bench.cells import parse_filters
+    from bench.config.cells import parse_filters
 
     reg = gauss_registry(g1={"datasets": ["g"], "architectures": ["mlp"], "losses": ["celLoss", "milLoss"],
                              "seeds": [0, 1], "train": {"epochs": 1},

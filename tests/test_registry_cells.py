@@ -8,9 +8,9 @@ import pytest
 import torch
 import yaml
 
-from bench.cells import cell_identity, expand_grid, loss_label, parse_filters, parse_set
+from bench.config.cells import cell_identity, expand_grid, loss_label, parse_filters, parse_set
 from bench.errors import BenchError
-from bench.registry import load_registry, parse_registry
+from bench.config.registry import load_registry, parse_registry
 from tests.conftest import gauss_registry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -181,7 +181,7 @@ def test_bad_set_and_filter():
 
 
 def test_unknown_grid_and_cuda_precision_on_cpu():
-    from bench.plan import check_device, make_plan
+    from bench.plan.planner import check_device, make_plan
 
     reg = parse_registry(base_registry())
     with pytest.raises(BenchError, match="unknown grid 'g2' \\(closest: 'g1'\\)"):
@@ -208,7 +208,7 @@ def _registered_pairs():
 @pytest.mark.parametrize("pair", _registered_pairs()[1], ids=lambda p: f"{p[0]}-{p[1]}")
 def test_every_registered_architecture_builds_for_its_datasets(pair):
     from bench.data import gauss_params
-    from bench.models import build_model
+    from bench.models.zoo import build_model
 
     reg, _ = _registered_pairs()
     ds, arch_name = reg.datasets[pair[0]], reg.architectures[pair[1]]

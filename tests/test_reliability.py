@@ -26,10 +26,10 @@ import pytest
 import torch
 import yaml
 
-from bench.cells import expand_grid
-from bench.execute import verify_checkpoint
-from bench.registry import load_registry
-from bench.store import CELL_REQUIRED, HISTORY_REQUIRED, Store
+from bench.config.cells import expand_grid
+from bench.train.cell import verify_checkpoint
+from bench.config.registry import load_registry
+from bench.store.results import CELL_REQUIRED, HISTORY_REQUIRED, Store
 from tests import faults
 from tests.conftest import REPO, tiny_registry
 
@@ -67,7 +67,7 @@ def cell_ids(reg: Path, grid: str) -> list[str]:
 
 
 class Run:
-    """``python -m bench.cli ...`` in a child process, its output read line by line as it comes;
+    """``python -m bench.cli.main ...`` in a child process, its output read line by line as it comes;
     with ``fault``, the same command line with that fault plugged in (:mod:`tests.faults`)."""
 
     def __init__(self, *args, fault: str = ""):

@@ -11,10 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.cells import expand_grid
-from bench.registry import parse_registry
-from bench.report import collect, fmt_num, latex_escape, nothing_finished, render
-from bench.store import Store
+from bench.config.cells import expand_grid
+from bench.config.registry import parse_registry
+from bench.report.tables import collect, fmt_num, latex_escape, nothing_finished, render
+from bench.store.results import Store
 
 
 
@@ -153,7 +153,7 @@ def test_latex_escapes_and_booktabs(data):
 
 
 def test_report_dir_cannot_escape(tmp_path):
-    from bench.cli import _report_dir
+    from bench.cli.main import _report_dir
 
     target = _report_dir(tmp_path / "out", "../../evil")
     assert Path(tmp_path / "out") in target.parents

@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from bench.cells import expand_grid
+from bench.config.cells import expand_grid
 from bench.errors import BenchError
-from bench.execute import failed_outcome
-from bench.registry import parse_registry
-from bench.report import REPORT_COLUMNS, collect_selected, comparison_rows, render
-from bench.report_metrics import METRICS
-from bench.store import Store
+from bench.train.cell import failed_outcome
+from bench.config.registry import parse_registry
+from bench.report.tables import REPORT_COLUMNS, collect_selected, comparison_rows, render
+from bench.metrics.table import METRICS
+from bench.store.results import Store
 from tests.conftest import gauss_registry
 from tests.test_first_hour import bench
 from tests.test_report import section, table_rows

@@ -1,4 +1,4 @@
-"""bench.schedules: torch's schedulers against the closed forms, resume from a state dict, bad input."""
+"""bench.train.schedules: torch's schedulers against the closed forms, resume from a state dict, bad input."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bench.errors import BenchError
-from bench.schedules import ScheduleSpec, load_scheduler_state, make_scheduler, parse_milestones, validate
+from bench.train.schedules import ScheduleSpec, load_scheduler_state, make_scheduler, parse_milestones, validate
 
 LR = 0.1
 
@@ -215,7 +215,7 @@ def test_validation_imports_no_torch() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, bench.schedules as s, bench.augment_policy as a; "
+    code = ("import sys, bench.train.schedules as s, bench.config.augment_policy as a; "
             "s.validate(s.ScheduleSpec('cosine'), 3); a.check_augment('crop-flip', 4, 'cifar10', (3, 32, 32)); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)

@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from bench.cells import expand_grid
+from bench.config.cells import expand_grid
 from bench.errors import BenchError
-from bench.registry import parse_registry
-from bench.report import render
-from bench.search import draw_trial, parse_distribution
-from bench.store import Store
+from bench.config.registry import parse_registry
+from bench.report.tables import render
+from bench.config.search import draw_trial, parse_distribution
+from bench.store.results import Store
 from tests.conftest import gauss_registry
 from tests.test_selection import report_data
 

@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from bench.cells import expand_grid
+from bench.config.cells import expand_grid
 from bench.errors import BenchError
-from bench.execute import failed_outcome
-from bench.registry import parse_registry
-from bench.report import REPORT_COLUMNS, collect_selected, render
-from bench.selection import RULES, ValidationEpoch
-from bench.store import Store
+from bench.train.cell import failed_outcome
+from bench.config.registry import parse_registry
+from bench.report.tables import REPORT_COLUMNS, collect_selected, render
+from bench.report.selection import RULES, ValidationEpoch
+from bench.store.results import Store
 from tests.conftest import gauss_registry
 
 # (loss, seed) -> per-epoch (val_acc, test_acc)

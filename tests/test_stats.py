@@ -1,4 +1,4 @@
-"""Tests for bench.stats."""
+"""Tests for bench.report.stats."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bench.stats import PairedDiff, mean_std, paired_diff_ci
+from bench.report.stats import PairedDiff, mean_std, paired_diff_ci
 
 
 def test_hand_computed_example():

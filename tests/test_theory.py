@@ -1,4 +1,4 @@
-"""Tests for bench.theory against independent computations."""
+"""Tests for bench.paper.theory against independent computations."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from bench import theory as T
+from bench.paper import theory as T
 
 DELTAS = np.linspace(0.0, 4.0, 41)
 PRIORS = (0.5, 0.3, 0.1)

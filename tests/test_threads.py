@@ -1,4 +1,4 @@
-"""Sharing the cores between lossbench processes (bench/threads.py): the arithmetic, the slot files,
+"""Sharing the cores between lossbench processes (bench/run/threads.py): the arithmetic, the slot files,
 rebalancing, and two real ``bench run`` processes side by side.
 
 Every test names its own slot folder (``ThreadShare(folder=...)``, or ``XDG_RUNTIME_DIR`` for a
@@ -19,9 +19,9 @@ import torch
 import yaml
 
 from bench.errors import BenchError
-from bench.launchers import LauncherOptions, make_launcher
-from bench.store import Store
-from bench.threads import (Slot, ThreadShare, allocate, describe_live, live_slots, share_out, slot_dir,
+from bench.run.launchers import LauncherOptions, make_launcher
+from bench.store.results import Store
+from bench.run.threads import (Slot, ThreadShare, allocate, describe_live, live_slots, share_out, slot_dir,
                            usable_cores)
 from tests.conftest import REPO, gauss_registry
 

@@ -10,9 +10,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from bench.augment import augment_batch, make_generator
-from bench.ema import WeightEMA
-from bench.schedules import ScheduleSpec, load_scheduler_state, make_scheduler
+from bench.train.augment import augment_batch, make_generator
+from bench.train.ema import WeightEMA
+from bench.train.schedules import ScheduleSpec, load_scheduler_state, make_scheduler
 
 EPOCHS, N, BATCH, SEED = 4, 96, 32, 11
 SPEC = ScheduleSpec("cosine", warmup_epochs=1, min_lr=1e-4)

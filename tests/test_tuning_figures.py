@@ -8,12 +8,12 @@ import zlib
 import numpy as np
 import pytest
 
-from bench.cells import Cell, expand_grid
-from bench.figures import done_cells, draw_all, loss_colours, search_figures, tuning_figure
-from bench.registry import parse_registry
-from bench.search import parse_distribution
-from bench.selection import RULES, histories, select
-from bench.store import Store
+from bench.config.cells import Cell, expand_grid
+from bench.report.figures import done_cells, draw_all, loss_colours, search_figures, tuning_figure
+from bench.config.registry import parse_registry
+from bench.config.search import parse_distribution
+from bench.report.selection import RULES, histories, select
+from bench.store.results import Store
 from tests.conftest import gauss_registry
 from tests.test_figures import NO_CALIBRATION, check_files
 

@@ -7,13 +7,13 @@ import pytest
 import torch
 import yaml
 
-from bench.cells import cell_identity, expand_grid
+from bench.config.cells import cell_identity, expand_grid
 from bench.data.splits import Splits
 from bench.data.validation import hold_out, holdout_counts, holdout_indices
 from bench.errors import BenchError
-from bench.execute import validation_fields
-from bench.registry import parse_registry
-from bench.store import Store
+from bench.train.cell import validation_fields
+from bench.config.registry import parse_registry
+from bench.store.results import Store
 from tests.conftest import gauss_registry
 
 

@@ -42,7 +42,7 @@ def gauss_params(params: Mapping[str, Any] | None = None) -> dict[str, Any]:
     (> 0, default 1: ``Σ = sigma2·I``), ``prior`` (P(y=+1) in (0, 1), default 0.5),
     ``n_train`` / ``n_test`` (> 0, defaults 10000 / 2000), ``seed`` (>= 0, default 0).
     The result never holds ``delta``; it always holds ``mu``
-    (δ is :func:`bench.theory.gauss_delta` of ``mu`` and ``sigma2``).
+    (δ is :func:`bench.paper.theory.gauss_delta` of ``mu`` and ``sigma2``).
     """
     p = as_params(params)
     check_keys("gauss", p, PARAMS)

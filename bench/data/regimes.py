@@ -102,7 +102,7 @@ REGIME_FIELDS = tuple(RegimeConfig.model_fields)
 
 def regime_settings() -> list[tuple[str, str, str, str]]:
     """(name, type, default, meaning) of every regime setting, for ``bench run --help`` and the README."""
-    from bench.settings import describe
+    from bench.config.settings import describe
 
     return describe(RegimeConfig)
 

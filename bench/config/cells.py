@@ -1,0 +1,383 @@
+"""Grids expand into cells: one (dataset, architecture, loss variant, seed, training settings, data regime).
+
+A cell's identity is a hash of its fully resolved configuration, serialised canonically (sorted
+keys, normalised numbers), so key order and grid list order never change it while any setting
+does. Display names are not part of the identity: renaming an entry keeps its results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from bench.data.regimes import REGIME_FIELDS, RegimeConfig, check_regime_value, identity_regime, regime_error
+from bench.errors import BenchError, closest
+from bench.config.registry import TRAIN_FIELDS, Registry, TrainConfig, identity_train
+from bench.config.search import draw_trial
+
+ID_LENGTH = 16
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A fully resolved unit of work. ``config`` is what the identity hashes."""
+
+    dataset: str
+    architecture: str
+    loss: str  # column label: registry name plus overrides, e.g. "milLoss(lam=10)"
+    loss_name: str  # the registry name
+    seed: int
+    config: dict[str, Any] = field(repr=False, compare=False, hash=False)
+    cell_id: str = ""
+    variant: str = ""  # swept training and regime settings, e.g. "batch_size=64,noise_rate=0.4"; "" when none sweep
+    trial: int | None = None  # the search trial (bench.config.search); None outside a search grid
+
+    @property
+    def train(self) -> TrainConfig:
+        return TrainConfig(**self.config["train"])
+
+    @property
+    def regime(self) -> RegimeConfig:
+        """The data regime (bench.data.regimes); the default when the config has none."""
+        return RegimeConfig(**self.config.get("regime", {}))
+
+    @property
+    def title(self) -> str:
+        """How messages, progress lines and status name the cell: ``dataset/arch/loss [variant][/trial T]/seed N``."""
+        variant = f" [{self.variant}]" if self.variant else ""
+        trial = f"/trial {self.trial}" if self.trial is not None else ""
+        return f"{self.dataset}/{self.architecture}/{self.loss}{variant}{trial}/seed {self.seed}"
+
+    def flat(self) -> dict[str, Any]:
+        """Config as flat columns for the store (``train.lr``, ``loss.params.lam``...)."""
+        out: dict[str, Any] = {
+            "cell_id": self.cell_id,
+            "dataset": self.dataset,
+            "architecture": self.architecture,
+            "loss": self.loss,
+            "loss_name": self.loss_name,
+            "seed": self.seed,
+            "variant": self.variant,
+            "config_json": canonical_json(self.config),
+        }
+        # every setting as a column, including those the identity leaves out at their defaults
+        for key, value in TrainConfig(**self.config["train"]).model_dump().items():
+            out[f"train.{key}"] = value
+        for key, value in self.regime.model_dump().items():
+            out[f"regime.{key}"] = value
+        out["dataset.kind"] = self.config["dataset"]["kind"]
+        out["architecture.source"] = self.config["architecture"]["source"]
+        out["architecture.name"] = self.config["architecture"]["name"]
+        out["loss.target"] = self.config["loss"]["target"]
+        out["loss.params"] = canonical_json(self.config["loss"]["params"])
+        if self.trial is not None:  # a search cell: its trial and the values drawn for it, as columns
+            out["trial"] = self.trial
+            for key, value in self.config["search"]["values"].items():
+                out[f"hp.{key}"] = value
+        return out
+
+
+def _normalise(value: Any) -> Any:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) < 2**53 else repr(value)
+    if isinstance(value, dict):
+        return {str(k): _normalise(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_normalise(v) for v in value]
+    return str(value)
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(_normalise(value), sort_keys=True, separators=(",", ":"))
+
+
+def cell_identity(config: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:ID_LENGTH]
+
+
+def _format_value(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def loss_label(name: str, overrides: dict[str, Any]) -> str:
+    if not overrides:
+        return name
+    inner = ",".join(f"{k}={_format_value(v)}" for k, v in sorted(overrides.items()))
+    return f"{name}({inner})"
+
+
+def _sweep(mapping: dict[str, Any]) -> list[dict[str, Any]]:
+    """Cartesian product of a mapping whose list values sweep."""
+    keys = sorted(mapping)
+    values = [mapping[k] if isinstance(mapping[k], list) else [mapping[k]] for k in keys]
+    return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
+
+
+def parse_assignments(items: list[str], what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise BenchError(f"{what} {item!r}: expected key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+REGIME_PREFIX = "regime."
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``--set train.epochs=2`` / ``--set regime.noise_rate=0.4`` overrides, each value validated.
+
+    Training settings are keyed by their bare name (as run records have always stored them),
+    regime settings by ``regime.KEY``; :func:`set_flag` turns either back into its flag.
+    """
+    raw = parse_assignments(items, "--set")
+    out: dict[str, Any] = {}
+    valid = [f"train.{f}" for f in TRAIN_FIELDS] + [f"{REGIME_PREFIX}{f}" for f in REGIME_FIELDS]
+    for key, value in raw.items():
+        if key not in valid:
+            raise BenchError(f"--set {key}: unknown setting{closest(key, valid)}")
+        parsed = _parse_scalar(value)
+        if key.startswith(REGIME_PREFIX):
+            try:
+                check_regime_value(key.removeprefix(REGIME_PREFIX), parsed)
+            except ValueError as exc:
+                raise BenchError(f"--set {key}={value}: {exc}") from None
+            out[key] = parsed
+            continue
+        field_name = key.removeprefix("train.")
+        try:
+            TrainConfig(**{field_name: parsed})
+        except Exception as exc:  # pydantic ValidationError
+            msg = exc.errors()[0]["msg"] if hasattr(exc, "errors") else str(exc)
+            raise BenchError(f"--set {key}={value}: {msg}") from None
+        out[field_name] = parsed
+    return out
+
+
+def set_flag(key: str, value: Any) -> str:
+    """The ``--set`` flag of one parsed override (a key of :func:`parse_set`'s result)."""
+    return f"--set {key}={value}" if key.startswith(REGIME_PREFIX) else f"--set train.{key}={value}"
+
+
+def _parse_scalar(value: str) -> Any:
+    try:
+        import yaml
+
+        return yaml.safe_load(value)
+    except Exception:  # noqa: BLE001
+        return value
+
+
+FILTER_KEYS = ("dataset", "architecture", "loss", "loss_name", "seed", "variant", "trial", "cell_id")
+
+
+def parse_filters(items: list[str]) -> dict[str, list[str]]:
+    raw: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not value:
+            raise BenchError(f"--filter {item!r}: expected key=value with key one of {', '.join(FILTER_KEYS)}")
+        if key not in FILTER_KEYS:
+            raise BenchError(f"--filter {key}: unknown key{closest(key, FILTER_KEYS)}; use one of {', '.join(FILTER_KEYS)}")
+        raw.setdefault(key, []).extend(v.strip() for v in value.split(","))
+    return raw
+
+
+def expand_grid(
+    registry: Registry,
+    grid_name: str,
+    overrides: dict[str, Any] | None = None,
+    filters: dict[str, list[str]] | None = None,
+    dataset_substitute: dict[str, str] | None = None,
+    validate: bool = True,
+) -> list[Cell]:
+    """Every cell of a grid, in a stable order (dataset, architecture, loss, then seed).
+
+    A cell's identity is its declared configuration: ``auto`` settings stay ``auto`` (what they
+    resolve to on the device that trains the cell is recorded with its result, as provenance).
+    ``validate=False`` skips the loss checks (status and report only read the store; the identity
+    does not depend on them), so no torch import is needed.
+    """
+    if grid_name not in registry.grids:
+        raise BenchError(f"unknown grid {grid_name!r}{closest(grid_name, registry.grids)}; `bench list` shows the grids")
+    grid = registry.grids[grid_name]
+    substitute = dataset_substitute or {}
+    train_overrides = {k: v for k, v in (overrides or {}).items() if not k.startswith(REGIME_PREFIX)}
+    regime_overrides = {k.removeprefix(REGIME_PREFIX): v for k, v in (overrides or {}).items() if k.startswith(REGIME_PREFIX)}
+    train_base = TrainConfig().model_dump()
+    train_grid = {**{k: v for k, v in train_base.items()}, **grid.train, **train_overrides}
+    swept = sorted(k for k, v in train_grid.items() if isinstance(v, list) and len(v) > 1)
+    train_variants = []
+    for t in _sweep(train_grid):
+        label = ",".join(f"{k}={_format_value(t[k])}" for k in swept)
+        train_variants.append((label, identity_train(TrainConfig(**t).model_dump())))
+    regime_variants = _regime_variants(grid_name, grid.regime_blocks(), regime_overrides)
+    # (label, training settings, regime identity): every training variant under every regime
+    variants = [(",".join(part for part in (t_label, r_label) if part), train, regime)
+                for t_label, train in train_variants for r_label, regime in regime_variants]
+
+    search = grid.search
+    space = search.distributions() if search is not None else {}
+    # (label, registry name, target, params, trial, drawn values); trial None outside a search
+    loss_variants: list[tuple[str, str, str, dict[str, Any], int | None, dict[str, Any]]] = []
+    if validate:
+        from bench.data import dataset_shape
+        from bench.plan.preflight import check_loss
+
+        classes = sorted({dataset_shape(registry.datasets[substitute.get(d, d)].kind,
+                                        registry.datasets[substitute.get(d, d)].params)[1] for d in grid.datasets})
+    for gl in grid.grid_losses(registry.loss_names()):
+        spec = registry.losses[gl.name]
+        for ov in _sweep(gl.overrides):
+            # every loss gets the grid's one number of trials: the same tuning budget for all
+            trials = [(t, draw_trial(search.seed, gl.name, t, space) or _defaults(gl.name, {**spec.params, **ov}, train_grid, space))
+                      for t in range(search.trials)] if search else [(None, {})]
+            for trial, values in trials:
+                drawn = {k.split(".", 1)[1]: v for k, v in values.items() if not k.startswith("train.")}
+                params = {**spec.params, **ov, **drawn}
+                label = loss_label(gl.name, ov)
+                if validate:
+                    check_loss(label if trial is None else f"{label} (trial {trial})", spec.target, params, classes,
+                               registry.import_paths())
+                loss_variants.append((label, gl.name, spec.target, params, trial, values))
+
+    cells: list[Cell] = []
+    # the config's keys in canonical (sorted) order are architecture, dataset, loss, regime, seed, train:
+    # the regime part (absent without a regime) goes between the loss and the seed
+    regime_json = [f'"regime":{canonical_json(regime)},' if regime else "" for _, _, regime in variants]
+    train_json = [canonical_json(train) for _, train, _ in variants]
+    for ds_name in grid.datasets:
+        ds_actual = substitute.get(ds_name, ds_name)
+        ds = registry.datasets[ds_actual]
+        ds_cfg = {"kind": ds.kind, "params": dict(ds.params)}
+        for arch_name in grid.architectures:
+            arch = registry.architectures[arch_name]
+            arch_cfg = {"source": arch.source, "name": arch.name, "params": dict(arch.params)}
+            for label, lname, target, params, trial, values in loss_variants:
+                loss_cfg = {"target": target, "params": dict(params)}
+                if trial is not None:
+                    cells += _search_cells(ds_actual, arch_name, label, lname, grid.seeds, ds_cfg, arch_cfg, loss_cfg,
+                                           variants, trial, values)
+                    continue
+                # cell_identity(config) hashes '{"architecture":A,"dataset":D,"loss":L[,"regime":R],"seed":S,"train":T}'
+                # (canonical_json sorts keys): serialise the parts once, not once per seed
+                head = (f'{{"architecture":{canonical_json(arch_cfg)},"dataset":{canonical_json(ds_cfg)},'
+                        f'"loss":{canonical_json(loss_cfg)},')
+                for (variant, train, regime), r_json, t_json in zip(variants, regime_json, train_json):
+                    tail = f',"train":{t_json}}}'
+                    for seed in grid.seeds:
+                        # the sub-dicts are shared between cells and never mutated (run_cell copies)
+                        config = {"dataset": ds_cfg, "architecture": arch_cfg, "loss": loss_cfg, "seed": seed, "train": train}
+                        if regime:  # only a regime away from the default: every other cell keeps its identity
+                            config["regime"] = regime
+                        s_json = str(seed) if type(seed) is int else canonical_json(seed)  # == canonical_json(seed)
+                        cell_id = hashlib.sha256(f'{head}{r_json}"seed":{s_json}{tail}'.encode()).hexdigest()[:ID_LENGTH]
+                        cells.append(Cell(ds_actual, arch_name, label, lname, seed, config, cell_id, variant))
+    cells = _apply_filters(cells, filters or {})
+    return _dedupe(cells)
+
+
+def _defaults(loss: str, params: dict[str, Any], train: dict[str, Any], space: dict[str, Any]) -> dict[str, Any]:
+    """Trial 0's values: the searched keys of ``loss`` at the registry's and the grid's values (a swept
+    training setting has no one value, and is left out)."""
+    from bench.config.search import keys_for
+
+    out: dict[str, Any] = {}
+    for key in keys_for(loss, space):
+        head, name = key.split(".", 1)
+        value = train.get(name) if head == "train" else params.get(name)
+        if value is not None and not isinstance(value, list):
+            out[key] = value
+    return out
+
+
+def _regime_variants(grid_name: str, blocks: list[dict[str, Any]], overrides: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(label, identity) of every regime of a grid: each block's sweep under the ``--set regime.*``
+    overrides, in order, duplicates dropped; the label names the settings that differ between them."""
+    regimes: dict[str, RegimeConfig] = {}
+    for block in blocks:
+        for values in _sweep({**block, **overrides}):
+            try:
+                regime = RegimeConfig(**values)
+            except ValidationError as exc:
+                shown = ",".join(f"{k}={_format_value(v)}" for k, v in values.items())
+                raise BenchError(f"grid {grid_name!r}: regime {{{shown}}}: {regime_error(exc)}") from None
+            regimes.setdefault(canonical_json(regime.model_dump()), regime)
+    varying = [k for k in REGIME_FIELDS if len({getattr(r, k) for r in regimes.values()}) > 1]
+    return [(",".join(f"{k}={_format_value(getattr(r, k))}" for k in varying), identity_regime(r))
+            for r in regimes.values()]
+
+
+def _search_cells(dataset: str, arch_name: str, label: str, lname: str, seeds: list[int], ds_cfg: dict, arch_cfg: dict,
+                  loss_cfg: dict, variants: list[tuple[str, dict[str, Any], dict[str, Any]]], trial: int,
+                  values: dict[str, Any]) -> list[Cell]:
+    """The cells of one search trial: its drawn training settings applied to every (training, regime)
+    variant, the trial number and drawn values part of the configuration (so of the identity)."""
+    drawn_train = {k.removeprefix("train."): v for k, v in values.items() if k.startswith("train.")}
+    out = []
+    for variant, train, regime in variants:
+        if drawn_train:
+            try:
+                train = identity_train(TrainConfig(**{**train, **drawn_train}).model_dump())
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                raise BenchError(f"search trial {trial} of {label}: train.{err['loc'][0]}={err.get('input')!r}: "
+                                 f"{err['msg']}; narrow the distribution in the grid's search: space") from None
+        for seed in seeds:
+            config = {"dataset": ds_cfg, "architecture": arch_cfg, "loss": loss_cfg, "seed": seed, "train": train,
+                      "search": {"trial": trial, "values": dict(values)}}
+            if regime:
+                config["regime"] = regime
+            out.append(Cell(dataset, arch_name, label, lname, seed, config, cell_identity(config), variant, trial))
+    return out
+
+
+def _dedupe(cells: list[Cell]) -> list[Cell]:
+    seen: set[str] = set()
+    out = []
+    for c in cells:
+        if c.cell_id not in seen:
+            seen.add(c.cell_id)
+            out.append(c)
+    return out
+
+
+def _regroup(parts: list[str], have: set[str]) -> list[str]:
+    """Comma-split filter values joined back where a value itself holds commas: a variant label
+    (``noise=symmetric,noise_rate=0.4``) or a loss label (``milLoss(lam=10,tau=2)``). The longest run
+    of parts that names a value wins; a part that joins none stays as it is."""
+    out, i = [], 0
+    while i < len(parts):
+        for j in range(len(parts), i, -1):
+            joined = ",".join(parts[i:j])
+            if joined in have:
+                out.append(joined)
+                i = j
+                break
+        else:
+            out.append(parts[i])
+            i += 1
+    return out
+
+
+def _apply_filters(cells: list[Cell], filters: dict[str, list[str]]) -> list[Cell]:
+    for key, wanted in filters.items():
+        have = {str(getattr(c, key)) for c in cells}
+        wanted = _regroup(wanted, have)
+        missing = [w for w in wanted if w not in have]
+        if missing:
+            raise BenchError(f"--filter {key}={missing[0]}: matches no cell of this grid{closest(missing[0], have)}")
+        cells = [c for c in cells if str(getattr(c, key)) in wanted]
+    return cells

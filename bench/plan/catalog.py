@@ -1,0 +1,94 @@
+"""What a registry holds, for ``bench list``: datasets, architectures, losses and grids as tables.
+
+Built completely before anything is printed, so a registry with a problem anywhere (an unknown
+name, a broken loss, a bad architecture parameter) prints one ``error:`` line and no half listing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.config.registry import Registry
+
+
+@dataclass(frozen=True)
+class Table:
+    headers: list[str]
+    rows: list[list[object]]
+    notes: tuple[str, ...] = ()  # lines printed under the table
+
+
+def _datasets(reg: Registry, data_root: Path | None, cache_dir: Path | None) -> Table:
+    from bench.data import load_splits
+
+    rows: list[list[object]] = []
+    notes: list[str] = []
+    for name, ds in reg.datasets.items():
+        try:
+            s = load_splits(ds.kind, dict(ds.params), data_root, False, cache_dir)
+            rows.append([name, ds.kind, len(s.train_y), len(s.test_y), "x".join(map(str, s.in_shape)), s.num_classes,
+                         ds.description])
+        except BenchError as exc:  # a dataset that is not there is listed as such, with where it was looked for
+            rows.append([name, ds.kind, "not found", "", "", "", ds.description])
+            notes.append(f"dataset {name!r} not found: {exc}")
+    return Table(["dataset", "kind", "train", "test", "shape", "classes", "description"], rows, tuple(notes))
+
+
+def _architecture_rows(reg: Registry, count: bool) -> list[list[object]]:
+    """Each architecture at the input shape of the first grid dataset that uses it (3x32x32 when
+    no grid does), its parameters counted on the meta device (no memory, no init)."""
+    import torch
+
+    from bench.data import dataset_shape
+    from bench.models.zoo import build_model, count_params
+
+    shapes: dict[str, tuple[tuple[int, int, int], int]] = {}
+    for g in reg.grids.values():
+        for arch in g.architectures:
+            ds = reg.datasets[g.datasets[0]]
+            shapes.setdefault(arch, dataset_shape(ds.kind, ds.params))
+    rows: list[list[object]] = []
+    for name, arch in reg.architectures.items():
+        shape, classes = shapes.get(name, ((3, 32, 32), 10))
+        n = ""
+        if count:
+            try:
+                with torch.device("meta"):
+                    n = f"{count_params(build_model(arch.source, arch.name, shape, classes, dict(arch.params))) / 1e6:.3f}M"
+            except BenchError as exc:
+                raise BenchError(f"{reg.source}: architectures.{name}: {exc}") from None
+        rows.append([name, arch.source, arch.name, "x".join(map(str, shape)), classes, n, arch.description])
+    return rows
+
+
+def _grid_rows(reg: Registry) -> list[list[object]]:
+    from bench.plan.planner import make_plan
+
+    rows: list[list[object]] = []
+    for name, g in reg.grids.items():
+        cells = make_plan(reg, name).cells  # validates: every loss probed, every model built on the meta device
+        rows.append([name, len(cells), ", ".join(g.datasets), ", ".join(g.architectures), len(g.seeds),
+                     cells[0].config["train"]["epochs"] if cells else "", g.description])
+    return rows
+
+
+def catalog(reg: Registry, data_root: Path | None, cache_dir: Path | None, count: bool = True) -> list[Table]:
+    grids = _grid_rows(reg)
+    architectures = _architecture_rows(reg, count)
+    losses = [[n, spec.target, ", ".join(f"{k}={v}" for k, v in spec.params.items()), spec.description]
+              for n, spec in reg.losses.items()]
+    return [
+        _datasets(reg, data_root, cache_dir),
+        Table(["architecture", "source", "name", "input", "classes", "params", "description"], architectures),
+        Table(["loss", "target", "defaults", "description"], losses),
+        Table(["grid", "cells", "datasets", "architectures", "seeds", "epochs", "description"], grids),
+    ]
+
+
+def render_catalog(tables: list[Table]) -> str:
+    from tabulate import tabulate
+
+    return "\n\n".join("\n".join([tabulate(t.rows, headers=t.headers), *(f"note: {n}" for n in t.notes)])
+                       for t in tables)

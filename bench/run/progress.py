@@ -1,0 +1,152 @@
+"""Progress display: rich bars on a terminal, plain lines otherwise.
+
+The trainer calls ``Display.step`` at most every ``bench.train.loop.PROGRESS_INTERVAL_S`` during an
+epoch and once after it; the rich display reads the device (the running loss and accuracy) at
+most twice a second, the plain one only prints the finished epoch's row.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Protocol
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Column
+
+from bench.config.cells import Cell
+from bench.train.loop import Progress as StepProgress
+
+
+# Fixed widths, so that no column moves as the cells, their titles and their numbers change: a title is
+# padded (and, on a terminal, shortened in the middle) to TITLE_WIDTH, the running numbers to INFO_WIDTH.
+TITLE_WIDTH = 44
+INFO_WIDTH = 44  # "loss  12.3456 acc 0.9876 step 12345/12345"
+COUNT_WIDTH = 11  # "12345/12345"
+
+
+def fit(text: str, width: int = TITLE_WIDTH, shorten: bool = True) -> str:
+    """``text`` padded to ``width``; longer ones cut in the middle (keeping the seed at the end) when ``shorten``."""
+    if len(text) <= width or not shorten:
+        return text.ljust(width)
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
+def running_info(loss: float, acc: float, step: int, steps: int) -> str:
+    """Mid-epoch numbers; the loss and accuracy at the same positions as in :func:`epoch_info`."""
+    return f"loss {loss:8.4f} acc {acc:6.4f} step {f'{step}/{steps}':>11}".ljust(INFO_WIDTH)
+
+
+def epoch_info(loss: float, acc: float, test_acc: float) -> str:
+    return f"loss {loss:8.4f} acc {acc:6.4f} test {test_acc:6.4f}".ljust(INFO_WIDTH)
+
+
+class Display(Protocol):
+    def start_grid(self, total: int, skipped: int) -> None: ...
+    def start_cell(self, cell: Cell) -> None: ...
+    def step(self, cell: Cell, p: StepProgress) -> None: ...
+    def finish_cell(self, cell: Cell, status: str, summary: str) -> None: ...
+    def close(self) -> None: ...
+
+
+class PlainDisplay:
+    """One line per epoch and per finished cell; for logs, pipes and CI.
+
+    Fixed-width fields, so the lines of a log read as columns; titles are padded, never cut (a log keeps them whole).
+    """
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
+        self.total = 0
+        self.done = 0
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def _counter(self, i: int) -> str:
+        return f"[{i:>{len(str(self.total))}}/{self.total}]"
+
+    def start_grid(self, total: int, skipped: int) -> None:
+        self.total = total
+
+    def start_cell(self, cell: Cell) -> None:
+        self._print(f"{self._counter(self.done + 1)} {fit(cell.title, shorten=False)} ({cell.cell_id}) started")
+
+    def step(self, cell: Cell, p: StepProgress) -> None:
+        if p.last_epoch is not None:
+            e = p.last_epoch
+            self._print(f"  epoch {p.epoch:>{len(str(p.epochs))}}/{p.epochs} train_loss {e['train_loss']:8.4f} "
+                        f"train_acc {e['train_acc']:6.4f} test_acc {e['test_acc']:6.4f} test_mi {e['test_mi']:7.4f} "
+                        f"({e['epoch_time']:7.2f} s)")
+
+    def finish_cell(self, cell: Cell, status: str, summary: str) -> None:
+        self.done += 1
+        # the cell id on both lines, at the same column: a log is searched by it ("(<id>) started")
+        self._print(f"{self._counter(self.done)} {fit(cell.title, shorten=False)} ({cell.cell_id}) {status:<8} {summary}")
+
+    def close(self) -> None:
+        pass
+
+
+class RichDisplay:
+    """A bar for the grid (cells done / total, ETA) and one for the running cell."""
+
+    def __init__(self, console: Console | None = None):
+        self.console = console or Console()
+        self.progress = Progress(
+            # markup off: a title's "[batch_size=64]" is text, not a style tag
+            TextColumn("{task.description}", markup=False, table_column=Column(width=TITLE_WIDTH, no_wrap=True)),
+            BarColumn(),
+            MofNCompleteColumn(table_column=Column(width=COUNT_WIDTH, justify="right", no_wrap=True)),
+            TextColumn("{task.fields[info]}", markup=False, table_column=Column(width=INFO_WIDTH, no_wrap=True)),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, refresh_per_second=4,
+        )
+        self.grid_task = None
+        self.cell_tasks: dict[str, int] = {}
+        self._last_read = 0.0
+
+    def start_grid(self, total: int, skipped: int) -> None:
+        self.progress.start()
+        self.grid_task = self.progress.add_task(fit("grid"), total=total, info=fit(f"({skipped} skipped)" if skipped else "",
+                                                                              INFO_WIDTH))
+
+    def start_cell(self, cell: Cell) -> None:
+        self.cell_tasks[cell.cell_id] = self.progress.add_task(fit(cell.title), total=cell.config["train"]["epochs"],
+                                                               info=fit("", INFO_WIDTH))
+
+    def step(self, cell: Cell, p: StepProgress) -> None:
+        task = self.cell_tasks.get(cell.cell_id)
+        if task is None:
+            return
+        now = time.monotonic()
+        if p.last_epoch is not None:
+            e = p.last_epoch
+            self.progress.update(task, completed=p.epoch, info=epoch_info(e["train_loss"], e["train_acc"], e["test_acc"]))
+        elif now - self._last_read > 0.5 and p.meter is not None and p.seen:
+            # at most two host reads a second, whatever the step rate (the trainer calls this
+            # every PROGRESS_INTERVAL_S at most, and never reads the device itself mid-epoch)
+            self._last_read = now
+            running = p.running()
+            if running is None:
+                return
+            loss, acc = running
+            self.progress.update(task, completed=p.epoch + p.step / p.steps, info=running_info(loss, acc, p.step, p.steps))
+
+    def finish_cell(self, cell: Cell, status: str, summary: str) -> None:
+        task = self.cell_tasks.pop(cell.cell_id, None)
+        if task is not None:
+            self.progress.remove_task(task)
+        self.progress.console.print(f"{fit(cell.title, shorten=False)} {status:<8} {summary}", markup=False, highlight=False)
+        if self.grid_task is not None:
+            self.progress.advance(self.grid_task)
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def make_display(plain: bool | None = None) -> Display:
+    if plain is None:
+        plain = not sys.stdout.isatty()
+    return PlainDisplay() if plain else RichDisplay()

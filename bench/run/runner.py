@@ -1,0 +1,176 @@
+"""The driver of ``bench run``: choose the cells to train, claim them, launch, store each outcome."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from filelock import FileLock, Timeout
+
+from bench.config.cells import Cell
+from bench.train.cell import CellOutcome, ExecOptions
+from bench.run.launchers import Hooks, Launcher
+from bench.run.progress import Display
+from bench.store.status import PROBLEMS, STORED, Status
+from bench.store.results import Store
+from bench.train.loop import Progress
+
+
+@dataclass
+class RunSummary:
+    total: int = 0
+    skipped_done: int = 0
+    skipped_failed: int = 0
+    trained: dict[str, int] = field(default_factory=lambda: {s: 0 for s in STORED})
+    done_elsewhere: int = 0
+    failed_messages: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """1 while the grid holds failed or diverged cells, whether trained now or skipped (as stored)."""
+        return 1 if (self.trained["failed"] or self.trained["diverged"] or self.skipped_failed) else 0
+
+    def line(self, grid: str, wall_s: float) -> str:
+        """The end-of-run summary, one line: ``grid 'g': 15 cells; trained 3 (2 done, 1 diverged); skipped 12 finished; 41.0 s``.
+
+        Counts that are zero are left out; how many cells were trained is always said, even none.
+        """
+        t = self.trained
+        n = sum(t.values())
+        parts = [f"grid {grid!r}: {self.total} cell{'s' * (self.total != 1)}", f"trained {n}" + (f" ({_nonzero(t)})" if n else "")]
+        skipped = _nonzero({"finished": self.skipped_done, "failed/diverged (--retry-failed retries them)": self.skipped_failed})
+        if skipped:
+            parts.append(f"skipped {skipped}")
+        if self.done_elsewhere:
+            parts.append(f"{self.done_elsewhere} finished by another run")
+        return "; ".join(parts + [f"{wall_s:.1f} s"])
+
+
+def _nonzero(counts: dict[str, int]) -> str:
+    return ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+
+
+def select_cells(cells: list[Cell], statuses: dict[str, str], force: bool, retry_failed: bool,
+                 summary: RunSummary, rerun: set[str] | None = None) -> list[Cell]:
+    """Drop finished cells (unless forced or in ``rerun``: stale ones asked to be retrained) and failed
+    ones (unless retried); count what was dropped."""
+    todo = []
+    rerun = rerun or set()
+    for cell in cells:
+        status = statuses.get(cell.cell_id)
+        if status == Status.DONE and not force and cell.cell_id not in rerun:
+            summary.skipped_done += 1
+        elif status in PROBLEMS and not (force or retry_failed):
+            summary.skipped_failed += 1
+        else:
+            todo.append(cell)
+    return todo
+
+
+@dataclass
+class Driver:
+    store: Store
+    display: Display
+    force: bool = False
+    initial: dict[str, str] = field(default_factory=dict)  # statuses when the cells were selected
+    summary: RunSummary = field(default_factory=RunSummary)
+    _locks: dict[str, FileLock] = field(default_factory=dict)
+    busy: list[Cell] = field(default_factory=list)
+    wait_for_busy: bool = False
+
+    def claim(self, cell: Cell) -> bool:
+        lock = self.store.cell_lock(cell.cell_id)
+        try:
+            if self.wait_for_busy:
+                lock.acquire(timeout=-1)
+            else:
+                lock.acquire()
+        except Timeout:
+            self.busy.append(cell)  # another process is training it; look again at the end
+            return False
+        # another process may have trained it between our scan and the lock
+        if self.store.statuses([cell.cell_id]).get(cell.cell_id) != self.initial.get(cell.cell_id):
+            lock.release()
+            self.summary.done_elsewhere += 1
+            return False
+        if self.force:
+            self.store.remove_checkpoint(cell.cell_id)
+        self._locks[cell.cell_id] = lock
+        return True
+
+    def start(self, cell: Cell) -> None:
+        self.display.start_cell(cell)
+
+    def progress(self, cell: Cell, p: Progress) -> None:
+        self.display.step(cell, p)
+
+    def finish(self, cell: Cell, outcome: CellOutcome) -> None:
+        if outcome.traceback:  # before the row, so a row that says "failed" always has its traceback
+            self.store.write_traceback(cell.cell_id, outcome.traceback)
+        self.store.write_result(outcome.row, outcome.history)
+        if outcome.status == Status.DONE:
+            self.store.remove_checkpoint(cell.cell_id)
+        status = outcome.status
+        self.summary.trained[status] = self.summary.trained.get(status, 0) + 1
+        row = outcome.row
+        if status == Status.DONE:
+            text = f"test_acc {row['final_test_acc']:.4f} test_mi {row['final_test_mi']:.4f} in {row['wall_time']:.1f} s"
+            if row.get("resumed_from_epoch"):
+                text += f" (resumed from epoch {row['resumed_from_epoch']})"
+        else:
+            text = row["message"]
+            self.summary.failed_messages.append(f"{cell.cell_id} {cell.title}: {text}")
+        self.display.finish_cell(cell, status, text)
+
+    def release(self, cell: Cell) -> None:
+        lock = self._locks.pop(cell.cell_id, None)
+        if lock is not None:
+            lock.release()
+
+    def hooks(self) -> Hooks:
+        return Hooks(self.claim, self.start, self.progress, self.finish, self.release)
+
+
+def remove_leftover_checkpoints(store: Store, finished: list[Cell]) -> None:
+    """A run stopped between storing a cell and removing its checkpoint leaves the checkpoint: remove it.
+
+    Only while holding the cell's lock, so a ``--force`` retraining in another process keeps its checkpoint.
+    """
+    if not store.checkpoints_dir.is_dir():
+        return
+    present = {p.name for p in store.checkpoints_dir.glob("*.pt")}  # one listing, not a stat per finished cell
+    for cell in finished:
+        if store.checkpoint_path(cell.cell_id).name not in present:
+            continue
+        lock = store.cell_lock(cell.cell_id)
+        try:
+            lock.acquire()
+        except Timeout:
+            continue
+        try:
+            store.remove_checkpoint(cell.cell_id)
+        finally:
+            lock.release()
+
+
+def run_grid(cells: list[Cell], store: Store, launcher: Launcher, opts: ExecOptions, display: Display,
+             force: bool = False, retry_failed: bool = False, rerun: set[str] | None = None) -> RunSummary:
+    summary = RunSummary(total=len(cells))
+    statuses = store.statuses()
+    todo = select_cells(cells, statuses, force, retry_failed, summary, rerun)
+    if not force:
+        remove_leftover_checkpoints(store, [c for c in cells if statuses.get(c.cell_id) == Status.DONE])
+    driver = Driver(store, display, force=force, initial=statuses, summary=summary)
+    display.start_grid(len(todo), summary.skipped_done + summary.skipped_failed)
+    try:
+        launcher.run(todo, opts, driver.hooks())
+        if driver.busy:
+            # cells another run was training: wait for it, then train what it left unfinished
+            busy, driver.busy = driver.busy, []
+            driver.wait_for_busy = True
+            launcher.run(busy, opts, driver.hooks())
+    finally:
+        display.close()
+        for cell_id in list(driver._locks):
+            driver._locks.pop(cell_id).release()
+    return summary
+
