@@ -73,7 +73,8 @@ def _mi_error_panel(ax, ds: str, variant: str, members: list[FinishedCell], colo
         ax.plot(mi, thm4, color="black", linewidth=1.5, label="Theorem 4 bound")
         ax.plot(mi, fano, color="black", linestyle="--", linewidth=1.2, label="exact Fano bound")
         ax.axvline(h_y, color="grey", linestyle=":", linewidth=1, label="H(Y) (test)")
-        subtitle += f" (K={k}, H(Y)={h_y:.3f} nats)"
+        # under a variant's name the bounds' facts go on a second line: one line would run into the next panel
+        subtitle += ("\n" if variant else " ") + f"(K={k}, H(Y)={h_y:.3f} nats)"
     if truth is not None:
         from bench.paper.figures import gauss_truth_mark  # the paper's figures build on this package: imported late
 
@@ -84,6 +85,7 @@ def _mi_error_panel(ax, ds: str, variant: str, members: list[FinishedCell], colo
         for j, arch in enumerate(archs):
             ax.scatter([], [], color="grey", marker=MARKERS[j % len(MARKERS)], label=arch)
     ax.set(xlabel="test Î (nats)", ylabel="test error", title=subtitle)
+    ax.title.set_fontsize("medium")
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="x-small")
