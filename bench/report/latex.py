@@ -35,6 +35,12 @@ _LATEX_SYMBOLS = {"±": r"$\pm$", "—": "--", "Î": r"$\hat{I}$", "Δ": r"$\Del
                   "δ": r"$\delta$", "θ": r"$\theta$", "−": "$-$", "†": r"$^\dagger$", "‡": r"$^\ddagger$",
                   "η": r"$\eta$", "⌊": r"$\lfloor$", "⌋": r"$\rfloor$", "–": "--"}
 
+# Why an estimate of the glyph widths rather than a LaTeX mechanism: ``longtable`` (TeX breaks the pages) stops
+# with an error in a two-column document and cannot be scaled, so its width needs an estimate anyway, and a plain
+# character budget is no upper bound (64 characters of digits fit a column, 64 of W do not); a ``\resizebox`` of
+# every table would shrink the font of tables that a taller layout prints at full size. The estimate keeps
+# every shipped grid's table at 10pt in a float that works in one or two columns; scaling stays the fallback
+# for labels too long for any layout.
 # The text width of a plain 10pt ``article`` (its \columnwidth in one column) and the default \tabcolsep.
 COLUMN_WIDTH_PT = 345.0
 TABCOLSEP_PT = 6.0
