@@ -238,15 +238,15 @@ def test_quick_grid_report_with_figures(tmp_path, cli):
 
 
 def test_gc_paused_while_a_read_only_command_runs():
-    from bench.cli.main import _gc_paused
+    from bench.cli.main import gc_paused
 
-    @_gc_paused
+    @gc_paused
     def probe() -> bool:
         return gc.isenabled()
 
     assert gc.isenabled() and probe() is False and gc.isenabled()
 
-    @_gc_paused
+    @gc_paused
     def fails() -> None:
         raise RuntimeError("boom")
 
