@@ -286,7 +286,7 @@ class Registry(_Strict):
                 plain = [g.name for g in gl if not g.overrides]
                 if grid.baseline not in plain:
                     raise _RefError(f"grids.{gname}.baseline", "", "", [], message=(
-                        f"{grid.baseline!r} is not a loss of the grid{closest(grid.baseline, plain)}; name one it "
+                        f"{grid.baseline!r} is not a loss of the grid; name one it "
                         f"lists without parameter overrides: {', '.join(plain) or 'none does'}"))
             self._check_regime(gname, grid)
             if grid.search is not None:
