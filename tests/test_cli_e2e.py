@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import io
 import math
 import re
 import shlex
@@ -10,6 +11,7 @@ import textwrap
 
 import pandas as pd
 import pyarrow.parquet as pq
+import pytest
 import yaml
 
 from bench.store.results import Store
@@ -238,15 +240,15 @@ def test_quick_grid_report_with_figures(tmp_path, cli):
 
 
 def test_gc_paused_while_a_read_only_command_runs():
-    from bench.cli.main import _gc_paused
+    from bench.cli.main import gc_paused
 
-    @_gc_paused
+    @gc_paused
     def probe() -> bool:
         return gc.isenabled()
 
     assert gc.isenabled() and probe() is False and gc.isenabled()
 
-    @_gc_paused
+    @gc_paused
     def fails() -> None:
         raise RuntimeError("boom")
 
@@ -289,3 +291,89 @@ def test_report_of_nothing_says_how_to_run_it_then_filters_and_notes_figures(wor
                                      "note: batch-size sweep: the grid sweeps no batch size"]
     assert sorted(p.name for p in (tmp_path / "rep" / "two" / "figures").glob("*.png")) == [
         "curves-mnist-mlp.png", "ece-vs-acc-mnist-mlp.png", "mi-vs-error.png", "reliability-mnist-mlp.png"]
+
+
+def test_the_grid_names_its_baseline_and_the_data_root_comes_from_the_environment(workspace, cli, monkeypatch):
+    """``baseline:`` in a grid is what ``bench report`` compares with; ``$LOSSBENCH_DATA_ROOT`` is read
+    by the command line and travels to the cells as an argument, the environment left untouched."""
+    import os
+
+    reg, results, data_root = workspace
+    data = tiny_registry()
+    data["grids"]["two"].update(baseline="milLoss", train={"epochs": 1, "batch_size": 32})
+    reg.write_text(yaml.safe_dump(data, sort_keys=False))
+    monkeypatch.setenv("LOSSBENCH_DATA_ROOT", str(data_root))
+    ours = lambda: {k: v for k, v in os.environ.items() if k.startswith("LOSSBENCH_")}  # noqa: E731 (torch sets its own)
+    before = ours()
+    r = cli("run", "--grid", "two", "--registry", reg, "--results", results, "--plain", "--no-report")
+    assert r.exit_code == 0 and "trained 2 (2 done" in r.output, r.output
+    assert ours() == before
+    acc = Store(results).cells().set_index("loss")["final_test_acc"]
+    for flags, base, other in (([], "milLoss", "celLoss"), (["--baseline", "celLoss"], "celLoss", "milLoss")):
+        r = cli("report", "--grid", "two", "--registry", reg, "--results", results, "--format", "csv", *flags)
+        assert r.exit_code == 0, r.output
+        table = pd.read_csv(io.StringIO(r.stdout))
+        rows = table[table["select"] == "last"].set_index("loss")
+        assert math.isnan(rows.loc[base, "diff_vs_baseline"])
+        assert rows.loc[other, "diff_vs_baseline"] == pytest.approx(acc[other] - acc[base], abs=1e-9)
+
+
+@pytest.mark.parametrize("losses, baseline, needle", [
+    (["celLoss", "milLoss"], "celLos", "grids.two.baseline: 'celLos' is not a loss of the grid; name one it lists without parameter overrides: "
+                                "celLoss, milLoss"),
+    (["celLoss", {"milLoss": {"lam": [1, 5]}}], "milLoss", "name one it lists without parameter overrides: celLoss"),
+])
+def test_a_baseline_outside_the_grid_is_one_line(workspace, cli, losses, baseline, needle):
+    reg, results, data_root = workspace
+    data = tiny_registry()
+    data["grids"]["two"].update(losses=losses, baseline=baseline)
+    reg.write_text(yaml.safe_dump(data, sort_keys=False))
+    for args in (["list"], ["run", "--grid", "two", "--dry-run"], ["report", "--grid", "two"]):
+        r = cli(*args, "--registry", reg, "--results", results, "--data-root", data_root)
+        assert r.exit_code == 2 and r.stdout == "", (args, r.output)
+        assert r.stderr.count("\n") == 1 and r.stderr.startswith(f"error: {reg}: ") and needle in r.stderr, r.stderr
+
+
+def test_the_default_baseline_is_celloss_where_the_grid_lists_it():
+    from bench.config.registry import GridSpec
+
+    names = ["celLoss", "milLoss", "focal"]
+    grid = {"datasets": ["d"], "architectures": ["a"], "seeds": [0]}
+    assert GridSpec(**grid).baseline_loss(names) == "celLoss"
+    assert GridSpec(**grid, losses=["milLoss", "focal"]).baseline_loss(names) is None
+    assert GridSpec(**grid, losses=[{"celLoss": {"x": 1}}, "milLoss"]).baseline_loss(names) is None
+    assert GridSpec(**grid, losses=["milLoss", "focal"], baseline="focal").baseline_loss(names) == "focal"
+
+
+BROKEN_LOSSES = '''
+import torch
+
+
+class PerSample(torch.nn.Module):
+    def forward(self, logits, targets):
+        return torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+
+
+class Detached(torch.nn.Module):
+    def forward(self, logits, targets):
+        return torch.nn.functional.cross_entropy(logits, targets).detach()
+'''
+
+
+def test_list_names_every_broken_loss_as_run_does(workspace, cli, tmp_path):
+    """Losses in no grid are probed too, each broken one its own ``error:`` line, in run's words."""
+    reg, results, data_root = workspace
+    (tmp_path / "listbroken.py").write_text(BROKEN_LOSSES)
+    data = tiny_registry()
+    data["losses"].update(persample={"target": "listbroken:PerSample"}, detached={"target": "listbroken:Detached"},
+                          missing={"target": "listbroken:Nowhere"})
+    data["grids"]["bad"] = {**data["grids"]["two"], "losses": ["celLoss", "persample"]}
+    reg.write_text(yaml.safe_dump(data, sort_keys=False))
+    r = cli("list", "--registry", reg, "--results", results, "--data-root", data_root, "--no-params")
+    assert r.exit_code == 2 and r.stdout == "", r.output
+    lines = r.stderr.splitlines()
+    assert [line.split("'")[1] for line in lines] == ["persample", "detached", "listbroken:Nowhere"], lines
+    assert all(line.startswith("error: ") for line in lines)
+    run = cli("run", "--grid", "bad", "--registry", reg, "--results", results, "--data-root", data_root, "--dry-run")
+    assert run.exit_code == 2 and run.stderr.splitlines() == [lines[0]]  # the same words as the run's
+    assert "has no 'Nowhere'" in lines[2]

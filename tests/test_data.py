@@ -131,12 +131,6 @@ def test_fashion_from_debian_dir_and_precedence(tmp_path, monkeypatch):
     assert s.source == str(raw) and s.n_train == 64
 
 
-def test_data_root_from_env(tmp_path, monkeypatch):
-    raw = write_mnist_idx(tmp_path / "envroot", "MNIST")
-    monkeypatch.setenv(DATA_ROOT_ENV, str(tmp_path / "envroot"))
-    assert load("mnist").source == str(raw)
-
-
 def test_cifar10(tmp_path):
     d = write_cifar10_batches(tmp_path, n_per_batch=20, n_test=20, seed=2)
     s = load("cifar10", tmp_path)
@@ -204,27 +198,23 @@ def test_missing_dataset_message_default_root(tmp_path, monkeypatch, kind):
         assert str(tmp_path / "nodeb") not in msg
 
 
-@pytest.mark.parametrize("how", ["argument", "env"])
-def test_explicit_root_never_falls_back(tmp_path, monkeypatch, how):
+def test_explicit_root_never_falls_back(tmp_path, monkeypatch):
     # ./data and the Debian dir both hold Fashion-MNIST; the explicit root does not
     monkeypatch.chdir(tmp_path)
     write_mnist_idx(tmp_path / "data", "FashionMNIST")
     deb = write_debian_fashion(tmp_path / "debian")
     (tmp_path / "mine").mkdir()
-    if how == "env":
-        monkeypatch.setenv(DATA_ROOT_ENV, str(tmp_path / "mine"))
-    root = tmp_path / "mine" if how == "argument" else None
     with pytest.raises(BenchError) as ei:
-        load("fashion-mnist", root, debian=deb)
+        load("fashion-mnist", tmp_path / "mine", debian=deb)
     msg = one_line(ei.value)
-    origin = "--data-root" if how == "argument" else f"${DATA_ROOT_ENV}"
-    assert f"under data root {tmp_path / 'mine'} (from {origin}" in msg
+    assert f"under data root {tmp_path / 'mine'} (from --data-root / ${DATA_ROOT_ENV}" in msg
     for looked in ("FashionMNIST/processed", "FashionMNIST/raw"):
         assert f"{tmp_path / 'mine' / looked} (missing)" in msg
     assert f"{deb} (" not in msg and str(tmp_path / "data") not in msg  # not looked in ...
     assert f"give no --data-root / ${DATA_ROOT_ENV} to use the copy in {deb}" in msg  # ... only pointed to
-    # the default root is used (and Debian's copy after it) only without an explicit one
-    monkeypatch.delenv(DATA_ROOT_ENV, raising=False)
+    # the default root is used (and Debian's copy after it) only without an explicit one; the
+    # environment variable is the command line's to read (tests/test_cli_e2e.py), not the loader's
+    monkeypatch.setenv(DATA_ROOT_ENV, str(tmp_path / "mine"))
     assert load("fashion-mnist", debian=deb).source == str(tmp_path / "data" / "FashionMNIST" / "raw")
 
 

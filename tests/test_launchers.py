@@ -519,3 +519,75 @@ def test_cluster_cells_have_the_declared_identity_whatever_the_workers_device(re
     cpu_cells = expand_grid(load_registry(reg), "tiny")
     assert cuda_ids == {c.cell_id for c in cpu_cells}
     assert {c.config["train"]["precision"] for c in cpu_cells} == {"auto"}
+
+
+# ---------------------------------------------------------------- the launcher registry
+
+def test_run_help_shows_each_launchers_options_in_its_own_panel():
+    r = CliRunner().invoke(__import__("bench.cli.main", fromlist=["app"]).app, ["run", "--help"],
+                           env={"COLUMNS": "200"}, catch_exceptions=False)
+    assert r.exit_code == 0
+    text = r.output
+    panels = {"Local launcher (--launcher local)": ["--jobs", "--threads"],
+              "Ray and SLURM launchers (--launcher ray | slurm)": ["--gpus-per-cell", "--cpus-per-cell", "--max-retries"],
+              "Ray launcher (--launcher ray)": ["--ray-address"],
+              "SLURM launcher (--launcher slurm)": ["--slurm-partition", "--timeout-min", "--slurm-array-parallelism",
+                                                    "--slurm-executor"]}
+    for panel, flags in panels.items():
+        body = text.split(panel, 1)[1].split("╰", 1)[0]  # the panel's box
+        assert [f for f in flags if f in body] == flags, panel
+    main = text.split("Local launcher", 1)[0]
+    assert "--jobs" not in main and "--launcher" in main
+    # --filter names the keys it takes, trial among them
+    assert "key: dataset, architecture, loss, loss_name, seed, variant, trial, cell_id" in " ".join(
+        line.strip("│ ") for line in main.splitlines())
+
+
+def test_an_option_of_another_launcher_is_one_line_naming_whose_it_is(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(BenchError, match=r"^--gpus-per-cell 1.0 is for --launcher ray or slurm; --launcher local "
+                                         r"takes --jobs, --threads$"):
+        make_launcher(LauncherOptions(gpus_per_cell=1.0))
+    with pytest.raises(BenchError, match=r"^--slurm-partition gpu is for --launcher slurm; --launcher ray takes "):
+        make_launcher(LauncherOptions(kind="ray", slurm_partition="gpu"))
+    with pytest.raises(BenchError, match=r"^--launcher 'pbs': expected local, ray or slurm$"):
+        make_launcher(LauncherOptions(kind="pbs"))
+    with pytest.raises(TypeError, match="unknown launcher option 'gpus'"):
+        LauncherOptions(gpus=1)
+
+
+def test_a_new_launcher_is_one_spec_in_the_registry(registry, tmp_path):
+    """A launcher added to the registry (here from a program embedding bench) gets its flags, in its own
+    help panel, and runs cells: no change to the CLI or to make_launcher."""
+    code = textwrap.dedent(f"""
+        from dataclasses import dataclass
+        from typer.testing import CliRunner
+        from bench.run import launchers
+        from bench.run.launchers.base import LauncherOption, LauncherSpec, OptionGroup
+        from bench.run.launchers.local import LocalLauncher
+
+        seen = []
+
+        def build(options, on_submit=None):
+            seen.append(options.inline_tag)
+            return LocalLauncher()
+
+        group = OptionGroup("Inline launcher (--launcher inline)",
+                            (LauncherOption("inline_tag", ("--inline-tag",), str, "none", "A tag."),))
+        launchers.LAUNCHERS["inline"] = LauncherSpec("inline", (group,), build)
+        from bench.cli.main import app  # built after the registry is complete
+
+        run = CliRunner()
+        r = run.invoke(app, ["run", "--help"], env={{"COLUMNS": "200"}})
+        assert "Inline launcher (--launcher inline)" in r.output and "--inline-tag" in r.output, r.output
+        args = ["run", "--grid", "tiny", "--registry", {str(registry)!r}, "--results", {str(tmp_path / "res")!r},
+                "--plain", "--no-report", "--filter", "loss=celLoss", "--filter", "seed=0", "--launcher", "inline"]
+        r = run.invoke(app, args + ["--inline-tag", "x"])
+        assert r.exit_code == 0 and "trained 1 (1 done" in r.output and seen == ["x"], r.output
+        r = run.invoke(app, args + ["--jobs", "2"])
+        assert r.exit_code == 2 and "--jobs 2 is for --launcher local; --launcher inline takes --inline-tag" in r.output
+        print("ok")
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr

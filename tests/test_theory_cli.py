@@ -35,6 +35,22 @@ def test_gauss_table_for_the_paper_setting(cli):
     (["gauss", "--delta", "a,b"], "expected comma-separated numbers"),
     (["gauss", "--delta", "1", "--sigma2", "1"], "not both"),
     (["gauss", "--delta", "-1"], "delta must be >= 0"),
+    # outside the mathematical range: non-finite numbers, I(X;Y) > H(Y), K < 2, σ² <= 0, a prior of 0 or 1
+    (["bound", "--mi", "nan", "--classes", "10"], "--mi nan: expected a finite number"),
+    (["bound", "--mi", "inf", "--classes", "10"], "--mi inf: expected a finite number"),
+    (["bound", "--mi", "0", "--classes", "10", "--entropy", "nan"], "--entropy nan: expected a finite number"),
+    (["bound", "--mi", "2.4", "--classes", "10"], "--mi 2.4: the mutual information I(X;Y) is at most the label "
+                                                  "entropy H(Y), here ln K = 2.30259 nats"),
+    (["bound", "--mi", "0.5", "--classes", "4", "--entropy", "0.25"], "is at most the label entropy H(Y), here "
+                                                                       "--entropy 0.25"),
+    (["bound", "--mi", "0", "--classes", "0"], "--classes 0: expected an integer >= 2"),
+    (["gauss", "--sigma2", "0"], "--sigma2 0: variances must be > 0"),
+    (["gauss", "--sigma2", "1,-2"], "variances must be > 0"),
+    (["gauss", "--sigma2", "1,nan"], "nan is not a finite number"),
+    (["gauss", "--delta", "inf"], "inf is not a finite number"),
+    (["gauss", "--prior", "nan"], "--prior nan: expected a probability in (0, 1)"),
+    (["gauss", "--prior", "0"], "--prior 0.0: expected a probability in (0, 1)"),
+    (["gauss", "--prior", "1"], "--prior 1.0: expected a probability in (0, 1)"),
 ])
 def test_bad_theory_input_is_one_line(cli, args, needle):
     r = cli(*args)
@@ -49,3 +65,9 @@ def test_bound_rejects_an_entropy_above_log_k(cli):
     r = cli("bound", "--mi", "0.5", "--classes", "4", "--entropy", "2.01", "--unit", "bits")
     assert r.exit_code == 2 and "at most log2 K = 2 bits" in r.output
     assert cli("bound", "--mi", "0.5", "--classes", "4", "--entropy", "2", "--unit", "bits").exit_code == 0
+
+
+def test_mi_equal_to_the_label_entropy_is_in_range(cli):
+    """The edge of the range is in it: I(X;Y) = H(Y) = log2 4 bits leaves no error to bound."""
+    r = cli("bound", "--mi", "2", "--classes", "4", "--unit", "bits")
+    assert r.exit_code == 0 and "Fano (exact)            error lower bound: 0.0000" in r.output

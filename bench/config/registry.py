@@ -167,6 +167,9 @@ class SearchSpec(_Strict):
 RegimeBlock = dict[str, Union[Scalar, list[Scalar]]]
 
 
+DEFAULT_BASELINE = "celLoss"  # a grid's baseline when it names none: cross entropy, the question's reference
+
+
 class GridSpec(_Strict):
     datasets: list[str] = Field(min_length=1)
     architectures: list[str] = Field(min_length=1)
@@ -177,6 +180,9 @@ class GridSpec(_Strict):
     regime: Union[RegimeBlock, list[RegimeBlock]] = Field(default_factory=dict)
     fallback_dataset: str | None = None
     search: SearchSpec | None = None
+    # the reference loss of the paired differences (bench report --baseline); None: DEFAULT_BASELINE
+    # where the grid has it, else no paired differences
+    baseline: str | None = None
     description: str = ""
 
     @field_validator("seeds")
@@ -217,6 +223,14 @@ class GridSpec(_Strict):
     def regime_blocks(self) -> list[dict[str, Any]]:
         """The ``regime:`` block as a list of mappings (one mapping is a list of one)."""
         return list(self.regime) if isinstance(self.regime, list) else [self.regime]
+
+    def baseline_loss(self, registry_losses: list[str]) -> str | None:
+        """The loss the grid's others are compared with: ``baseline:``, else :data:`DEFAULT_BASELINE`
+        when the grid lists it (without parameter overrides), else None."""
+        if self.baseline is not None:
+            return self.baseline
+        plain = [g.name for g in self.grid_losses(registry_losses) if not g.overrides]
+        return DEFAULT_BASELINE if DEFAULT_BASELINE in plain else None
 
     def grid_losses(self, registry_losses: list[str]) -> list[GridLoss]:
         if self.losses == "all":
@@ -268,6 +282,12 @@ class Registry(_Strict):
                                         message=f"{err['msg']} (got {item!r})") from None
                 if isinstance(value, list) and not value:
                     raise _RefError(f"grids.{gname}.train.{key}", "", "", [], message="empty list")
+            if grid.baseline is not None:
+                plain = [g.name for g in gl if not g.overrides]
+                if grid.baseline not in plain:
+                    raise _RefError(f"grids.{gname}.baseline", "", "", [], message=(
+                        f"{grid.baseline!r} is not a loss of the grid; name one it "
+                        f"lists without parameter overrides: {', '.join(plain) or 'none does'}"))
             self._check_regime(gname, grid)
             if grid.search is not None:
                 self._check_search(gname, grid.search, gl)

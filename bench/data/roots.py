@@ -1,7 +1,7 @@
 """Where file-backed data sets are looked for: the data-root rule.
 
-* An **explicit** data root (the ``data_root`` argument, i.e. ``--data-root``, else
-  ``$LOSSBENCH_DATA_ROOT``) is the only place searched: when it does not hold the data set
+* An **explicit** data root (the ``data_root`` argument: ``--data-root``, or
+  ``$LOSSBENCH_DATA_ROOT`` which the command line reads into it) is the only place searched: when it does not hold the data set
   that is an error naming where it looked, never a silent fallback to another copy.
 * Without one, the default root ``./data`` is searched, then a distribution's copy where
   the kind has one (Debian's ``dataset-fashion-mnist`` for fashion-mnist).
@@ -11,7 +11,6 @@ Downloads (``--download``) go into the data root, explicit or default.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,12 +41,10 @@ class Places:
 
 
 def resolve_data_root(data_root: Path | str | None) -> DataRoot:
-    """The ``data_root`` argument, else ``$LOSSBENCH_DATA_ROOT``, else the default ``./data``."""
+    """The ``data_root`` argument, else the default ``./data``. The environment is not read here: the
+    command line turns ``$LOSSBENCH_DATA_ROOT`` into the argument, which travels to every worker."""
     if data_root is not None and str(data_root) != "":
-        return DataRoot(Path(data_root).expanduser().resolve(), "--data-root", True)
-    env = os.environ.get(DATA_ROOT_ENV, "").strip()
-    if env:
-        return DataRoot(Path(env).expanduser().resolve(), f"${DATA_ROOT_ENV}", True)
+        return DataRoot(Path(data_root).expanduser().resolve(), f"--data-root / ${DATA_ROOT_ENV}", True)
     return DataRoot(DEFAULT_DATA_ROOT.resolve(), "default ./data", False)
 
 

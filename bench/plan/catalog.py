@@ -1,7 +1,10 @@
 """What a registry holds, for ``bench list``: datasets, architectures, losses and grids as tables.
 
 Built completely before anything is printed, so a registry with a problem anywhere (an unknown
-name, a broken loss, a bad architecture parameter) prints one ``error:`` line and no half listing.
+name, a broken loss, a bad architecture parameter) prints its ``error:`` lines and no half listing.
+Every loss of the registry, in a grid or not, is checked as the planner checks it (import,
+parameters, one forward and backward on a probe batch: :mod:`bench.plan.preflight`), and each
+broken one is its own line (:class:`LossProblems`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,45 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.config.registry import Registry
+
+
+class LossProblems(BenchError):
+    """Every broken loss of a registry, one message each (as ``bench run`` words it)."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def loss_classes(reg: Registry) -> dict[str, list[int]]:
+    """The class counts each loss is probed at: those of the datasets of the grids that use it, as the
+    planner probes it; a loss in no grid at those of every dataset of the registry."""
+    from bench.data import dataset_shape
+
+    def classes(names) -> list[int]:
+        return sorted({dataset_shape(reg.datasets[d].kind, reg.datasets[d].params)[1] for d in names})
+
+    used: dict[str, set[str]] = {}
+    for g in reg.grids.values():
+        for gl in g.grid_losses(reg.loss_names()):
+            used.setdefault(gl.name, set()).update(g.datasets)
+    everywhere = classes(reg.datasets)
+    return {name: classes(used[name]) if name in used else everywhere for name in reg.losses}
+
+
+def check_losses(reg: Registry) -> None:
+    """Import, check and probe every loss of the registry; raise :class:`LossProblems` naming each broken one."""
+    from bench.plan.preflight import check_loss
+
+    problems: list[str] = []
+    for name, classes in loss_classes(reg).items():
+        spec = reg.losses[name]
+        try:
+            check_loss(name, spec.target, dict(spec.params), classes, reg.import_paths())
+        except BenchError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise LossProblems(problems)
 
 
 @dataclass(frozen=True)
@@ -75,6 +117,7 @@ def _grid_rows(reg: Registry) -> list[list[object]]:
 
 
 def catalog(reg: Registry, data_root: Path | None, cache_dir: Path | None, count: bool = True) -> list[Table]:
+    check_losses(reg)  # first, each broken loss named: the grids' checks would stop at the first
     grids = _grid_rows(reg)
     architectures = _architecture_rows(reg, count)
     losses = [[n, spec.target, ", ".join(f"{k}={v}" for k, v in spec.params.items()), spec.description]

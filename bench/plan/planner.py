@@ -9,6 +9,10 @@ on the meta device (no memory, no init cost) so a misspelt parameter fails here 
 cell, and each dataset's parameters are validated without reading the data (first, since the
 loss checks run at the datasets' class counts).
 
+:func:`plan_run` is the whole order of checks ``bench run`` makes (those that need no data first,
+then the fallbacks and the checks that read it through a :class:`DataProbe`); :func:`plan_read`
+rebuilds the cells ``bench status`` and ``bench report`` show.
+
 A :class:`Plan` serialises to the run record that ``bench run`` stores, so ``bench status`` and
 ``bench report`` can rebuild the same cells without repeating the run's flags.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bench.config.cells import Cell, expand_grid, set_flag
@@ -267,3 +272,70 @@ def plan_from_runs(registry: Registry, grid: str, runs: list[dict[str, Any]], ov
     mine = set(plan.cell_ids)
     others = [r for r in runs if not set(r.get("cell_ids", [])) <= mine]
     return ReadPlan(plan, notes, others)
+
+
+class DataProbe:
+    """Why a dataset cannot be read (None when it can), for the planner's fallbacks and checks;
+    remembers which files each readable dataset came from, for the run to say, and its training
+    labels, for the validation and regime checks."""
+
+    def __init__(self, data_root: Path | None, cache_dir: Path | None):
+        self.data_root, self.cache_dir = data_root, cache_dir
+        self.sources: dict[str, str] = {}
+        self.train_labels: dict[str, tuple] = {}  # name -> (training labels, classes)
+
+    def __call__(self, name: str, ds: DatasetSpec) -> str | None:
+        from bench.data import describe_source, load_splits
+
+        try:
+            splits = load_splits(ds.kind, dict(ds.params), self.data_root, False, self.cache_dir)
+        except BenchError as exc:
+            return str(exc)
+        self.sources[name] = describe_source(splits)
+        self.train_labels[name] = (splits.train_y.numpy(), splits.num_classes)
+        return None
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What ``bench run`` trains: the checked plan, the notes to show (fallbacks taken), and the
+    files each dataset is read from (empty where no data was read)."""
+
+    plan: Plan
+    notes: list[str]
+    sources: list[str]
+
+
+def plan_run(registry: Registry, grid: str, overrides: Mapping[str, Any], filters: Mapping[str, list[str]],
+             probe: DataProbe | None, device_type: str) -> RunPlan:
+    """Plan a run: every check that needs no data first (grid, settings, losses, models, the device),
+    so a typo reads no data and writes nothing; then the fallbacks (``probe`` reads data; None: skip
+    them and the data checks, as on a cluster whose workers hold the data); filter values are matched
+    after the fallbacks."""
+    declared = make_plan(registry, grid, overrides, None, {}, validate=True)
+    check_device(declared, device_type)
+    subs = fallbacks(registry, grid, probe) if probe is not None else {}
+    notes = [f"dataset {name!r} unavailable ({probe(name, registry.datasets[name])}); grid {grid!r} "
+             f"falls back to {fallback!r}" for name, fallback in subs.items()] if probe is not None else []
+    plan = declared if not subs and not filters else make_plan(registry, grid, overrides, filters, subs,
+                                                               validate=bool(subs))
+    if probe is None:
+        return RunPlan(plan, notes, [])
+    datasets = list(dict.fromkeys(c.dataset for c in plan.cells))
+    for name in datasets:  # a dataset that cannot be read is one error line now, not a failed row per cell
+        why = probe(name, registry.datasets[name])
+        if why is not None:
+            raise BenchError(why)
+    check_validation(plan, probe.train_labels)
+    check_regime_data(plan, probe.train_labels, registry.import_paths())
+    return RunPlan(plan, notes, [probe.sources[name] for name in datasets if name in probe.sources])
+
+
+def plan_read(registry: Registry, grid: str, runs: list[dict[str, Any]], overrides: Mapping[str, Any],
+              filters: Mapping[str, list[str]], data_root: Path | None) -> ReadPlan:
+    """The cells ``status`` / ``report`` show: those of the grid's last run (``runs``: its stored
+    run records), or of the settings given. Data is read only to decide a fallback no run recorded."""
+    if grid not in registry.grids:
+        expand_grid(registry, grid, validate=False)  # the unknown-grid error, with the closest names
+    needs_probe = not runs and registry.grids[grid].fallback_dataset is not None
+    return plan_from_runs(registry, grid, runs, overrides, filters, DataProbe(data_root, None) if needs_probe else None)

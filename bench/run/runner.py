@@ -1,18 +1,102 @@
-"""The driver of ``bench run``: choose the cells to train, claim them, launch, store each outcome."""
+"""The driver of ``bench run``: plan where the cells train, choose the cells to train, claim them,
+launch, store each outcome.
+
+The steps, in the order ``bench run`` calls them: :func:`plan_cells` (every check, the data read
+where cells train here), :func:`dry_run_lines` or :func:`prepare_launch` (the store made ready, the
+launcher built, the run recorded), :func:`stale_finished`, then :func:`run_grid`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from filelock import FileLock, Timeout
 
 from bench.config.cells import Cell
-from bench.train.cell import CellOutcome, ExecOptions
-from bench.run.launchers import Hooks, Launcher
+from bench.config.registry import Registry
+from bench.plan.planner import DataProbe, Plan, RunPlan, plan_run
+from bench.run import launchers
+from bench.run.launchers import Hooks, Launcher, LauncherOptions, launcher_spec
 from bench.run.progress import Display
+from bench.seams import Seams
+from bench.store.results import Store, clean_temp_files
 from bench.store.status import PROBLEMS, STORED, Status
-from bench.store.results import Store
+from bench.train.cell import CellOutcome, ExecOptions
 from bench.train.loop import Progress
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """A checked plan and where it trains: ``device`` None when the cells train on a cluster's workers."""
+
+    planned: RunPlan
+    device: Any  # torch.device | None
+
+    @property
+    def cells(self) -> list[Cell]:
+        return self.planned.plan.cells
+
+    @property
+    def plan(self) -> Plan:
+        return self.planned.plan
+
+
+def plan_cells(registry: Registry, grid: str, overrides: dict[str, Any], filters: dict[str, list[str]],
+               launcher: LauncherOptions, device: str | None, data_root: Path | None,
+               cache_dir: Path | None) -> PlannedRun:
+    """Plan the run for the launcher chosen: where cells train here, this machine's device and its
+    data (read through ``cache_dir``; None writes no cache) are checked; on a cluster the data lives
+    on the workers, so none is read (no fallbacks) and the settings are checked for the workers' device."""
+    from bench.train.device import pick_device
+
+    spec = launcher_spec(launcher.kind)
+    if spec.worker_device is not None:
+        return PlannedRun(plan_run(registry, grid, overrides, filters, None, spec.worker_device(launcher)), None)
+    dev = pick_device(device)
+    return PlannedRun(plan_run(registry, grid, overrides, filters, DataProbe(data_root, cache_dir), dev.type), dev)
+
+
+def dry_run_lines(run: PlannedRun, statuses: dict[str, str]) -> list[str]:
+    """``--dry-run``: each cell with its stored status, then the count of cells and of finished ones."""
+    cells = run.cells
+    lines = [f"{c.cell_id}  {statuses.get(c.cell_id, Status.PENDING):9s} {c.title}" for c in cells]
+    where = f" on {run.device}" if run.device is not None else ""
+    done = sum(statuses.get(c.cell_id) == Status.DONE for c in cells)
+    return [*lines, f"{len(cells)} cells{where}; {done} done"]
+
+
+def prepare_launch(run: PlannedRun, store: Store, registry: Registry, launcher: LauncherOptions,
+                   data_root: Path | None, download: bool, cache_dir: Path, seams: Seams) -> tuple[Launcher, ExecOptions]:
+    """Make the store ready, build the launcher (its options checked, its engine imported) and record
+    the run: from here on, ``bench status`` and ``bench report`` show this run's cells."""
+    store.ensure_writable()
+    clean_temp_files(store)
+    opts = ExecOptions(device=str(run.device) if run.device is not None else "cpu",
+                       data_root=str(data_root) if data_root else None, download=download,
+                       cache_dir=str(cache_dir), checkpoint_dir=str(store.checkpoints_dir),
+                       import_paths=registry.import_paths(), seams=seams)
+    chosen = launchers.make_launcher(launcher)  # through the package: a program may wrap it
+    store.record_run(run.plan.record())  # every check passed: this run's cells are what status/report show
+    return chosen, opts
+
+
+def stale_finished(cells: list[Cell], store: Store, import_paths: tuple[str, ...]) -> set[str]:
+    """Finished cells of ``cells`` whose loss or model code changed since they ran."""
+    from bench.plan.provenance import stale_cells
+
+    df = store.cells(["cell_id", "status", "code_fingerprint"])
+    if df.empty or "code_fingerprint" not in df:
+        return set()
+    done = df[df["status"] == Status.DONE]
+    prints = {c: f for c, f in zip(done["cell_id"].tolist(), done["code_fingerprint"].tolist()) if isinstance(f, str)}
+    return set(stale_cells([c for c in cells if c.cell_id in prints], prints, import_paths))
+
+
+def stale_note(stale: set[str]) -> str:
+    return (f"{len(stale)} finished cells ran an older version of their loss or model code (stale); "
+            "they are kept as they are: retrain them with --rerun-stale")
 
 
 @dataclass
@@ -27,7 +111,7 @@ class RunSummary:
     @property
     def exit_code(self) -> int:
         """1 while the grid holds failed or diverged cells, whether trained now or skipped (as stored)."""
-        return 1 if (self.trained["failed"] or self.trained["diverged"] or self.skipped_failed) else 0
+        return 1 if (any(self.trained[s] for s in PROBLEMS) or self.skipped_failed) else 0
 
     def line(self, grid: str, wall_s: float) -> str:
         """The end-of-run summary, one line: ``grid 'g': 15 cells; trained 3 (2 done, 1 diverged); skipped 12 finished; 41.0 s``.

@@ -97,7 +97,7 @@ class Store:
         import json
 
         record = {**record, "created_ns": time.time_ns()}
-        path = self.runs_dir / _safe(record["grid"]) / f"run-{_stamp()}.json"
+        path = self.runs_dir / safe_name(record["grid"]) / f"run-{_stamp()}.json"
         self._write(path, json.dumps(record, sort_keys=True).encode(), "run", "")
         return path
 
@@ -105,7 +105,7 @@ class Store:
         """The run records of ``grid``, oldest first; an unreadable record is skipped with a warning."""
         import json
 
-        folder = self.runs_dir / _safe(grid)
+        folder = self.runs_dir / safe_name(grid)
         if not folder.is_dir():
             return []
         out = []
@@ -122,7 +122,7 @@ class Store:
 
     def traceback_path(self, cell_id: str) -> Path:
         """Where the full traceback of a cell that raised is kept (``bench status`` points to it)."""
-        return self.logs_dir / f"{_safe(cell_id)}.traceback.txt"
+        return self.logs_dir / f"{safe_name(cell_id)}.traceback.txt"
 
     def write_traceback(self, cell_id: str, text: str) -> Path:
         path = self.traceback_path(cell_id)
@@ -179,7 +179,7 @@ class Store:
             lock.release()
 
     def _lock_path(self, cell_id: str) -> Path:
-        return self.locks_dir / f"{_safe(cell_id)}.lock"
+        return self.locks_dir / f"{safe_name(cell_id)}.lock"
 
     def cell_lock(self, cell_id: str) -> FileLock:
         self.locks_dir.mkdir(parents=True, exist_ok=True)
@@ -215,7 +215,7 @@ class Store:
         If the cell row cannot be written, the history part just written is removed again, so a
         failed write leaves no file behind; :class:`StoreWriteError` names the file and the reason.
         """
-        attempt = _safe(row["attempt_id"])
+        attempt = safe_name(row["attempt_id"])
         cell_id = str(row["cell_id"])
         with self.lock():
             hist_path = None
@@ -387,7 +387,7 @@ def _latest(df: pd.DataFrame) -> pd.DataFrame:
 
 def checkpoint_file(checkpoints_dir: str | Path, cell_id: str) -> Path:
     """Where a cell's epoch checkpoint lives (workers get the folder, not a Store)."""
-    return Path(checkpoints_dir) / f"{_safe(cell_id)}.pt"
+    return Path(checkpoints_dir) / f"{safe_name(cell_id)}.pt"
 
 
 def corrupt_folder(results_root: str | Path) -> Path:
@@ -400,7 +400,7 @@ def _stamp() -> str:
     return f"{time.time_ns():020d}"
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
     """A file-name-safe form of an identifier: no separators, no parent references."""
     cleaned = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(name))
     if not cleaned or cleaned.strip("_") == "":

@@ -5,54 +5,62 @@ A launcher implements ``run(cells, opts, hooks)``: for each cell it calls ``hook
 pool, on Ray, on SLURM), and calls ``hooks.finish(cell, outcome)`` in the driver process, which
 alone writes the store.
 
-The cluster launchers (``ray``, ``slurm``) share one driver-side loop (:mod:`bench.run.launchers.loop`);
-each provides only how its engine submits, polls and cancels cells.
+Each launcher is one module that declares its options beside its code and one
+:class:`~bench.run.launchers.base.LauncherSpec`, plus one entry in :data:`LAUNCHERS` below; ``bench
+run`` builds its launcher flags (one help panel per option group) from these specs. The cluster
+launchers (``ray``, ``slurm``) share one driver-side loop (:mod:`bench.run.launchers.loop`) and
+their worker side and common options (:mod:`bench.run.launchers.cluster`); each provides only how
+its engine submits, polls and cancels cells.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from bench.errors import BenchError
+from bench.run.launchers import local, ray, slurm
+from bench.run.launchers.base import (Hooks, Launcher, LauncherOption, LauncherOptions, LauncherSpec, OptionGroup,
+                                      SubmitObserver)
 
-from bench.config.cells import Cell
-from bench.train.cell import CellOutcome, ExecOptions
-from bench.train.loop import Progress
-
-
-@dataclass
-class Hooks:
-    claim: Callable[[Cell], bool]
-    start: Callable[[Cell], None]
-    progress: Callable[[Cell, Progress], None]
-    finish: Callable[[Cell, CellOutcome], None]
-    release: Callable[[Cell], None]
+# --launcher NAME -> its spec; a new launcher is one module and one entry here
+LAUNCHERS: dict[str, LauncherSpec] = {spec.name: spec for spec in (local.SPEC, ray.SPEC, slurm.SPEC)}
 
 
-# told in the driver of each cell a cluster launcher submits, with its try number (1 for the first)
-SubmitObserver = Callable[[Cell, int], None]
+def option_groups() -> list[OptionGroup]:
+    """Every launcher's option groups, each once (Ray and SLURM share one), in registry order."""
+    seen: dict[str, OptionGroup] = {}
+    for spec in LAUNCHERS.values():
+        for group in spec.groups:
+            seen.setdefault(group.panel, group)
+    return list(seen.values())
 
 
-class Launcher(Protocol):
-    def run(self, cells: list[Cell], opts: ExecOptions, hooks: Hooks) -> None: ...
+def all_options() -> dict[str, LauncherOption]:
+    """Every declared launcher option by name."""
+    return {o.name: o for g in option_groups() for o in g.options}
 
 
-@dataclass(frozen=True)
-class LauncherOptions:
-    """What ``bench run`` says about where cells run; validated by the CLI, read by the launchers."""
+def _names() -> str:
+    names = list(LAUNCHERS)
+    return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
 
-    kind: str = "local"
-    jobs: int = 1
-    threads: int = 0  # CPU threads per local training process; 0: share the cores (bench.run.threads)
-    gpus_per_cell: float = 0.0
-    cpus_per_cell: float = 1.0
-    max_retries: int = 2
-    ray_address: str | None = None
-    slurm_partition: str | None = None
-    timeout_min: int = 60 * 24
-    slurm_array_parallelism: int = 16
-    slurm_executor: str = "slurm"  # submitit's executor: slurm, or local / debug to run the jobs on this machine
-    log_dir: str = "results/logs"
+
+def launcher_spec(kind: str) -> LauncherSpec:
+    spec = LAUNCHERS.get(kind)
+    if spec is None:
+        raise BenchError(f"--launcher {kind!r}: expected {_names()}")
+    return spec
+
+
+def check_foreign_options(options: LauncherOptions, spec: LauncherSpec) -> None:
+    """An option of another launcher, set away from its default, is a mistake: one line naming whose it is."""
+    mine = {o.name for o in spec.options}
+    declared = all_options()
+    for name, value in options.changed().items():
+        if name in mine:
+            continue
+        owners = [s.name for s in LAUNCHERS.values() if name in {o.name for o in s.options}]
+        takes = ", ".join(o.flag for o in spec.options) or "no options"
+        raise BenchError(f"{declared[name].flag} {value} is for --launcher {' or '.join(owners)}; "
+                         f"--launcher {spec.name} takes {takes}")
 
 
 def make_launcher(options: LauncherOptions, on_submit: SubmitObserver | None = None) -> Launcher:
@@ -61,28 +69,10 @@ def make_launcher(options: LauncherOptions, on_submit: SubmitObserver | None = N
     ``on_submit`` is told of each cell a cluster launcher submits, with its try number; the local
     launchers submit nothing and ignore it.
     """
-    from bench.errors import BenchError
+    spec = launcher_spec(options.kind)
+    check_foreign_options(options, spec)
+    return spec.build(options, on_submit)
 
-    if options.kind == "local":
-        from bench.run.launchers.local import LocalLauncher, PoolLauncher
 
-        return LocalLauncher(options.threads) if options.jobs == 1 else PoolLauncher(options.jobs, options.threads)
-    if options.kind in ("ray", "slurm") and (options.jobs != 1 or options.threads):
-        flag = f"--jobs {options.jobs}" if options.jobs != 1 else f"--threads {options.threads}"
-        raise BenchError(f"{flag} is for --launcher local; on {options.kind} size cells with "
-                         "--cpus-per-cell / --gpus-per-cell")
-    from bench.run.launchers.cluster import import_extra
-
-    if options.kind == "ray":
-        from bench.run.launchers.ray import RayLauncher
-
-        ray_launcher = RayLauncher(options, on_submit=on_submit)  # checks the options without Ray
-        import_extra("ray", "ray", "Ray")  # a missing extra is one line now, before any cell is claimed
-        return ray_launcher
-    if options.kind == "slurm":
-        from bench.run.launchers.slurm import SlurmLauncher
-
-        slurm_launcher = SlurmLauncher(options, on_submit=on_submit)  # checks the options without submitit
-        import_extra("submitit", "slurm", "submitit")
-        return slurm_launcher
-    raise BenchError(f"--launcher {options.kind!r}: expected local, ray or slurm")
+__all__ = ["LAUNCHERS", "Hooks", "Launcher", "LauncherOption", "LauncherOptions", "LauncherSpec", "OptionGroup",
+           "SubmitObserver", "all_options", "check_foreign_options", "launcher_spec", "make_launcher", "option_groups"]

@@ -1,28 +1,36 @@
 """What the cluster launchers (Ray, SLURM) share besides their loop: the worker side and its helpers.
 
 A worker picks its device itself, trains one cell through :func:`bench.train.cell.run_cell` with the
-driver's ``LOSSBENCH_*`` variables, and sends back its :class:`~bench.train.cell.CellOutcome` (whose
-rows carry the worker's start and finish times); the driver alone writes the store. The driver
-side, shared too, is :mod:`bench.run.launchers.loop`.
+driver's :class:`~bench.train.cell.ExecOptions` (the data root, cache and checkpoint folders travel
+there as absolute paths, never through the environment), and sends back its
+:class:`~bench.train.cell.CellOutcome` (whose rows carry the worker's start and finish times); the
+driver alone writes the store. The driver side, shared too, is :mod:`bench.run.launchers.loop`.
+The options both engines read are declared here (:data:`OPTIONS`).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
-from bench.config.cells import Cell
-from bench.data import Splits
 from bench.errors import BenchError
-from bench.train.cell import CellOutcome, ExecOptions, run_cell
-from bench.run.launchers import LauncherOptions
+from bench.run.launchers.base import LauncherOption, LauncherOptions, OptionGroup
+
+if TYPE_CHECKING:  # torch comes with these: imported on the workers, not when the CLI builds its flags
+    from bench.config.cells import Cell
+    from bench.data import Splits
+    from bench.train.cell import CellOutcome, ExecOptions
 
 MAX_IN_FLIGHT = 512  # claimed cells hold one lock file each; keep well under the open-files limit
-FORWARDED_ENV_PREFIX = "LOSSBENCH_"  # driver variables every cell sees (callbacks and writers travel in ExecOptions)
+
+OPTIONS = OptionGroup("Ray and SLURM launchers (--launcher ray | slurm)", (
+    LauncherOption("gpus_per_cell", ("--gpus-per-cell",), float, 0.0,
+                   "GPUs per cell (fractions on Ray: 0.25 packs four cells per GPU).", min=0.0),
+    LauncherOption("cpus_per_cell", ("--cpus-per-cell",), float, 1.0, "CPUs per cell.", min=0.0),
+    LauncherOption("max_retries", ("--max-retries",), int, 2, "Retries of a cell whose worker died.", min=0),
+))
 
 
 def import_extra(module: str, extra: str, name: str) -> ModuleType:
@@ -46,6 +54,11 @@ def check_cluster_options(options: LauncherOptions) -> None:
         raise BenchError("--max-retries must be >= 0")
 
 
+def worker_device(options: LauncherOptions) -> str:
+    """The device type a cluster cell trains on, as the planner checks it: cuda when it asks for GPUs."""
+    return "cuda" if options.gpus_per_cell > 0 else "cpu"
+
+
 def absolute_options(opts: ExecOptions) -> ExecOptions:
     """Paths as the workers must see them: absolute (workers do not share the driver's cwd)."""
 
@@ -63,37 +76,15 @@ def pick_cell_device(has_gpu: bool) -> str:
     return pick_device("auto" if has_gpu else "cpu").type
 
 
-_WORKER_MEMO: dict[str, Splits] = {}  # per Ray worker process: the dataset it decoded last
-
-
-def forwarded_env() -> dict[str, str]:
-    """The driver's ``LOSSBENCH_*`` variables, which every cell sees wherever it runs."""
-    return {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIX)}
-
-
-@contextmanager
-def cell_env(env: dict[str, str]) -> Iterator[None]:
-    """Give one cell the driver's ``LOSSBENCH_*`` variables, and take them back afterwards.
-
-    Passed with each task rather than as a Ray ``runtime_env``: a runtime_env per value would start
-    a fresh pool of workers (each importing torch) for every distinct setting.
-    """
-    saved = forwarded_env()
-    for k in saved:
-        del os.environ[k]
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for k in [k for k in os.environ if k.startswith(FORWARDED_ENV_PREFIX)]:
-            del os.environ[k]
-        os.environ.update(saved)
+_WORKER_MEMO: dict[str, Splits] = {}  # per worker process: the dataset it decoded last
 
 
 def worker_cell(cell: Cell, opts: ExecOptions, has_gpu: bool) -> CellOutcome:
     """On a worker (Ray task or SLURM job): choose the device explicitly, train, return the rows."""
+    from bench.train.cell import run_cell
+
     return run_cell(cell, replace(opts, device=pick_cell_device(has_gpu)), memo=_WORKER_MEMO)
 
 
-__all__ = ["MAX_IN_FLIGHT", "absolute_options", "cell_env", "check_cluster_options", "forwarded_env",
-           "import_extra", "pick_cell_device", "worker_cell"]
+__all__ = ["MAX_IN_FLIGHT", "OPTIONS", "absolute_options", "check_cluster_options", "import_extra", "pick_cell_device",
+           "worker_cell", "worker_device"]

@@ -14,17 +14,29 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from bench.config.cells import Cell
-from bench.data import Splits
-from bench.train.cell import CellOutcome, ExecOptions, run_cell
-from bench.run.launchers import Hooks
-from bench.run.threads import SlotHold, ThreadShare
-from bench.train.loop import ProgressFn
+from typing import TYPE_CHECKING
+
+from bench.run.launchers.base import Hooks, LauncherOption, LauncherOptions, LauncherSpec, OptionGroup, SubmitObserver
+
+if TYPE_CHECKING:  # torch comes with these: imported when cells run, not when the CLI builds its flags
+    from bench.config.cells import Cell
+    from bench.data import Splits
+    from bench.run.threads import SlotHold, ThreadShare
+    from bench.train.cell import CellOutcome, ExecOptions
+    from bench.train.loop import ProgressFn
+
+OPTIONS = OptionGroup("Local launcher (--launcher local)", (
+    LauncherOption("jobs", ("--jobs", "-j"), int, 1, "Cells trained at once by local worker processes.", min=1),
+    LauncherOption("threads", ("--threads",), int, 0, "CPU threads per training process; 0 (default): share the cores "
+                   "with the other lossbench runs on this machine.", min=0),
+))
 
 
 def thread_share(device: str, threads: int, want: int, folder: Path | None) -> ThreadShare | None:
     """How cells on ``device`` take CPU threads: pinned to ``threads``, or shared (0); None on a GPU
     without ``--threads`` (torch's default, as before: a GPU cell's CPU side is one busy thread)."""
+    from bench.run.threads import ThreadShare
+
     if threads == 0 and not device.startswith("cpu"):
         return None
     return ThreadShare(pinned=threads, want=want, folder=folder)
@@ -33,6 +45,8 @@ def thread_share(device: str, threads: int, want: int, folder: Path | None) -> T
 def train_one(cell: Cell, opts: ExecOptions, held: SlotHold | None, progress: ProgressFn | None = None,
               memo: dict[str, Splits] | None = None) -> CellOutcome:
     """``run_cell`` with the process's thread share, rebalanced before the cell and at each epoch start."""
+    from bench.train.cell import run_cell
+
     if held is None:
         return run_cell(cell, opts, progress=progress, memo=memo)
     held.begin_cell()
@@ -89,6 +103,8 @@ _WORKER = _WorkerState()  # one per (spawned) worker process, set up by _init_wo
 
 
 def _init_worker(share: ThreadShare | None) -> None:
+    from bench.run.threads import SlotHold
+
     if share is not None:
         _WORKER.held = SlotHold(share)
         atexit.register(_WORKER.held.release)  # a killed worker's file is cleaned by the next listing
@@ -158,6 +174,14 @@ class PoolLauncher:
                     hooks.release(cell)
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
+
+
+def build(options: LauncherOptions, on_submit: SubmitObserver | None = None) -> LocalLauncher | PoolLauncher:  # noqa: ARG001
+    """In this process (``--jobs 1``) or in a pool of ``--jobs`` workers; nothing is submitted, so ``on_submit`` is unused."""
+    return LocalLauncher(options.threads) if options.jobs == 1 else PoolLauncher(options.jobs, options.threads)
+
+
+SPEC = LauncherSpec("local", (OPTIONS,), build)
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from bench.config.cells import Cell
-from bench.train.cell import CellOutcome, failed_outcome
-from bench.run.launchers import Hooks, SubmitObserver
+from bench.run.launchers.base import Hooks, SubmitObserver
+
+if TYPE_CHECKING:
+    from bench.config.cells import Cell
+    from bench.train.cell import CellOutcome
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,8 @@ def run_cells(cells: list[Cell], backend: Backend[H], hooks: Hooks, max_retries:
 
 
 def _outcome(cell: Cell, state: State, tries: int) -> CellOutcome:
+    from bench.train.cell import failed_outcome
+
     if isinstance(state, Done):
         return state.outcome
     if isinstance(state, Failed):

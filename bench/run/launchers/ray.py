@@ -28,24 +28,31 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bench.config.cells import Cell
 from bench.errors import BenchError, exception_line
-from bench.train.cell import CellOutcome, ExecOptions
-from bench.run.launchers import Hooks, LauncherOptions, SubmitObserver
-from bench.run.launchers.cluster import (MAX_IN_FLIGHT, absolute_options, cell_env, check_cluster_options,
-                                     forwarded_env, import_extra, worker_cell)
+from bench.fileio import StoreWriteError
+from bench.run.launchers import cluster
+from bench.run.launchers.base import (Hooks, LauncherOption, LauncherOptions, LauncherSpec, OptionGroup,
+                                      SubmitObserver)
+from bench.run.launchers.cluster import MAX_IN_FLIGHT, absolute_options, check_cluster_options, import_extra, worker_cell
 from bench.run.launchers.loop import Died, Done, Failed, Queued, Running, State, run_cells
-from bench.store.results import StoreWriteError
+
+if TYPE_CHECKING:
+    from bench.config.cells import Cell
+    from bench.train.cell import CellOutcome, ExecOptions
+
+OPTIONS = OptionGroup("Ray launcher (--launcher ray)", (
+    LauncherOption("ray_address", ("--ray-address",), str, None,
+                   "Ray cluster to join ('auto' or host:port); default starts a local one."),
+))
 
 
-def ray_cell(cell: Cell, opts: ExecOptions, env: dict[str, str]) -> CellOutcome:
-    """Runs inside a Ray worker, with the driver's LOSSBENCH_* variables set."""
+def ray_cell(cell: Cell, opts: ExecOptions) -> CellOutcome:
+    """Runs inside a Ray worker; everything the cell needs travels in ``opts``."""
     import ray
 
-    with cell_env(env):
-        return worker_cell(cell, opts, bool(ray.get_gpu_ids()))
+    return worker_cell(cell, opts, bool(ray.get_gpu_ids()))
 
 
 def collect(ray: ModuleType, ref: Any) -> Done | Failed | Died:
@@ -72,7 +79,6 @@ class RayBackend:
     ray: ModuleType
     remote: Any  # ray_cell as a remote function, with each cell's resources
     opts: ExecOptions
-    env: dict[str, str]  # the driver's LOSSBENCH_* variables, sent with each task
     slots: int  # cells the cluster runs at once
     poll_s: float
 
@@ -84,7 +90,7 @@ class RayBackend:
         refs: list[Any] = []
         try:
             for cell in cells:
-                refs.append(self.remote.remote(cell, self.opts, self.env))
+                refs.append(self.remote.remote(cell, self.opts))
         except BaseException:
             self.cancel(refs)  # the loop only learns of handles it got back
             raise
@@ -198,7 +204,7 @@ class RayLauncher:
             alive = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive", True)]
             slots = self.check_resources(ray.cluster_resources(), alive)
             remote = ray.remote(ray_cell).options(**self._task_options())
-            backend = RayBackend(ray, remote, absolute_options(opts), forwarded_env(), slots, self.poll_s)
+            backend = RayBackend(ray, remote, absolute_options(opts), slots, self.poll_s)
             run_cells(cells, backend, hooks, self.options.max_retries, self.on_submit)
         finally:
             if connected_here:
@@ -218,4 +224,12 @@ def _probe(address: str, timeout_s: float = 5.0) -> None:
                          "with `ray start --head`, or omit --ray-address to start a local one") from None
 
 
-__all__ = ["RayBackend", "RayLauncher", "collect", "ray_cell"]
+def build(options: LauncherOptions, on_submit: SubmitObserver | None = None) -> RayLauncher:
+    launcher = RayLauncher(options, on_submit=on_submit)  # checks the options without Ray
+    import_extra("ray", "ray", "Ray")  # a missing extra is one line now, before any cell is claimed
+    return launcher
+
+
+SPEC = LauncherSpec("ray", (cluster.OPTIONS, OPTIONS), build, worker_device=cluster.worker_device)
+
+__all__ = ["OPTIONS", "SPEC", "RayBackend", "RayLauncher", "collect", "ray_cell"]

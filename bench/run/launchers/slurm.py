@@ -28,18 +28,31 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bench.config.cells import Cell
 from bench.errors import BenchError, exception_line
-from bench.train.cell import CellOutcome, ExecOptions
-from bench.run.launchers import Hooks, LauncherOptions, SubmitObserver
-from bench.run.launchers.cluster import (MAX_IN_FLIGHT, absolute_options, check_cluster_options,
-                                     import_extra, worker_cell)
+from bench.fileio import StoreWriteError
+from bench.run.launchers import cluster
+from bench.run.launchers.base import (Hooks, LauncherOption, LauncherOptions, LauncherSpec, OptionGroup,
+                                      SubmitObserver)
+from bench.run.launchers.cluster import MAX_IN_FLIGHT, absolute_options, check_cluster_options, import_extra, worker_cell
 from bench.run.launchers.loop import Died, Done, Failed, Queued, Running, State, run_cells
-from bench.store.results import StoreWriteError
+
+if TYPE_CHECKING:
+    from bench.config.cells import Cell
+    from bench.train.cell import CellOutcome, ExecOptions
 
 EXECUTORS = ("slurm", "local", "debug")  # submitit AutoExecutor's cluster values
+
+OPTIONS = OptionGroup("SLURM launcher (--launcher slurm)", (
+    LauncherOption("slurm_partition", ("--slurm-partition",), str, None, "SLURM partition."),
+    LauncherOption("timeout_min", ("--timeout-min",), int, 60 * 24, "SLURM time limit per cell, minutes.", min=1),
+    LauncherOption("slurm_array_parallelism", ("--slurm-array-parallelism",), int, 16,
+                   "SLURM array jobs running at once.", min=1),
+    LauncherOption("slurm_executor", ("--slurm-executor",), str, "slurm",
+                   "How the jobs run: slurm (sbatch, default), local (processes of this machine) or debug "
+                   "(one by one in this process)."),
+))
 
 
 def slurm_cell(cell: Cell, opts: ExecOptions, gpus: int) -> CellOutcome:
@@ -236,4 +249,12 @@ def _last_error_line(exc: BaseException) -> str:
     return lines[-1][:300] if lines else type(exc).__name__
 
 
-__all__ = ["EXECUTORS", "SlurmBackend", "SlurmLauncher", "collect", "slurm_cell"]
+def build(options: LauncherOptions, on_submit: SubmitObserver | None = None) -> SlurmLauncher:
+    launcher = SlurmLauncher(options, on_submit=on_submit)  # checks the options without submitit
+    import_extra("submitit", "slurm", "submitit")
+    return launcher
+
+
+SPEC = LauncherSpec("slurm", (cluster.OPTIONS, OPTIONS), build, worker_device=cluster.worker_device)
+
+__all__ = ["EXECUTORS", "OPTIONS", "SPEC", "SlurmBackend", "SlurmLauncher", "collect", "slurm_cell"]

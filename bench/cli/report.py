@@ -1,0 +1,129 @@
+"""``bench report``: parse the flags, collect the grid's results, print (and write) the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from bench.cli.main import (DataRootReadOpt, GridOpt, ReadFilterOpt, ReadSetOpt, RegistryOpt, ResultsOpt, app,
+                            existing_results, fail, gc_paused)
+from bench.errors import BenchError
+
+
+def print_report(reg, cells, store, grid: str) -> None:
+    """The grid's markdown table, as ``bench run`` prints it at the end."""
+    from bench.report import REPORT_COLUMNS, collect, render
+
+    baseline = reg.grids[grid].baseline_loss(reg.loss_names())
+    typer.echo(render(collect(grid, cells, store.cells(REPORT_COLUMNS), _present(baseline, cells)), "markdown", None))
+
+
+def _present(baseline: str | None, cells) -> str | None:
+    """The grid's baseline where its cells hold it (a filter may have left it out), else None."""
+    return baseline if baseline is not None and baseline in {c.loss for c in cells} else None
+
+
+@app.command()
+@gc_paused
+def report(
+    grid: str = GridOpt,
+    registry: Path = RegistryOpt,
+    results: Path = ResultsOpt,
+    fmt: str = typer.Option("markdown", "--format", "-f", help="markdown, latex or csv."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the report (and figures) under OUT/<grid>/."),
+    figures: bool = typer.Option(False, "--figures", help="Draw learning curves, sweeps and Î-vs-error plots (PNG and PDF)."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="Reference loss for the paired differences (default: the grid's baseline:, else celLoss)."),
+    select: str = typer.Option("last", "--select", help="Selection rule of the main table: last, val, oracle or tuned."),
+    metric: str = typer.Option("acc", "--metric", help="What the tables and paired differences show, at the epoch --select picks: acc, balanced_acc, nll, ece, ece_ts (needs a validation split) or brier."),
+    set_: list[str] = ReadSetOpt,
+    filter_: list[str] = ReadFilterOpt,
+    data_root: Optional[Path] = DataRootReadOpt,
+) -> None:
+    """Paper-style table of final test accuracy (or --metric; mean ± std over seeds), with MI, bounds and paired differences."""
+    from bench.report import FORMATS
+
+    try:
+        if fmt not in FORMATS:
+            raise BenchError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+        from bench.config.cells import parse_filters, parse_set, set_flag
+        from bench.config.registry import load_registry
+        from bench.plan.planner import plan_read
+        from bench.report import REPORT_COLUMNS, collect_selected, metric_absent, nothing_finished, render
+        from bench.store.overview import other_settings_note
+        from bench.store.results import Store
+
+        reg = load_registry(registry)
+        existing_results(results, grid)
+        store = Store(results)
+        read = plan_read(reg, grid, store.runs(grid), parse_set(set_), parse_filters(filter_), data_root)
+        cells = read.plan.cells
+        for note in [*read.notes, other_settings_note(read, store.statuses())]:
+            if note:
+                typer.echo(f"note: {note}", err=True)
+        losses = {c.loss for c in cells}
+        if baseline is not None and baseline not in losses:
+            from bench.errors import closest
+            raise BenchError(f"--baseline {baseline!r}: not a loss of grid {grid!r}{closest(baseline, losses)}")
+        reference = baseline or _present(reg.grids[grid].baseline_loss(reg.loss_names()), cells)
+        results_df = store.cells() if figures else store.cells(REPORT_COLUMNS)  # the figures read the sweep settings too
+        history = store.history(results_df["attempt_id"]) if len(results_df) and "attempt_id" in results_df else None
+        data = collect_selected(grid, cells, results_df, history, reference, select, metric)
+        run_options = [
+            ("--registry", registry if registry != Path("registry.yaml") else None),
+            ("--results", results if results != Path("results") else None), ("--data-root", data_root),
+            *(tuple(set_flag(k, v).split(" ", 1)) for k, v in sorted(read.plan.overrides.items())),
+            *(("--filter", f"{k}={','.join(map(str, v))}") for k, v in sorted(read.plan.filters.items()))]
+        empty = nothing_finished(data, results, run_options)
+        absent = metric_absent(data, run_options) if empty is None else None
+        if absent is not None:
+            raise BenchError(absent)
+        # the output folder only once the input is known good: a refused report leaves nothing behind
+        target = report_dir(out if out is not None else (Path("report") if figures else None), grid)
+        if empty is not None:
+            typer.echo(empty)  # one line, not tables of dashes
+            return
+        fig_names: list[str] = []
+        if figures:
+            from bench.report.figures import draw_all
+
+            search = reg.grids[grid].search
+            drawn = draw_all(grid, cells, store, target, results_df,
+                             space=search.distributions() if search is not None else None)
+            fig_names = drawn.files
+            for note in drawn.notes():
+                typer.echo(f"note: {note}", err=True)
+        text = render(data, fmt, fig_names)
+        if target is not None:
+            ext = {"markdown": "md", "latex": "tex", "csv": "csv"}[fmt]
+            # one file per metric, so the accuracy report and, say, the ECE report sit side by side
+            _write_text(target / (f"report.{ext}" if metric == "acc" else f"report-{metric}.{ext}"), text)
+    except BenchError as err:
+        fail(err)
+    typer.echo(text)
+
+
+def report_dir(out: Path | None, grid: str) -> Path | None:
+    """``OUT/<grid>``, created; None without ``out``. A grid name cannot lead outside ``out``."""
+    if out is None:
+        return None
+    from bench.store.results import safe_name
+
+    target = (out / safe_name(grid)).resolve()
+    if out.resolve() not in target.parents:
+        raise BenchError(f"grid name {grid!r} would write outside {out}")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BenchError(f"--out {out}: cannot create {target} ({exc.strerror}); choose a writable folder") from None
+    return target
+
+
+def _write_text(path: Path, text: str) -> None:
+    from bench.fileio import StoreWriteError, atomic_write
+
+    try:
+        atomic_write(path, text.encode(), "report")
+    except StoreWriteError as exc:
+        raise BenchError(f"cannot write {path} ({exc.reason}); choose a writable --out folder") from None

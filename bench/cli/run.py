@@ -1,0 +1,142 @@
+"""``bench run``: parse the flags, call the planner and the runner, print what they say.
+
+The launcher flags are not written here: each launcher declares its options beside its code
+(:mod:`bench.run.launchers`), and :func:`_with_launcher_options` adds them to the command, one help
+panel per option group.
+"""
+
+from __future__ import annotations
+
+import inspect
+import signal
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from bench.cli.main import GridOpt, RegistryOpt, ResultsOpt, app, cache_dir, fail
+from bench.data.roots import DATA_ROOT_ENV
+from bench.errors import BenchError
+from bench.run.launchers import LAUNCHERS, LauncherOptions, option_groups
+
+
+def _train_settings_epilog() -> str:
+    from bench.config.registry import train_settings
+    from bench.data.regimes import regime_settings
+
+    lines = [f"  train.{name} ({kind}, default {default}): {meaning}" for name, kind, default, meaning in train_settings()]
+    regime = [f"  regime.{name} ({kind}, default {default}): {meaning}" for name, kind, default, meaning in regime_settings()]
+    # \b keeps click from re-wrapping each list into one paragraph
+    return ("\b\nTraining settings (a grid's train: block, or --set train.KEY=VALUE):\n" + "\n".join(lines)
+            + "\n\n\b\nData regime settings (a grid's regime: block, or --set regime.KEY=VALUE):\n" + "\n".join(regime))
+
+
+def _filter_help() -> str:
+    from bench.config.cells import FILTER_KEYS
+
+    return f"Keep cells with key=value[,value]; key: {', '.join(FILTER_KEYS)}."
+
+
+def _with_launcher_options(command):
+    """Give ``command`` one keyword parameter per declared launcher option (typer reads the signature),
+    each shown in its group's help panel; the command receives them in ``**launcher_values``."""
+    sig = inspect.signature(command)
+    params = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    for group in option_groups():
+        for o in group.options:
+            kind = Optional[o.type] if o.default is None else o.type
+            option = typer.Option(o.default, *o.flags, help=o.help, min=o.min, rich_help_panel=group.panel)
+            params.append(inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind))
+    command.__signature__ = sig.replace(parameters=params)
+    return command
+
+
+@app.command(epilog=_train_settings_epilog())
+@_with_launcher_options
+def run(
+    ctx: typer.Context,
+    grid: str = GridOpt,
+    registry: Path = RegistryOpt,
+    results: Path = ResultsOpt,
+    data_root: Optional[Path] = typer.Option(None, "--data-root", envvar=DATA_ROOT_ENV,
+                                             help="Folder holding the datasets (torchvision layout)."),
+    download: bool = typer.Option(False, "--download", help="Let torchvision download missing datasets (needs a network)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto (default: cuda when present), cpu, cuda, cuda:N."),
+    filter_: list[str] = typer.Option([], "--filter", help=_filter_help()),
+    set_: list[str] = typer.Option([], "--set", help="Override a training or data regime setting, e.g. --set train.epochs=2 or --set regime.noise_rate=0.4."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the cells and their status; train nothing."),
+    force: bool = typer.Option(False, "--force", help="Retrain finished cells too."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry failed and diverged cells."),
+    rerun_stale: bool = typer.Option(False, "--rerun-stale", help="Retrain finished cells whose loss or model code changed since."),
+    launcher: str = typer.Option("local", "--launcher", help=f"Where cells train: {', '.join(LAUNCHERS)} (default local); "
+                                 "each launcher's options are in its own panel below."),
+    plain: Optional[bool] = typer.Option(None, "--plain/--rich", help="Plain line output (default when not a terminal)."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Print the grid's markdown table at the end."),
+    **launcher_values: Any,
+) -> None:
+    """Train every unfinished cell of a grid; finished cells are skipped, interrupted ones resume."""
+    # Ctrl-C and SIGTERM raise in the main thread, so the running cell stops at a clean point (its
+    # last epoch checkpoint is on disk, temp files are removed) and the exit code says which
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
+    signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        from bench.config.cells import parse_filters, parse_set
+        from bench.config.registry import load_registry
+        from bench.run.progress import make_display
+        from bench.run.runner import dry_run_lines, plan_cells, prepare_launch, run_grid, stale_finished, stale_note
+        from bench.seams import Seams
+        from bench.store.results import Store
+
+        # a program embedding the command plugs in callbacks and a file writer: app(obj=Seams(...))
+        seams = ctx.obj if ctx.obj is not None else Seams()
+        if not isinstance(seams, Seams):
+            raise TypeError(f"bench run: app(obj=...) takes a bench.seams.Seams, not {type(seams).__name__}")
+        store = Store(results, writer=seams.writer)
+        if not dry_run:
+            store.check_location()  # a results path under a file: say so before reading any data
+        reg = load_registry(registry)
+        where = LauncherOptions(launcher, log_dir=str(results / "logs"), **launcher_values)
+        # --dry-run is read-only: no cache written
+        planned = plan_cells(reg, grid, parse_set(set_), parse_filters(filter_), where, device, data_root,
+                             None if dry_run else cache_dir(results))
+        for note in planned.planned.notes:
+            typer.echo(f"note: {note}", err=True)
+        if dry_run:
+            for line in [*planned.planned.sources, *dry_run_lines(planned, store.statuses())]:
+                typer.echo(line)
+            return
+        chosen, opts = prepare_launch(planned, store, reg, where, data_root, download, cache_dir(results), seams)
+        for line in planned.planned.sources:  # which files each dataset was read from, once every check has passed
+            typer.echo(line)
+        t0 = time.perf_counter()
+        stale = stale_finished(planned.cells, store, reg.import_paths())
+        if stale and not rerun_stale:
+            typer.echo(f"note: {stale_note(stale)}", err=True)
+        summary = run_grid(planned.cells, store, chosen, opts, make_display(plain), force=force,
+                           retry_failed=retry_failed, rerun=stale if rerun_stale else set())
+    except BenchError as err:
+        fail(err)
+    except KeyboardInterrupt as exc:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second signal must not cut the goodbye short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        code = 143 if isinstance(exc, _Terminated) else 130
+        typer.echo("interrupted: finished cells are stored and the running cell resumes from its last checkpoint "
+                   "on the next `bench run`", err=True)
+        raise typer.Exit(code) from None
+    typer.echo(summary.line(grid, time.perf_counter() - t0))
+    for msg in summary.failed_messages:
+        typer.echo(f"  failed: {msg}", err=True)
+    if report:
+        from bench.cli.report import print_report
+
+        print_report(reg, planned.cells, store, grid)
+    raise typer.Exit(summary.exit_code)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an interrupt so the same cleanup runs; exit code 143."""
+
+
+def _sigterm(signum, frame) -> None:  # noqa: ARG001
+    raise _Terminated()

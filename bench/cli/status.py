@@ -1,0 +1,64 @@
+"""``bench status`` and ``bench list``: what the store holds of a grid, and what the registry holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from bench.cli.main import (DataRootReadOpt, GridOpt, ReadFilterOpt, ReadSetOpt, RegistryOpt, ResultsOpt, app,
+                            existing_results, fail, gc_paused)
+from bench.errors import BenchError
+
+
+@app.command()
+@gc_paused
+def status(
+    grid: str = GridOpt,
+    registry: Path = RegistryOpt,
+    results: Path = ResultsOpt,
+    set_: list[str] = ReadSetOpt,
+    filter_: list[str] = ReadFilterOpt,
+    data_root: Optional[Path] = DataRootReadOpt,
+) -> None:
+    """Counts of done / running / failed / diverged / pending cells of the grid's last run, and the failed cells' messages."""
+    try:
+        from bench.config.cells import parse_filters, parse_set
+        from bench.config.registry import load_registry
+        from bench.plan.planner import plan_read
+        from bench.store.overview import grid_status
+        from bench.store.results import Store
+
+        reg = load_registry(registry)
+        existing_results(results, grid)
+        store = Store(results)
+        read = plan_read(reg, grid, store.runs(grid), parse_set(set_), parse_filters(filter_), data_root)
+        lines = grid_status(read, store, reg.import_paths()).lines()
+    except BenchError as err:
+        fail(err)
+    for line in lines:
+        typer.echo(line)
+
+
+@app.command("list")
+def list_(
+    registry: Path = RegistryOpt,
+    results: Path = ResultsOpt,
+    data_root: Optional[Path] = DataRootReadOpt,
+    params: bool = typer.Option(True, "--params/--no-params", help="Build each architecture to count its parameters."),
+) -> None:
+    """What the registry holds: datasets with sizes, architectures with parameter counts, losses, grids with cell counts."""
+    try:
+        from bench.config.registry import load_registry
+        from bench.plan.catalog import LossProblems, catalog, render_catalog
+
+        # everything is checked (every loss probed, every grid expanded) before anything is printed
+        tables = catalog(load_registry(registry), data_root, None, count=params)  # read-only: no cache written
+    except LossProblems as err:
+        for problem in err.problems:
+            typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(err.exit_code) from None
+    except BenchError as err:
+        fail(err)
+    typer.echo(render_catalog(tables))
