@@ -153,7 +153,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 def breakdown(root: Path, profile: bool) -> list[list[object]]:
     """Where status and report spend their time, in process (imports excluded)."""
-    from bench.report import tables as report
+    import bench.report as report
     from bench.config.registry import load_registry
     from bench.store.results import Store
 

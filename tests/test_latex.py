@@ -20,7 +20,9 @@ import yaml
 
 from bench.config.cells import Cell, expand_grid
 from bench.config.registry import parse_registry
-from bench.report.tables import collect, latex_text, render, text_width_pt
+from bench.report.collect import collect
+from bench.report.latex import latex_text, text_width_pt
+from bench.report.render import render
 from bench.store.results import Store
 from tests.conftest import REPO
 

@@ -8,7 +8,9 @@ from bench.config.cells import expand_grid
 from bench.errors import BenchError
 from bench.train.cell import failed_outcome
 from bench.config.registry import parse_registry
-from bench.report.tables import REPORT_COLUMNS, collect, regime_note, render
+from bench.report.collect import REPORT_COLUMNS, collect
+from bench.report.content import regime_note
+from bench.report.render import render
 from bench.store.results import Store
 from tests.conftest import gauss_registry
 

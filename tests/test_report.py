@@ -13,7 +13,10 @@ import pytest
 
 from bench.config.cells import expand_grid
 from bench.config.registry import parse_registry
-from bench.report.tables import collect, fmt_num, latex_escape, nothing_finished, render
+from bench.report.collect import collect
+from bench.report.content import fmt_num
+from bench.report.latex import latex_escape
+from bench.report.render import nothing_finished, render
 from bench.store.results import Store
 
 

@@ -14,7 +14,9 @@ from bench.config.cells import expand_grid
 from bench.errors import BenchError
 from bench.train.cell import failed_outcome
 from bench.config.registry import parse_registry
-from bench.report.tables import REPORT_COLUMNS, collect_selected, comparison_rows, render
+from bench.report.collect import REPORT_COLUMNS, collect_selected
+from bench.report.content import comparison_rows
+from bench.report.render import render
 from bench.metrics.table import METRICS
 from bench.store.results import Store
 from tests.conftest import gauss_registry

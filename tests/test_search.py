@@ -12,7 +12,7 @@ import yaml
 from bench.config.cells import expand_grid
 from bench.errors import BenchError
 from bench.config.registry import parse_registry
-from bench.report.tables import render
+from bench.report.render import render
 from bench.config.search import draw_trial, parse_distribution
 from bench.store.results import Store
 from tests.conftest import gauss_registry

@@ -12,7 +12,8 @@ from bench.config.cells import expand_grid
 from bench.errors import BenchError
 from bench.train.cell import failed_outcome
 from bench.config.registry import parse_registry
-from bench.report.tables import REPORT_COLUMNS, collect_selected, render
+from bench.report.collect import REPORT_COLUMNS, collect_selected
+from bench.report.render import render
 from bench.report.selection import RULES, ValidationEpoch
 from bench.store.results import Store
 from tests.conftest import gauss_registry

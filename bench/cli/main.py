@@ -320,7 +320,8 @@ def _sigterm(signum, frame) -> None:  # noqa: ARG001
 
 
 def _print_report(reg, cells, store, grid: str, fmt: str, baseline: str | None, figures=None) -> str:
-    from bench.report.tables import REPORT_COLUMNS, collect, render
+    from bench.report.collect import REPORT_COLUMNS, collect
+    from bench.report.render import render
 
     data = collect(grid, cells, store.cells(REPORT_COLUMNS), baseline or _default_baseline(cells))
     text = render(data, fmt, figures)
@@ -377,7 +378,7 @@ def report(
     data_root: Optional[Path] = DataRootReadOpt,
 ) -> None:
     """Paper-style table of final test accuracy (or --metric; mean ± std over seeds), with MI, bounds and paired differences."""
-    from bench.report.tables import FORMATS
+    from bench.report.render import FORMATS
 
     try:
         if fmt not in FORMATS:
@@ -398,7 +399,8 @@ def report(
             from bench.errors import closest
             raise BenchError(f"--baseline {baseline!r}: not a loss of grid {grid!r}{closest(baseline, {c.loss for c in cells})}")
         from bench.config.cells import set_flag
-        from bench.report.tables import REPORT_COLUMNS, collect_selected, metric_absent, nothing_finished, render
+        from bench.report.collect import REPORT_COLUMNS, collect_selected
+        from bench.report.render import metric_absent, nothing_finished, render
 
         results_df = store.cells() if figures else store.cells(REPORT_COLUMNS)  # the figures read the sweep settings too
         history = store.history(results_df["attempt_id"]) if len(results_df) and "attempt_id" in results_df else None

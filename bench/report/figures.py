@@ -59,12 +59,19 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator, ScalarFormatter
 
 from bench.config.cells import Cell
-from bench.fileio import atomic_write
-from bench.report.tables import trial_text
 from bench.config.search import Distribution
-from bench.report.selection import RULES, Selected, has_search, has_validation, histories, select
-from bench.store.results import Store
+from bench.fileio import atomic_write
 from bench.paper.theory import fano_bound, theorem4_bound
+from bench.report.selection import (
+    RULES,
+    Selected,
+    has_search,
+    has_validation,
+    histories,
+    select,
+)
+from bench.report.content import trial_text
+from bench.store.results import Store
 
 DPI = 150
 FIG_DIR = "figures"

@@ -14,7 +14,9 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special as _special  # scipy.stats is slow to import; stdtrit is t.ppf, bit for bit
+from scipy import (
+    special as _special,  # scipy.stats is slow to import; stdtrit is t.ppf, bit for bit
+)
 
 __all__ = ["PairedDiff", "paired_diff_ci", "mean_std", "paired_p_value", "holm"]
 
