@@ -368,10 +368,11 @@ def report(
     registry: Path = RegistryOpt,
     results: Path = ResultsOpt,
     fmt: str = typer.Option("markdown", "--format", "-f", help="markdown, latex or csv."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Also write the report (and figures) under OUT/<grid>/."),
-    figures: bool = typer.Option(False, "--figures", help="Draw learning curves, sweeps and Î-vs-error plots (PNG and PDF)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the report (and figures) under OUT/<grid>/, with a record of the results it was rendered from; a folder holding a report of other results is refused. Without --out nothing is written."),
+    figures: bool = typer.Option(False, "--figures", help="Draw learning curves, sweeps and Î-vs-error plots (PNG and PDF) under --out."),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="Reference loss for the paired differences (default celLoss)."),
     select: str = typer.Option("last", "--select", help="Selection rule of the main table: last, val, oracle or tuned."),
+    accept_incomplete: bool = typer.Option(False, "--accept-incomplete", help="With --select tuned: show the verdicts although some trials lack seeds (the report says so)."),
     metric: str = typer.Option("acc", "--metric", help="What the tables and paired differences show, at the epoch --select picks: acc, balanced_acc, nll, ece, ece_ts (needs a validation split) or brier."),
     set_: list[str] = ReadSetOpt,
     filter_: list[str] = ReadFilterOpt,
@@ -383,6 +384,8 @@ def report(
     try:
         if fmt not in FORMATS:
             raise BenchError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+        if figures and out is None:
+            raise BenchError("--figures writes PNG and PDF files: pass --out DIR to say where (they go under DIR/<grid>/)")
         from bench.store.overview import other_settings_note
         from bench.config.registry import load_registry
         from bench.store.results import Store
@@ -405,6 +408,17 @@ def report(
         results_df = store.cells() if figures else store.cells(REPORT_COLUMNS)  # the figures read the sweep settings too
         history = store.history(results_df["attempt_id"]) if len(results_df) and "attempt_id" in results_df else None
         data = collect_selected(grid, cells, results_df, history, baseline or _default_baseline(cells), select, metric)
+        from bench.config.cells import override_notes
+
+        for d in (data, *data.others):
+            d.overrides = override_notes(reg, grid, read.plan.overrides)
+        from bench.report.collect import mark_search, mark_stale
+
+        mark_stale(data, cells, _stale(cells, store, reg.import_paths()))
+        search = reg.grids[grid].search
+        if search is not None:
+            finished = set(results_df.loc[results_df["status"] == "done", "cell_id"]) if len(results_df) else set()
+            mark_search(data, cells, finished, search.trials, len(reg.grids[grid].seeds), accept_incomplete)
         run_options = [
             ("--registry", registry if registry != Path("registry.yaml") else None),
             ("--results", results if results != Path("results") else None), ("--data-root", data_root),
@@ -415,7 +429,10 @@ def report(
         if absent is not None:
             raise BenchError(absent)
         # the output folder only once the input is known good: a refused report leaves nothing behind
-        target = _report_dir(out if out is not None else (Path("report") if figures else None), grid)
+        from bench.report.destination import record_source, report_dir, store_source
+
+        source = store_source(results)
+        target = report_dir(out, grid, source)
         if empty is not None:
             typer.echo(empty)  # one line, not tables of dashes
             return
@@ -434,6 +451,9 @@ def report(
             ext = {"markdown": "md", "latex": "tex", "csv": "csv"}[fmt]
             # one file per metric, so the accuracy report and, say, the ECE report sit side by side
             _write_text(target / (f"report.{ext}" if metric == "acc" else f"report-{metric}.{ext}"), text)
+            from bench.plan.provenance import code_version
+
+            record_source(target, source, grid, code_version())
     except BenchError as err:
         _fail(err)
     typer.echo(text)
@@ -444,21 +464,6 @@ def _existing_results(results: Path, grid: str) -> None:
     if not results.is_dir():
         raise BenchError(f"--results {results}: no such folder; pass the folder `bench run` wrote to, or train the "
                          f"grid first: bench run --grid {grid} --results {results}")
-
-
-def _report_dir(out: Path | None, grid: str) -> Path | None:
-    if out is None:
-        return None
-    from bench.store.results import _safe
-
-    target = (out / _safe(grid)).resolve()
-    if out.resolve() not in target.parents:
-        raise BenchError(f"grid name {grid!r} would write outside {out}")
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BenchError(f"--out {out}: cannot create {target} ({exc.strerror}); choose a writable folder") from None
-    return target
 
 
 def _write_text(path: Path, text: str) -> None:
