@@ -156,9 +156,9 @@ def test_latex_escapes_and_booktabs(data):
 
 
 def test_report_dir_cannot_escape(tmp_path):
-    from bench.cli.report import report_dir
+    from bench.report.destination import report_dir
 
-    target = report_dir(tmp_path / "out", "../../evil")
+    target = report_dir(tmp_path / "out", "../../evil", "store:test")
     assert Path(tmp_path / "out") in target.parents
 
 

@@ -32,10 +32,11 @@ def report(
     registry: Path = RegistryOpt,
     results: Path = ResultsOpt,
     fmt: str = typer.Option("markdown", "--format", "-f", help="markdown, latex or csv."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Also write the report (and figures) under OUT/<grid>/."),
-    figures: bool = typer.Option(False, "--figures", help="Draw learning curves, sweeps and Î-vs-error plots (PNG and PDF)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the report (and figures) under OUT/<grid>/, with a record of the results it was rendered from; a folder holding a report of other results is refused. Without --out nothing is written."),
+    figures: bool = typer.Option(False, "--figures", help="Draw learning curves, sweeps and Î-vs-error plots (PNG and PDF) under --out."),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="Reference loss for the paired differences (default: the grid's baseline:, else celLoss)."),
     select: str = typer.Option("last", "--select", help="Selection rule of the main table: last, val, oracle or tuned."),
+    accept_incomplete: bool = typer.Option(False, "--accept-incomplete", help="With --select tuned: show the verdicts although some trials lack seeds (the report says so)."),
     metric: str = typer.Option("acc", "--metric", help="What the tables and paired differences show, at the epoch --select picks: acc, balanced_acc, nll, ece, ece_ts (needs a validation split) or brier."),
     set_: list[str] = ReadSetOpt,
     filter_: list[str] = ReadFilterOpt,
@@ -47,10 +48,13 @@ def report(
     try:
         if fmt not in FORMATS:
             raise BenchError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+        if figures and out is None:
+            raise BenchError("--figures writes PNG and PDF files: pass --out DIR to say where (they go under DIR/<grid>/)")
         from bench.config.cells import parse_filters, parse_set, set_flag
         from bench.config.registry import load_registry
         from bench.plan.planner import plan_read
-        from bench.report import REPORT_COLUMNS, collect_selected, metric_absent, nothing_finished, render
+        from bench.report import REPORT_COLUMNS, annotate, collect_selected, metric_absent, nothing_finished, render
+        from bench.report.destination import record_source, report_dir, store_source
         from bench.store.overview import other_settings_note
         from bench.store.results import Store
 
@@ -70,6 +74,7 @@ def report(
         results_df = store.cells() if figures else store.cells(REPORT_COLUMNS)  # the figures read the sweep settings too
         history = store.history(results_df["attempt_id"]) if len(results_df) and "attempt_id" in results_df else None
         data = collect_selected(grid, cells, results_df, history, reference, select, metric)
+        annotate(data, reg, grid, read.plan, store, results_df, accept_incomplete)
         run_options = [
             ("--registry", registry if registry != Path("registry.yaml") else None),
             ("--results", results if results != Path("results") else None), ("--data-root", data_root),
@@ -80,7 +85,8 @@ def report(
         if absent is not None:
             raise BenchError(absent)
         # the output folder only once the input is known good: a refused report leaves nothing behind
-        target = report_dir(out if out is not None else (Path("report") if figures else None), grid)
+        source = store_source(results)
+        target = report_dir(out, grid, source)
         if empty is not None:
             typer.echo(empty)  # one line, not tables of dashes
             return
@@ -99,25 +105,12 @@ def report(
             ext = {"markdown": "md", "latex": "tex", "csv": "csv"}[fmt]
             # one file per metric, so the accuracy report and, say, the ECE report sit side by side
             _write_text(target / (f"report.{ext}" if metric == "acc" else f"report-{metric}.{ext}"), text)
+            from bench.plan.provenance import code_version
+
+            record_source(target, source, grid, code_version())
     except BenchError as err:
         fail(err)
     typer.echo(text)
-
-
-def report_dir(out: Path | None, grid: str) -> Path | None:
-    """``OUT/<grid>``, created; None without ``out``. A grid name cannot lead outside ``out``."""
-    if out is None:
-        return None
-    from bench.store.results import safe_name
-
-    target = (out / safe_name(grid)).resolve()
-    if out.resolve() not in target.parents:
-        raise BenchError(f"grid name {grid!r} would write outside {out}")
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BenchError(f"--out {out}: cannot create {target} ({exc.strerror}); choose a writable folder") from None
-    return target
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -170,6 +170,27 @@ def set_flag(key: str, value: Any) -> str:
     return f"--set {key}={value}" if key.startswith(REGIME_PREFIX) else f"--set train.{key}={value}"
 
 
+def override_notes(registry: Registry, grid_name: str, overrides: dict[str, Any]) -> list[str]:
+    """Each ``--set`` override that differs from the grid's registry definition, with what the grid declares:
+    ``train.epochs=6 (the grid's 77)``. A report states these, so a shortened run never reads as the protocol."""
+    grid = registry.grids[grid_name]
+    notes = []
+    for key, value in sorted(overrides.items()):
+        if key.startswith(REGIME_PREFIX):
+            name = key.removeprefix(REGIME_PREFIX)
+            default = RegimeConfig.model_fields[name].default if name in RegimeConfig.model_fields else None
+            declared_values = [block.get(name, default) for block in grid.regime_blocks()]
+            declared: Any = declared_values[0] if len(set(map(repr, declared_values))) == 1 else declared_values
+            shown = key
+        else:
+            declared = grid.train.get(key, TrainConfig.model_fields[key].default if key in TrainConfig.model_fields
+                                      else None)
+            shown = f"train.{key}"
+        if declared != value:
+            notes.append(f"{shown}={_format_value(value)} (the grid's {_format_value(declared)})")
+    return notes
+
+
 def _parse_scalar(value: str) -> Any:
     try:
         import yaml

@@ -51,6 +51,7 @@ class Entry:
     expected: int = 0
     diverged: set[int] = field(default_factory=set)
     failed: set[int] = field(default_factory=set)
+    stale: set[int] = field(default_factory=set)  # finished seeds that ran older loss/model code or other data
 
     @property
     def n(self) -> int:
@@ -88,6 +89,15 @@ class ReportData:
     metric: Metric = DEFAULT  # what the main table, the differences and the rules table show
     # rows trained under a data regime: row -> (its regime, realised training noise rates, training sizes of done cells)
     regimes: dict[tuple[str, str, str], tuple[Any, list[float], list[int]]] = field(default_factory=dict)
+    # the --set overrides that differ from the grid's definition, with its value: "train.epochs=6 (the grid's 77)"
+    overrides: list[str] = field(default_factory=list)
+    # tuned: (dataset, architecture, variant, loss) -> (trials with every seed finished, trials the search has)
+    search: dict[tuple[str, str, str, str], tuple[int, int]] = field(default_factory=dict)
+    accept_incomplete: bool = False  # show the verdicts of an incomplete search anyway (said in the note)
+
+    @property
+    def incomplete_search(self) -> bool:
+        return any(done < total for done, total in self.search.values())
 
     @property
     def seed_counts(self) -> list[int]:
@@ -236,3 +246,50 @@ def gauss_truths(cells: list[Cell]) -> dict[str, dict[str, float]]:
             out[cell.dataset] = {"delta": delta, "mi_exact": float(gauss_mi(delta, params["prior"])),
                                  "bayes_error": float(gauss_bayes_error(delta, params["prior"]))}
     return out
+
+
+def mark_stale(data: ReportData, cells: list[Cell], stale: set[str]) -> None:
+    """Mark the finished seeds of the shown cells that are stale (ran an older version of their loss or model
+    code, or other data): a report shows them, marked, never mixed in silently."""
+    for d in (data, *data.others):
+        for cell in cells:
+            if cell.cell_id not in stale:
+                continue
+            row = (cell.dataset, cell.architecture, cell.variant)
+            choice = d.trials.get((*row, cell.loss))
+            if cell.trial not in (None, choice.trial if choice is not None else 0):
+                continue  # another trial than the one this table shows
+            entry = d.entries.get((row, cell.loss))
+            if entry is not None and cell.seed in entry.acc:
+                entry.stale.add(cell.seed)
+
+
+def mark_search(data: ReportData, cells: list[Cell], finished: set[str], trials: int, seeds: int,
+                accept_incomplete: bool = False) -> None:
+    """For a ``tuned`` table: how many of the search's ``trials`` each entry was chosen from with all ``seeds``
+    finished. A trial missing a seed is incomplete; until every trial is complete the verdicts are withheld."""
+    if not data.select.across_trials:
+        return
+    done: dict[tuple[str, str, str, str], dict[int, int]] = {}
+    for cell in cells:
+        key = (cell.dataset, cell.architecture, cell.variant, cell.loss)
+        per_trial = done.setdefault(key, {})
+        per_trial[cell.trial or 0] = per_trial.get(cell.trial or 0, 0) + (cell.cell_id in finished)
+    data.search = {key: (sum(1 for n in per_trial.values() if n >= seeds), trials) for key, per_trial in done.items()}
+    data.accept_incomplete = accept_incomplete
+
+
+def annotate(data: ReportData, registry: Any, grid: str, plan: Any, store: Any, results: pd.DataFrame,
+             accept_incomplete: bool = False) -> None:
+    """What the table stands on beyond its numbers: the settings that differ from the grid's definition, the stale
+    cells among those shown, and for ``tuned`` how complete the search is."""
+    from bench.config.cells import override_notes
+    from bench.run.runner import stale_finished
+
+    for d in (data, *data.others):
+        d.overrides = override_notes(registry, grid, plan.overrides)
+    mark_stale(data, plan.cells, stale_finished(plan.cells, store, registry.import_paths()))
+    search = registry.grids[grid].search
+    if search is not None:
+        finished = set(results.loc[results["status"] == "done", "cell_id"]) if len(results) else set()
+        mark_search(data, plan.cells, finished, search.trials, len(registry.grids[grid].seeds), accept_incomplete)

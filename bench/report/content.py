@@ -21,6 +21,7 @@ from bench.report.stats import holm, mean_std, paired_diff_ci, paired_p_value
 
 MISSING = "—"
 LACKING = "‡"  # a finished cell's history has no column for the metric shown
+STALE = "§"  # some finished seeds ran older loss/model code or other data
 DIGITS = 3
 THEORY_DOC = "docs/theory.md"
 
@@ -68,6 +69,12 @@ def rule_title(data: ReportData) -> str:
     return f"{final}test {m.name} (selection: {data.select.name}; {m.direction})"
 
 
+def settings_note(data: ReportData) -> str:
+    """The settings the cells ran under that differ from the grid's definition ("" for none): a shortened or
+    otherwise changed run says so in every title and caption."""
+    return f" under {', '.join(data.overrides)}" if data.overrides else ""
+
+
 def metric_note(data: ReportData) -> str:
     """What a metric other than accuracy is, and how ``tuned`` chose its trial ("" for accuracy)."""
     m = data.metric
@@ -101,6 +108,32 @@ def lacking_note(data: ReportData, count: int, tex: bool = False) -> str:
     return (f"{mark}: {cells} without {code(data.metric.column)} in {'their' if count != 1 else 'its'} history "
             f"(trained before it was recorded): {dash} where no seed has it, else the mean of the seeds that do; "
             f"{code('bench run --force --filter cell_id=...')} on them records it.")
+
+
+def stale_note(data: ReportData, count: int, tex: bool = False) -> str:
+    """The footnote of ``§``: ``count`` finished cells shown that are stale."""
+    command = f"bench run --grid {data.grid} --rerun-stale"
+    if tex:
+        from bench.report.latex import latex_escape  # here: latex.py imports this module
+
+        mark, command = r"\S", f"\\texttt{{{latex_escape(command)}}}"
+    else:
+        mark, command = STALE, f"`{command}`"
+    cells = f"{count} finished cell{'s' * (count != 1)}"
+    return (f"{mark}: {cells} shown ran an older version of {'their' if count != 1 else 'its'} loss or model code, "
+            f"or other data, than today's (stale); {command} retrains them.")
+
+
+def search_note(data: ReportData) -> str:
+    """Of how many trials each tuned entry was chosen ("" unless the search is incomplete)."""
+    if not data.incomplete_search:
+        return ""
+    parts = [f"{'/'.join(p for p in key[:3] if p)} {key[3]}: {done} of {total} trials"
+             for key, (done, total) in data.search.items() if done < total]
+    then = ("shown anyway (--accept-incomplete)" if data.accept_incomplete else
+            "withheld until every trial has all its seeds (--accept-incomplete shows them)")
+    return ("Incomplete search: the trials with every seed finished are " + "; ".join(parts)
+            + f". Each entry is the best of the trials run so far; the verdicts are {then}.")
 
 
 def format_hp(value: Any) -> str:
@@ -172,7 +205,8 @@ def value_text(e: Entry, digits: int = DIGITS, gone_wrong: bool = True) -> str:
     if not e.value:
         return MISSING + (LACKING if e.n else "")
     wrong = (len(e.diverged), len(e.failed)) if gone_wrong else (0, 0)
-    return _mean_text(e.value, digits)[1] + seed_note(len(e.value), e.expected, *wrong) + (LACKING if e.lacking else "")
+    return (_mean_text(e.value, digits)[1] + seed_note(len(e.value), e.expected, *wrong) + (LACKING if e.lacking else "")
+            + (STALE if e.stale else ""))
 
 
 def accuracy_cells(data: ReportData) -> list[list[tuple[str, bool]]]:
@@ -209,6 +243,8 @@ def accuracy_cells(data: ReportData) -> list[list[tuple[str, bool]]]:
 def comparison_rows(data: ReportData) -> list[dict[str, Any]]:
     """Each loss minus the baseline in the same row, paired by seed, with a 95% t interval. The difference keeps
     its sign (loss minus baseline) for every metric; the verdict reads it in the metric's direction."""
+    # an incomplete search has not chosen yet: its verdicts wait for every trial's seeds (or --accept-incomplete)
+    withheld = data.incomplete_search and not data.accept_incomplete
     if data.baseline is None:
         return []
     lower = data.metric.lower_is_better
@@ -238,8 +274,8 @@ def comparison_rows(data: ReportData) -> list[dict[str, Any]]:
         for r, adj in zip(out[first:], holm([r["p"] for r in out[first:]])):
             r["p_holm"] = adj
             better = r["diff"] < 0 if lower else r["diff"] > 0
-            r["verdict"] = ("" if not math.isfinite(adj) else "no difference" if adj >= 0.05
-                            else "better" if better else "worse")
+            r["verdict"] = ("" if not math.isfinite(adj) else "incomplete search" if withheld
+                            else "no difference" if adj >= 0.05 else "better" if better else "worse")
     return out
 
 
@@ -311,6 +347,7 @@ class Marks:
     bold: bool
     tie: bool
     lacking: int = 0  # finished cells without the shown metric
+    stale: int = 0  # finished cells that ran older loss/model code or other data
 
 
 def table_marks(data: ReportData, acc: list[list[tuple[str, bool]]]) -> Marks:
@@ -319,7 +356,7 @@ def table_marks(data: ReportData, acc: list[list[tuple[str, bool]]]) -> Marks:
                   missing=any(e.status == "pending" for e in es),
                   diverged=any(e.diverged for e in es), failed=any(e.failed for e in es),
                   bold=any(b for line in acc for _, b in line), tie=any(sum(b for _, b in line) > 1 for line in acc),
-                  lacking=sum(e.lacking for e in es))
+                  lacking=sum(e.lacking for e in es), stale=sum(len(e.stale) for e in es))
 
 
 def seeds_phrase(data: ReportData) -> str:
@@ -354,6 +391,8 @@ def accuracy_note(data: ReportData, marks: Marks) -> str:
         notes.append("`failed`: the cell raised an error (`bench status` shows it).")
     if marks.lacking:
         notes.append(lacking_note(data, marks.lacking))
+    if marks.stale:
+        notes.append(stale_note(data, marks.stale))
     if marks.bold:
         best = "Best (lowest) mean" if data.metric.lower_is_better else "Best mean"
         notes.append(f"{best} per row in bold" + (", every entry tied with it at the printed precision too."

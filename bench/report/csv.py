@@ -54,5 +54,6 @@ def _csv_records(data: ReportData) -> list[dict[str, Any]]:
                          "diff_hi": c.get("hi", nan), "p": c.get("p", nan), "p_holm": c.get("p_holm", nan),
                          "mi_nats": mi.get("mi_nats", nan),
                          "bound_thm4": mi.get("bound_thm4", nan), "bound_fano": mi.get("bound_fano", nan),
+                         "overrides": "; ".join(data.overrides),
                          **{f"hp.{k}": v for k, v in (choice.values if choice is not None else {}).items()}})
     return recs

@@ -22,6 +22,9 @@ from bench.report.content import (
     provenance_note,
     regime_note,
     rule_title,
+    search_note,
+    settings_note,
+    stale_note,
     seeds_phrase,
     table_marks,
     zero_end,
@@ -33,7 +36,7 @@ _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
 # symbols the tables print, in math mode: pdflatex's default input encoding has no text glyph for them
 _LATEX_SYMBOLS = {"±": r"$\pm$", "—": "--", "Î": r"$\hat{I}$", "Δ": r"$\Delta$", "≥": r"$\geq$", "λ": r"$\lambda$",
                   "δ": r"$\delta$", "θ": r"$\theta$", "−": "$-$", "†": r"$^\dagger$", "‡": r"$^\ddagger$",
-                  "η": r"$\eta$", "⌊": r"$\lfloor$", "⌋": r"$\rfloor$", "–": "--"}
+                  "η": r"$\eta$", "⌊": r"$\lfloor$", "⌋": r"$\rfloor$", "–": "--", "§": r"\S{}"}
 
 # Why an estimate of the glyph widths rather than a LaTeX mechanism: ``longtable`` (TeX breaks the pages) stops
 # with an error in a two-column document and cannot be scaled, so its width needs an estimate anyway, and a plain
@@ -247,6 +250,8 @@ def render_latex(data: ReportData) -> str:
         notes.append(latex_text(provenance_note(data)))
     if data.regimes:
         notes.append(latex_text(regime_note(data)))
+    if data.incomplete_search:
+        notes.append(latex_text(search_note(data)))
     if marks.partial:
         notes.append("(n=$k$): only $k$ seeds finished.")
     if marks.missing:
@@ -257,11 +262,14 @@ def render_latex(data: ReportData) -> str:
         notes.append("failed: the cell raised an error.")
     if marks.lacking:
         notes.append(lacking_note(data, marks.lacking, tex=True))
+    if marks.stale:
+        notes.append(stale_note(data, marks.stale, tex=True))
     if marks.bold:
         per = " and ".join(w for w, v in zip(("dataset", "model", "setting"), scope.vary) if v) or "table"
         best = "Best (lowest)" if m.lower_is_better else "Best"
         notes.append(f"{best} per {per} in bold" + (", ties at the printed precision all bold." if marks.tie else "."))
-    title = f"{rule_title(data)[0].upper()}{rule_title(data)[1:]}, {_caption_scope(data, scope)}"
+    title = (f"{rule_title(data)[0].upper()}{rule_title(data)[1:]}{latex_text(settings_note(data))}, "
+             f"{_caption_scope(data, scope)}")
     out += _table(tab, f"{title} ({seeds}). {' '.join(notes)}", f"{title} (continued).", f"tab:{tag}-accuracy")
 
     comp = comparison_rows(data)

@@ -23,6 +23,8 @@ from bench.report.content import (
     provenance_note,
     regime_note,
     rule_title,
+    search_note,
+    settings_note,
     seeds_phrase,
     table_marks,
     value_text,
@@ -52,7 +54,7 @@ def render_markdown(data: ReportData, figures: list[str] | None = None) -> str:
     acc = accuracy_cells(data)
     body = [label(row) + [f"**{t}**" if best else t for t, best in line] for row, line in zip(data.rows, acc)]
     parts = [
-        f"## Grid `{data.grid}`: {rule_title(data)} ("
+        f"## Grid `{data.grid}`: {rule_title(data)}{settings_note(data)} ("
         + ("one seed per cell" if data.seed_counts == [1] else f"mean ± std over {seeds_phrase(data)}") + ")",
         "",
         tabulate(body, headers=label_heads + data.losses, tablefmt="pipe", disable_numparse=True),
@@ -63,6 +65,8 @@ def render_markdown(data: ReportData, figures: list[str] | None = None) -> str:
         parts += ["", provenance_note(data)]
     if data.regimes:
         parts += ["", regime_note(data)]
+    if data.incomplete_search:
+        parts += ["", search_note(data)]
     comp = comparison_rows(data)
     if comp:
         m = data.metric

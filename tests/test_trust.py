@@ -1,0 +1,240 @@
+"""Numbers a reader can trust at a glance: each case a new user met, through the real ``bench`` command.
+
+1. a report never overwrites a folder rendered from another source; 2. a shortened run says so in every
+format; 3. an incomplete search withholds its verdicts; 4. a closed pipe never fails a cell; 5. other
+data under the same identity is stale, never reused silently; 6. stale cells are marked in a report;
+7. an interrupted cell shows in ``bench status``, which exits 1 on failed cells; 9. the smaller cases:
+``--select tuned`` on a grid without a search, the quick start's install. (8, the figures, is tested
+with the figures.)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+from tests.fixtures_data import write_mnist_idx
+from tests.test_reliability import Run
+
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+LOSS_FILE = '''import torch.nn.functional as F
+from torch import nn
+
+
+class MyLoss(nn.Module):
+    def forward(self, logits, targets):
+        return F.cross_entropy(logits, targets)
+'''
+
+
+def bench(*args, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bench.cli", *map(str, args)], cwd=cwd, env=ENV,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def registry(folder: Path, epochs: int = 2, search: bool = False, dataset: str = "g", **train) -> Path:
+    grid = {"datasets": [dataset], "architectures": ["mlp"], "losses": ["celLoss", "mine"], "seeds": [0, 1],
+            "train": {"epochs": epochs, "batch_size": 64, "lr": 0.05, **train}}
+    if search:
+        grid["train"]["val_fraction"] = 0.2
+        grid["search"] = {"trials": 2, "seed": 0, "space": {"train.lr": "loguniform(1e-3, 1e-1)"}}
+    data = {
+        "datasets": {"g": {"kind": "gauss", "params": {"d": 4, "n_train": 512, "n_test": 256, "seed": 0}},
+                     "mnist": {"kind": "mnist"}},
+        "architectures": {"mlp": {"source": "native", "name": "mlp"}},
+        "losses": {"celLoss": {"target": "losses.cross_entropy:CelLoss"}, "mine": {"target": "my_losses:MyLoss"}},
+        "grids": {"t": grid},
+    }
+    (folder / "my_losses.py").write_text(LOSS_FILE)
+    path = folder / "registry.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def trained(folder: Path, *extra: str) -> Path:
+    registry(folder)
+    r = bench("run", "--grid", "t", "--plain", "--no-report", *extra, cwd=folder)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return folder
+
+
+# ----------------------------------------------------------------------------- 1. overwriting a report
+def test_report_without_out_writes_no_file(tmp_path):
+    trained(tmp_path)
+    before = files(tmp_path)
+    r = bench("report", "--grid", "t", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert files(tmp_path) == before, "bench report without --out wrote files"
+    r = bench("report", "--grid", "t", "--figures", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.strip().startswith("error:") and "--out" in r.stderr, r.stderr
+    assert files(tmp_path) == before
+
+
+def test_report_refuses_a_folder_rendered_from_another_source(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    trained(a)
+    registry(b, epochs=1)
+    assert bench("run", "--grid", "t", "--plain", "--no-report", "--filter", "seed=0", cwd=b).returncode == 0
+    out = tmp_path / "site"
+    r = bench("report", "--grid", "t", "--out", out, cwd=a)
+    assert r.returncode == 0, r.stderr
+    rendered = files(out)
+    assert any(name.startswith("t/report") for name in rendered)
+    # the same source re-renders in place
+    assert bench("report", "--grid", "t", "--out", out, "--format", "csv", cwd=a).returncode == 0
+    rendered = files(out)
+    r = bench("report", "--grid", "t", "--out", out, cwd=b)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), r.stderr
+    assert "--out" in lines[0]
+    assert files(out) == rendered, "a refused report changed the folder"
+
+
+def test_report_refuses_a_folder_with_a_report_of_unknown_source(tmp_path):
+    trained(tmp_path)
+    old = tmp_path / "report" / "t"
+    old.mkdir(parents=True)
+    (old / "report.md").write_text("# a two-hour table made elsewhere\n")
+    r = bench("report", "--grid", "t", "--out", "report", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.startswith("error:"), r.stderr
+    assert (old / "report.md").read_text() == "# a two-hour table made elsewhere\n"
+
+
+# ----------------------------------------------------------------------------- 2. a shortened run
+@pytest.mark.parametrize("fmt", ["markdown", "latex", "csv"])
+def test_a_shortened_run_says_so_in_every_format(tmp_path, fmt):
+    trained(tmp_path, "--set", "train.epochs=1")
+    r = bench("report", "--grid", "t", "--format", fmt, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    if fmt == "csv":
+        import io
+
+        import pandas as pd
+        df = pd.read_csv(io.StringIO(r.stdout))
+        assert "overrides" in df.columns and set(df["overrides"]) == {"train.epochs=1 (the grid's 2)"}, df.columns
+    else:
+        title = next(line for line in r.stdout.splitlines() if line.startswith(("## ", "\\caption{")))
+        assert "train.epochs=1" in title, title
+        assert "the grid's 2" in r.stdout.replace("grid’s", "grid's"), r.stdout
+
+
+# ----------------------------------------------------------------------------- 3. an incomplete search
+def test_an_incomplete_search_withholds_its_verdicts(tmp_path):
+    registry(tmp_path, search=True)
+    assert bench("run", "--grid", "t", "--plain", "--no-report", "--filter", "trial=0", cwd=tmp_path).returncode == 0
+    r = bench("report", "--grid", "t", "--select", "tuned", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "incomplete search" in r.stdout
+    assert "1 of 2 trials" in r.stdout
+    for verdict in ("better (", "worse (", "no difference ("):
+        assert verdict not in r.stdout
+    r = bench("report", "--grid", "t", "--select", "tuned", "--accept-incomplete", cwd=tmp_path)
+    assert r.returncode == 0 and "incomplete search" in r.stdout.lower() and "no difference" in r.stdout, r.stdout
+
+
+# ----------------------------------------------------------------------------- 4. a closed pipe
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_a_closed_pipe_never_fails_a_cell(tmp_path, stream):
+    registry(tmp_path, epochs=3)
+    p = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", "--grid", "t", "--plain"], cwd=tmp_path, env=ENV,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pipe = getattr(p, stream)
+    other = p.stderr if stream == "stdout" else p.stdout
+    pipe.readline()
+    pipe.close()  # as `| head -1` does
+    other.read()
+    rc = p.wait(timeout=300)
+    s = bench("status", "--grid", "t", cwd=tmp_path)
+    assert "4 done" in s.stdout and "0 failed" in s.stdout, s.stdout
+    assert rc == 0
+
+
+# ----------------------------------------------------------------------------- 5. other data, same identity
+def test_other_data_makes_finished_cells_stale(tmp_path):
+    registry(tmp_path, dataset="mnist")
+    one, two = tmp_path / "one", tmp_path / "two"
+    write_mnist_idx(one, "MNIST", n_train=128, n_test=64, seed=0)
+    write_mnist_idx(two, "MNIST", n_train=128, n_test=64, seed=1)
+    r = bench("run", "--grid", "t", "--plain", "--no-report", "--data-root", one, "--filter", "seed=0", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = bench("run", "--grid", "t", "--plain", "--no-report", "--data-root", one, "--filter", "seed=0", cwd=tmp_path)
+    assert "trained 0" in r.stdout and "stale" not in r.stdout + r.stderr
+    s = bench("status", "--grid", "t", "--data-root", two, cwd=tmp_path)
+    assert "stale" in s.stdout and "data" in s.stdout, s.stdout
+    r = bench("run", "--grid", "t", "--plain", "--no-report", "--data-root", two, "--filter", "seed=0", cwd=tmp_path)
+    assert "stale" in r.stdout + r.stderr, r.stdout + r.stderr
+    r = bench("run", "--grid", "t", "--plain", "--no-report", "--data-root", two, "--filter", "seed=0", "--rerun-stale",
+              cwd=tmp_path)
+    assert r.returncode == 0 and "trained 2" in r.stdout, r.stdout
+    s = bench("status", "--grid", "t", "--data-root", two, cwd=tmp_path)
+    assert "stale" not in s.stdout, s.stdout
+
+
+# ----------------------------------------------------------------------------- 6. stale cells in a report
+def test_a_report_marks_stale_cells(tmp_path):
+    trained(tmp_path)
+    (tmp_path / "my_losses.py").write_text(LOSS_FILE.replace("F.cross_entropy(logits, targets)",
+                                                             "F.cross_entropy(logits, targets) * 1.0"))
+    assert "2 finished cells ran an older version" in bench("status", "--grid", "t", cwd=tmp_path).stdout
+    r = bench("report", "--grid", "t", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "stale" in r.stdout and "--rerun-stale" in r.stdout, r.stdout
+
+
+# ----------------------------------------------------------------------------- 7. an interrupted run
+def test_status_shows_an_interrupted_cell_and_the_last_runs_cells(tmp_path):
+    registry(tmp_path, epochs=60)
+    r = Run("run", "--grid", "t", "--plain", "--no-report", "--filter", "loss=celLoss", "--registry",
+            tmp_path / "registry.yaml", "--results", tmp_path / "results", "--threads", "1")
+    assert r.wait_for(r"^  epoch ", count=2)
+    r.signal(signal.SIGINT)
+    assert r.finish() == 130
+    s = bench("status", "--grid", "t", cwd=tmp_path)
+    assert s.stdout.splitlines()[0].startswith("grid 't': 2 cells"), s.stdout  # the run's cells, not the grid's 4
+    assert "interrupted" in s.stdout and "checkpointed at epoch" in s.stdout and "of 60" in s.stdout, s.stdout
+
+
+def test_status_exits_1_when_the_grid_holds_failed_cells(tmp_path):
+    registry(tmp_path)
+    (tmp_path / "my_losses.py").write_text(LOSS_FILE.replace(
+        "        return F.cross_entropy(logits, targets)",
+        "        self.calls = getattr(self, 'calls', 0) + 1\n"
+        "        if self.calls > 3:  # past the one-batch check before training\n"
+        "            raise RuntimeError('boom')\n"
+        "        return F.cross_entropy(logits, targets)"))
+    bench("run", "--grid", "t", "--plain", "--no-report", cwd=tmp_path)
+    s = bench("status", "--grid", "t", cwd=tmp_path)
+    assert "2 failed" in s.stdout, s.stdout + s.stderr
+    assert s.returncode == 1
+
+
+# ----------------------------------------------------------------------------- 9. smaller cases
+def test_select_tuned_without_a_search_names_the_missing_search(tmp_path):
+    trained(tmp_path, "--set", "train.val_fraction=0.2")
+    r = bench("report", "--grid", "t", "--select", "tuned", cwd=tmp_path)
+    assert r.returncode == 2 and "search" in r.stderr and "validation split" not in r.stderr, r.stderr
+
+
+def test_the_quick_start_installs_no_cluster_extras():
+    r = subprocess.run(["bash", "scripts/setup.sh", "--dry-run"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    quick = [line for line in r.stdout.splitlines() if "pip install" in line]
+    assert quick and not any("ray" in line or "slurm" in line for line in quick), r.stdout
+    r = subprocess.run(["bash", "scripts/setup.sh", "--test", "--dry-run"], cwd=REPO, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0 and any("ray" in line and "slurm" in line and "test" in line
+                                     for line in r.stdout.splitlines() if "pip install" in line), r.stdout
