@@ -12,7 +12,7 @@ from bench.run.launchers import Hooks, Launcher
 from bench.run.progress import Display
 from bench.store.status import PROBLEMS, STORED, Status
 from bench.store.results import Store
-from bench.train.loop import Progress
+from bench.train.loop import TrainProgress
 
 
 @dataclass
@@ -100,7 +100,7 @@ class Driver:
     def start(self, cell: Cell) -> None:
         self.display.start_cell(cell)
 
-    def progress(self, cell: Cell, p: Progress) -> None:
+    def progress(self, cell: Cell, p: TrainProgress) -> None:
         self.display.step(cell, p)
 
     def finish(self, cell: Cell, outcome: CellOutcome) -> None:
