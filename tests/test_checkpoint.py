@@ -7,8 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.train.checkpoint import (READABLE_VERSIONS, VERSION, Checkpoint, CheckpointWriter, checkpoint_path,
-                                    load_checkpoint, resume_state)
+from bench.train.checkpoint import (
+    READABLE_VERSIONS,
+    VERSION,
+    Checkpoint,
+    CheckpointWriter,
+    checkpoint_path,
+    load_checkpoint,
+    resume_state,
+)
 from tests.test_recipe import _cfg, _Kill, _train
 
 

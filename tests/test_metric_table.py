@@ -9,7 +9,17 @@ import pandas as pd
 import pytest
 
 from bench.metrics.compute import NAMES
-from bench.metrics.table import EVAL, METRICS, SCALED, TABLE, TRAIN, Metric, columns, final_values, history_values
+from bench.metrics.table import (
+    EVAL,
+    METRICS,
+    SCALED,
+    TABLE,
+    TRAIN,
+    Metric,
+    columns,
+    final_values,
+    history_values,
+)
 
 STORE = Path(__file__).parent / "fixtures" / "store-0.1.0" / "results"
 BOOKKEEPING = {"attempt_id", "cell_id", "epoch", "epoch_time", "eval_time", "lr"}  # the loop's own history columns

@@ -413,4 +413,4 @@ def clean_temp_files(store: Store) -> None:
             pass
 
 
-__all__ = ["Store", "StoreWriteError", "StoreReadError", "clean_temp_files", "corrupt_folder"]
+__all__ = ["Store", "StoreReadError", "StoreWriteError", "clean_temp_files", "corrupt_folder"]

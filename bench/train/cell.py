@@ -22,23 +22,23 @@ from typing import Any
 import torch
 
 from bench.config.cells import Cell, canonical_json
+from bench.config.recipe import check_recipe
+from bench.config.registry import TrainConfig, import_target
 from bench.data import Splits, load_splits
 from bench.data.regimes import UNKNOWN_FACTS, RegimeFacts, apply_regime
 from bench.data.validation import hold_out
-from losses.hooks import give_class_priors
-from bench.train.device import resolve_train
 from bench.errors import BenchError
 from bench.fileio import StoreWriteError
+from bench.metrics.table import TABLE, final_values
 from bench.models.zoo import build_model
 from bench.plan.preflight import where
 from bench.plan.provenance import code_fingerprint, code_version
-from bench.config.recipe import check_recipe
-from bench.config.registry import TrainConfig, import_target
 from bench.seams import Seams
-from bench.metrics.table import TABLE, final_values
 from bench.store.results import corrupt_folder
 from bench.train.checkpoint import checkpoint_path, resume_state
+from bench.train.device import resolve_train
 from bench.train.loop import ProgressFn, TrainCallback, label_entropy, train_cell
+from losses.hooks import give_class_priors
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,7 @@ from bench.config.registry import TrainConfig
 from bench.data import Splits
 from bench.fileio import Writer
 from bench.metrics.compute import SplitMetrics
-from bench.metrics.table import EVAL, SCALED, TABLE, TRAIN, columns, history_values
+from bench.metrics.table import SCALED, TABLE, TRAIN, columns, history_values
 from bench.train.augment import augment_batch, make_generator
 from bench.train.calibration import fit_temperature
 from bench.train.checkpoint import VERSION, Checkpoint, CheckpointWriter
@@ -613,10 +613,10 @@ def _temperature_scale(history: list[dict[str, float]], best: _BestEpochs,
 
 
 __all__ = [
+    "TEMPERATURE_COLUMNS",
     "EpochMeter",
     "Evaluation",
     "ProgressFn",
-    "TEMPERATURE_COLUMNS",
     "TrainCallback",
     "TrainProgress",
     "TrainResult",
