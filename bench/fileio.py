@@ -152,6 +152,14 @@ def stale_temp_files(root: Path, max_age_s: float) -> list[Path]:
     return out
 
 
+def safe_name(name: str) -> str:
+    """A file-name-safe form of an identifier: no separators, no parent references."""
+    cleaned = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(name))
+    if not cleaned or cleaned.strip("_") == "":
+        raise BenchError(f"invalid identifier {name!r} for a results file")
+    return cleaned
+
+
 def print_warning(line: str) -> None:
     """The command line's warning channel: one ``warning: ...`` line on stderr."""
     print(f"warning: {line}", file=sys.stderr, flush=True)

@@ -57,3 +57,18 @@ def test_degenerate_fits_go_to_the_ends():
 def test_bad_shapes_are_refused():
     with pytest.raises(ValueError):
         fit_temperature(torch.zeros(3, 2), torch.zeros(2, dtype=torch.long))
+
+
+@pytest.mark.parametrize("true_t", [0.6, 1.7, 4.0])
+def test_the_reference_codes_start_at_t_1_5_ends_at_the_same_temperature(true_t):
+    """Guo et al.'s code starts the fit at T = 1.5; ours at T = 1. One minimum: both end there."""
+    g = torch.Generator().manual_seed(2)
+    z = torch.randn(500, 5, generator=g, dtype=torch.float64) * 3
+    y = torch.multinomial(torch.softmax(z / true_t, 1), 1, generator=g).squeeze(1)
+    t = fit_temperature(z, y)
+    assert t != 1.0 and fit_temperature(z, y, start=1.5) == pytest.approx(t, rel=1e-6)
+
+
+def test_a_start_that_is_no_temperature_is_refused():
+    with pytest.raises(ValueError, match="start"):
+        fit_temperature(torch.zeros(3, 2), torch.zeros(3, dtype=torch.long), start=0.0)

@@ -171,3 +171,43 @@ def test_perfect_and_uniform() -> None:
     assert metrics.ece(flat, y) == pytest.approx(abs(0.25 - 1 / 3), abs=1e-12)
     assert metrics.brier(flat, y) == pytest.approx(2 / 3, abs=1e-12)  # (2/3)² + 2 (1/3)²
     assert metrics.nll(flat, y) == pytest.approx(math.log(3), abs=1e-12)
+
+
+# ---------- adaptive ECE against Mukhoti et al.'s binning (the difference the module documents) ----------
+
+
+def mukhoti_adaptive_ece(c: np.ndarray, correct: np.ndarray, m: int = 15) -> float:
+    """AdaptiveECELoss's rule, in numpy: edges at interpolated ranks of the sorted confidences,
+    bins (lower, upper] by value, each bin's weight its share of all n samples."""
+    n = len(c)
+    edges = np.interp(np.linspace(0, n, m + 1), np.arange(n), np.sort(c))
+    total = 0.0
+    for lower, upper in zip(edges[:-1], edges[1:]):
+        sel = (c > lower) & (c <= upper)
+        if sel.any():
+            total += sel.sum() / n * abs(c[sel].mean() - correct[sel].mean())
+    return total
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_adaptive_ece_is_within_2m_over_n_of_mukhotis_binning(seed: int) -> None:
+    """Distinct confidences, n a multiple of M: each of Mukhoti's bins is ours shifted by one rank."""
+    g = torch.Generator().manual_seed(seed)
+    n, m = 1500, 15
+    z = torch.randn(n, 10, generator=g, dtype=torch.float64) * 2
+    y = torch.randint(0, 10, (n,), generator=g)
+    p = torch.softmax(z, 1).numpy()
+    c, correct = p.max(axis=1), (p.argmax(axis=1) == y.numpy()).astype(float)
+    assert len(np.unique(c)) == n
+    ours, theirs = metrics.adaptive_ece(z, y, n_bins=m), mukhoti_adaptive_ece(c, correct, m)
+    assert ours == pytest.approx(np_metrics(z.numpy(), y.numpy())["adaptive_ece"], abs=1e-12)
+    assert ours != theirs and abs(ours - theirs) <= 2 * m / n
+
+
+def test_mukhotis_binning_leaves_out_the_lowest_confidence_and_ours_does_not() -> None:
+    """Two samples, one bin: theirs counts only the higher confidence, ours both."""
+    c, correct = np.array([0.6, 0.9]), np.array([1.0, 0.0])
+    assert mukhoti_adaptive_ece(c, correct, 1) == pytest.approx(0.5 * 0.9)
+    z = torch.log(torch.tensor([[0.6, 0.4], [0.1, 0.9]], dtype=torch.float64))
+    y = torch.tensor([0, 0])  # the first prediction right (c 0.6), the second wrong (c 0.9)
+    assert metrics.adaptive_ece(z, y, n_bins=1) == pytest.approx(abs((1.0 - 0.6) + (0.0 - 0.9)) / 2)

@@ -11,7 +11,7 @@ from bench.config.cells import Cell, expand_grid
 from bench.run.progress import TITLE_WIDTH, PlainDisplay, RichDisplay
 from bench.config.registry import parse_registry
 from bench.run.runner import RunSummary
-from bench.train.loop import Progress
+from bench.train.loop import TrainProgress
 from tests.conftest import gauss_registry
 
 
@@ -39,9 +39,9 @@ class Meter:
         return self._value
 
 
-def epoch(e: int, loss: float, acc: float, test: float, mi: float, secs: float) -> Progress:
+def epoch(e: int, loss: float, acc: float, test: float, mi: float, secs: float) -> TrainProgress:
     row = {"train_loss": loss, "train_acc": acc, "test_acc": test, "test_mi": mi, "epoch_time": secs}
-    return Progress(epoch=e, epochs=12, step=10, steps=10, last_epoch=row)
+    return TrainProgress(epoch=e, epochs=12, step=10, steps=10, last_epoch=row)
 
 
 def columns(line: str, words: tuple[str, ...]) -> list[int]:
@@ -88,11 +88,11 @@ def test_rich_bars_keep_their_columns():
     frames = [render_rows(d)]
     d.start_cell(long)
     frames.append(render_rows(d))
-    d.step(short, Progress(epoch=0, epochs=12, step=3, steps=118, seen=96, meter=Meter(2.3456, 0.1)))
+    d.step(short, TrainProgress(epoch=0, epochs=12, step=3, steps=118, seen=96, meter=Meter(2.3456, 0.1)))
     d.step(long, epoch(1, 12.345, 0.5, 0.45, 1.0, 1.0))
     frames.append(render_rows(d))
     d._last_read = 0.0  # the next mid-epoch read is due
-    d.step(short, Progress(epoch=9, epochs=12, step=117, steps=118, seen=96, meter=Meter(0.0123, 0.987)))
+    d.step(short, TrainProgress(epoch=9, epochs=12, step=117, steps=118, seen=96, meter=Meter(0.0123, 0.987)))
     d.step(long, epoch(11, 0.1, 0.99, 0.985, 2.0, 1.0))
     frames.append(render_rows(d))
     d.close()

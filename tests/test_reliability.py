@@ -27,7 +27,7 @@ import torch
 import yaml
 
 from bench.config.cells import expand_grid
-from bench.train.cell import verify_checkpoint
+from bench.train.checkpoint import verify_checkpoint
 from bench.config.registry import load_registry
 from bench.store.results import CELL_REQUIRED, HISTORY_REQUIRED, Store
 from tests import faults

@@ -1,1 +1,2 @@
-"""Metrics of a classifier's logits: the on-device accumulator of an evaluation pass, and the one table of the metrics a report can show."""
+"""Metrics of a classifier's logits: their formulas and the on-device accumulator of an evaluation pass
+(``compute``), and the one table from which training, the stored columns and reports take every metric's names (``table``)."""

@@ -7,11 +7,23 @@ Notation: n samples, K classes, p_i = softmax(z_i), confidence c_i = max_k p_ik,
 - ``ece`` (Guo et al. 2017, "On Calibration of Modern Neural Networks"): M = 15 equal-width bins
   on [0, 1], right-closed, B_m = {i : (m-1)/M < c_i ≤ m/M}; ECE = Σ_m (|B_m|/n) |acc(B_m) -
   conf(B_m)| (the L1 norm), which equals (1/n) Σ_m |Σ_{i∈B_m} (correct_i - c_i)|.
-- ``adaptive_ece`` (Nguyen & O'Connor 2015, "Posterior Calibration and Exploratory Analysis for
-  Natural Language Processing Models"; the "adaptive" ECE of Mukhoti et al. 2020): the same sum
-  over M = 15 equal-mass bins: the samples sorted by confidence (stable sort, ties kept in input
-  order) and cut into M consecutive runs whose sizes differ by at most one, the first n mod M
-  runs one longer (``numpy.array_split``'s rule). With n < M some bins are empty and add 0.
+- ``adaptive_ece`` (the equal-mass binning of Nguyen & O'Connor 2015, "Posterior Calibration and
+  Exploratory Analysis for Natural Language Processing Models"; named "adaptive ECE" by Mukhoti et
+  al. 2020): the same sum over M = 15 equal-mass bins: the samples sorted by confidence (stable
+  sort, ties kept in input order) and cut into M consecutive runs of ranks whose sizes differ by at
+  most one, the first n mod M runs one longer (``numpy.array_split``'s rule). With n < M some bins
+  are empty and add 0. Every sample is in exactly one bin, tied confidences included.
+
+  This is not the binning of Mukhoti et al.'s code (``AdaptiveECELoss``, github.com/torrvision/
+  focal_calibration), which cuts by confidence value: edges e_j = ``np.interp(j n / M,
+  arange(n), sort(c))`` for j = 0..M and bins (e_{j-1}, e_j]. There, the lowest confidence lies in
+  no bin (its gap is left out while n still divides), a bin holds the ranks one later than ours
+  (with distinct confidences and n a multiple of M: ranks (j-1)n/M + 1 .. jn/M, the last bin one
+  short, against our (j-1)n/M .. jn/M - 1, 0-based), tied confidences share a bin whatever its size, and confidences
+  are float32. With distinct confidences and n a multiple of M the two differ by at most 2M/n
+  (each bin swaps one sample at each end; 0.003 at n = 10 000), as ``tests/test_metrics.py``
+  checks against a numpy transcription of that rule. Ours is kept: it is what stored cells hold,
+  and mixing two rules in one grid would compare different numbers.
 - ``brier``: (1/n) Σ_i Σ_k (p_ik - 1[y_i = k])², summed over classes (not divided by K), in [0, 2].
 - ``balanced_accuracy``: the mean over the classes present in ``labels`` of the per-class
   recall (scikit-learn's ``balanced_accuracy_score`` rule: an absent class has no recall and is
@@ -28,8 +40,19 @@ accuracy (``multiclass_accuracy(..., average="macro")``), but not adaptive ECE o
 Brier score, so it would cover two of five. ``benchmarks/metrics_overhead.py`` measures both
 side by side on 10 000 x 10 logits against one MLP evaluation pass; own code is at least as fast
 (docs/benchmarks.md, "metrics overhead"), so adding the dependency buys nothing. The same
-benchmark checks the two agree. torchmetrics 1.9 bins ECE left-closed ([(m-1)/M, m/M), via
-``torch.bucketize(..., right=True)``), so the two differ only for a confidence exactly on an edge.
+benchmark prints how far the two are apart. torchmetrics 1.9's ECE differs from ours in three ways:
+
+- precision: it softmaxes the logits in their own dtype and casts the confidences to float32
+  (``confidences.float()`` in ``_multiclass_calibration_error_update``), so its bins are summed in
+  float32; ours softmaxes float64 logits and sums in float64. The values differ by float32
+  rounding (about 1e-7 relative), and a confidence within float32 rounding of an edge can land in
+  the neighbouring bin;
+- edges: its bins are left-closed, [(m-1)/M, m/M) (``torch.bucketize(..., right=True)`` against
+  ``torch.linspace(0, 1, M + 1)`` in float32), and a confidence of exactly 1 gets a bin of its own
+  (its tables have M + 1 entries); ours are right-closed with c = 1 in the last bin, so the two
+  differ for a confidence on an edge and when a confidence of 1 shares the top bin with others;
+- input: a tensor wholly inside [0, 1] is taken as probabilities and not softmaxed, so logits that
+  happen to lie there are misread; ours always takes logits.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Column
 
 from bench.config.cells import Cell
-from bench.train.loop import Progress as StepProgress
+from bench.train.loop import TrainProgress as StepProgress
 
 
 # Fixed widths, so that no column moves as the cells, their titles and their numbers change: a title is

@@ -24,7 +24,7 @@ from bench.seams import Seams
 from bench.store.results import Store, clean_temp_files
 from bench.store.status import PROBLEMS, STORED, Status
 from bench.train.cell import CellOutcome, ExecOptions
-from bench.train.loop import Progress
+from bench.train.loop import TrainProgress
 
 
 @dataclass(frozen=True)
@@ -184,7 +184,7 @@ class Driver:
     def start(self, cell: Cell) -> None:
         self.display.start_cell(cell)
 
-    def progress(self, cell: Cell, p: Progress) -> None:
+    def progress(self, cell: Cell, p: TrainProgress) -> None:
         self.display.step(cell, p)
 
     def finish(self, cell: Cell, outcome: CellOutcome) -> None:

@@ -4,7 +4,7 @@ Layout::
 
     results/cells/*.parquet      one row per finished (or failed/diverged) cell attempt
     results/history/*.parquet    one row per (cell attempt, epoch)
-    results/checkpoints/<id>.pt  mid-cell checkpoints, removed when the cell finishes
+    results/checkpoints/<id>.pt  mid-cell checkpoints (format: bench.train.checkpoint), removed when the cell finishes
     results/locks/<id>.lock      per-cell locks held while a cell trains
     results/corrupt/             unreadable files moved aside (never deleted)
 
@@ -42,6 +42,8 @@ from filelock import FileLock, Timeout
 
 from bench.errors import BenchError
 from bench.fileio import StoreWriteError, Writer, atomic_write, move_aside, print_warning, stale_temp_files
+from bench.fileio import safe_name
+from bench.train.checkpoint import checkpoint_path
 
 T = TypeVar("T")
 
@@ -206,7 +208,7 @@ class Store:
         return {c for c in cell_ids if self._lock_path(c).name in present and self.is_running(c)}
 
     def checkpoint_path(self, cell_id: str) -> Path:
-        return checkpoint_file(self.checkpoints_dir, cell_id)
+        return checkpoint_path(self.checkpoints_dir, cell_id)
 
     # ---------------------------------------------------------------- writing
     def write_result(self, row: dict, history: list[dict]) -> None:
@@ -385,11 +387,6 @@ def _latest(df: pd.DataFrame) -> pd.DataFrame:
     return df.sort_values("written_at", kind="stable").drop_duplicates("cell_id", keep="last").reset_index(drop=True)
 
 
-def checkpoint_file(checkpoints_dir: str | Path, cell_id: str) -> Path:
-    """Where a cell's epoch checkpoint lives (workers get the folder, not a Store)."""
-    return Path(checkpoints_dir) / f"{safe_name(cell_id)}.pt"
-
-
 def corrupt_folder(results_root: str | Path) -> Path:
     """Where the damaged files of the results folder ``results_root`` are moved (workers know only
     their checkpoint folder, ``<results>/checkpoints``, and take its parent)."""
@@ -398,14 +395,6 @@ def corrupt_folder(results_root: str | Path) -> Path:
 
 def _stamp() -> str:
     return f"{time.time_ns():020d}"
-
-
-def safe_name(name: str) -> str:
-    """A file-name-safe form of an identifier: no separators, no parent references."""
-    cleaned = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(name))
-    if not cleaned or cleaned.strip("_") == "":
-        raise BenchError(f"invalid identifier {name!r} for a results file")
-    return cleaned
 
 
 def _parquet_bytes(df: pd.DataFrame) -> bytes:
@@ -424,5 +413,4 @@ def clean_temp_files(store: Store) -> None:
             pass
 
 
-__all__ = ["Store", "StoreWriteError", "StoreReadError", "checkpoint_file", "clean_temp_files",
-           "corrupt_folder"]
+__all__ = ["Store", "StoreReadError", "StoreWriteError", "clean_temp_files", "corrupt_folder"]

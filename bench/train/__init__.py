@@ -1,4 +1,4 @@
-"""Training one cell: the cell end to end, the epoch loop, the recipe (schedules, augmentation, EMA), calibration and the device.
+"""Training one cell: the cell end to end, the epoch loop, its checkpoint, the recipe (schedules, augmentation, EMA), calibration and the device.
 
 ``TrainCallback`` is part of the public seams (``bench.seams``); it is re-exported here lazily so that
 importing a torch-free submodule of this package does not import torch.

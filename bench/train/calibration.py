@@ -3,8 +3,11 @@
 One scalar T > 0 divides every logit: p = softmax(z / T). T is fitted on the validation split by
 minimising its NLL, -(1/n) Σ_i log softmax(z_i / T)_{y_i}; the argmax, so the accuracy, does not
 change. The fit optimises u = log T (T > 0 by construction) with ``torch.optim.LBFGS`` and a
-strong-Wolfe line search, in float64, from T = 1 (as Guo et al.'s reference code does with
-LBFGS on T itself). The NLL is convex in 1/T, so it has one minimum; when the validation
+strong-Wolfe line search, in float64, starting at T = 1 (u = 0): the model as trained. Guo et
+al.'s reference code (github.com/gpleiss/temperature_scaling) starts at T = 1.5 instead and runs
+LBFGS on T itself (lr 0.01, 50 iterations, no line search). The start does not choose the answer:
+the NLL is convex in 1/T, so it has one minimum, and a fit started at T = 1.5 ends at the same T
+to 1e-6 (``start``; tested), so T = 1 keeps the temperatures of stored cells. When the validation
 predictions are all correct and confident the minimum lies at T → 0 (any sharpening lowers the
 NLL) and with labels independent of the logits at T → ∞ (the uniform prediction): the fit
 stops where the NLL is flat to the optimiser's tolerance; the result is clamped to the bounds below.
@@ -21,14 +24,17 @@ from torch import Tensor
 LOG_T_BOUNDS = (math.log(1e-2), math.log(1e2))  # T in [0.01, 100]: beyond it the fit is degenerate, not informative
 
 
-def fit_temperature(logits: Tensor, labels: Tensor, max_iter: int = 100) -> float:
-    """The temperature T > 0 minimising the NLL of ``softmax(logits / T)`` against ``labels``."""
+def fit_temperature(logits: Tensor, labels: Tensor, max_iter: int = 100, start: float = 1.0) -> float:
+    """The temperature T > 0 minimising the NLL of ``softmax(logits / T)`` against ``labels``, the
+    search started at T = ``start``."""
     if logits.ndim != 2 or labels.shape != (logits.shape[0],) or logits.shape[0] == 0:
         raise ValueError(f"expected logits (n, K) with n >= 1 and labels (n,), got {tuple(logits.shape)} and "
                          f"{tuple(labels.shape)}")
     z = logits.detach().to(torch.float64)
     y = labels.detach().to(z.device, torch.int64)
-    log_t = torch.zeros((), dtype=torch.float64, device=z.device, requires_grad=True)
+    if not start > 0:
+        raise ValueError(f"start must be a temperature > 0, got {start!r}")
+    log_t = torch.tensor(math.log(start), dtype=torch.float64, device=z.device, requires_grad=True)
     opt = torch.optim.LBFGS([log_t], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe",
                             tolerance_grad=1e-10, tolerance_change=1e-12)
 

@@ -22,21 +22,23 @@ from typing import Any
 import torch
 
 from bench.config.cells import Cell, canonical_json
+from bench.config.recipe import check_recipe
+from bench.config.registry import TrainConfig, import_target
 from bench.data import Splits, load_splits
 from bench.data.regimes import UNKNOWN_FACTS, RegimeFacts, apply_regime
 from bench.data.validation import hold_out
-from losses.hooks import give_class_priors
-from bench.train.device import resolve_train
 from bench.errors import BenchError
-from bench.fileio import StoreWriteError, move_aside
+from bench.fileio import StoreWriteError
+from bench.metrics.table import TABLE, final_values
 from bench.models.zoo import build_model
 from bench.plan.preflight import where
 from bench.plan.provenance import code_fingerprint, code_version
-from bench.config.recipe import check_recipe
-from bench.config.registry import TrainConfig, import_target
 from bench.seams import Seams
-from bench.store.results import checkpoint_file, corrupt_folder
-from bench.train.loop import ProgressFn, TrainCallback, label_entropy, load_checkpoint, resumable, train_cell
+from bench.store.results import corrupt_folder
+from bench.train.checkpoint import checkpoint_path, resume_state
+from bench.train.device import resolve_train
+from bench.train.loop import ProgressFn, TrainCallback, label_entropy, train_cell
+from losses.hooks import give_class_priors
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
     device = torch.device(opts.device)
     cfg = TrainConfig(**cell.config["train"])  # as declared; resolved for the device below
     t0 = time.perf_counter()
-    ckpt = checkpoint_file(opts.checkpoint_dir, cell.cell_id) if opts.checkpoint_dir else None
+    ckpt = checkpoint_path(opts.checkpoint_dir, cell.cell_id) if opts.checkpoint_dir else None
     base = _base_row(cell, device, socket.gethostname(), _now(), time.time_ns(), opts.import_paths)
     history: list[dict[str, Any]] = []
     final: dict[str, Any] = {}
@@ -121,17 +123,9 @@ def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
         splits, facts = cell_regime_splits(cell, splits, cfg, memo)  # the memo keeps the full training split too
         base.update(facts.row())
         check_recipe(cfg.model_dump(), cell.config["dataset"]["kind"], splits.in_shape)  # as the planner did
-        resume_state = None
-        if ckpt is not None and ckpt.exists():
-            try:
-                verify_checkpoint(ckpt)
-                resume_state = load_checkpoint(ckpt, cell.cell_id)
-                if resume_state is not None and not resumable(resume_state, splits.val_y is not None):
-                    resume_state = None  # an older checkpoint of a validation cell: it restarts (train.resumable)
-            except FileNotFoundError:
-                resume_state = None
-            except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is moved aside
-                _quarantine_checkpoint(ckpt, exc)
+        saved = None
+        if ckpt is not None:  # checkpoints live in <results>/checkpoints: that results folder's corrupt/ is beside it
+            saved = resume_state(ckpt, cell.cell_id, splits.val_y is not None, corrupt_folder(ckpt.parent.parent))
         torch.manual_seed(cell.seed)
         arch = cell.config["architecture"]
         model = build_model(arch["source"], arch["name"], splits.in_shape, splits.num_classes, dict(arch["params"]))
@@ -139,7 +133,7 @@ def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
         criterion = loss_cls(**cell.config["loss"]["params"])
         give_class_priors(criterion, splits.train_y, splits.num_classes)  # losses/hooks.py: the training labels' priors
         result = train_cell(cell_id=cell.cell_id, model=model, criterion=criterion, splits=splits, cfg=cfg,
-                            seed=cell.seed, device=device, checkpoint=ckpt, resume_state=resume_state,
+                            seed=cell.seed, device=device, checkpoint=ckpt, resume_state=saved,
                             progress=progress, callbacks=(*opts.seams.callbacks, *_epoch_start_callback(on_epoch_start)),
                             writer=opts.seams.writer)
         history, final = result.history, result.final
@@ -187,10 +181,11 @@ def _result_row(base: dict[str, Any], status: str, message: str, history: list[d
                 final: dict[str, Any] | None = None) -> dict[str, Any]:
     """The store row of one attempt: identity and config columns, status, final metrics, provenance.
 
-    The last epoch's calibration figures are columns too (``final_test_ece``...; after
-    temperature scaling ``temperature``, ``final_test_ece_ts``, ``final_test_nll_ts``: NaN
-    without a validation split), and its per-class accuracy and reliability tables JSON text
-    (``test_class_acc``, ``test_reliability``, ``test_reliability_ts``; "" when absent).
+    The last epoch's value of every metric is a column (its ``final`` name in
+    :mod:`bench.metrics.table`: ``final_test_acc``, ``final_test_ece``..., after temperature scaling
+    ``temperature``, ``final_test_ece_ts``: NaN without a validation split), and its per-class accuracy
+    and reliability tables JSON text (``test_class_acc``, ``test_reliability``, ``test_reliability_ts``;
+    "" when absent).
     """
     last = history[-1] if history else {}
     nan = float("nan")
@@ -202,16 +197,8 @@ def _result_row(base: dict[str, Any], status: str, message: str, history: list[d
         "epochs_done": len(history),
         "resumed_from_epoch": resumed,
         "num_classes": num_classes,
-        "final_train_loss": last.get("train_loss", nan),
-        "final_train_acc": last.get("train_acc", nan),
-        "final_test_loss": last.get("test_loss", nan),
-        "final_test_acc": last.get("test_acc", nan),
-        "final_test_h_cond": last.get("test_h_cond", nan),
-        "final_test_h_marg": last.get("test_h_marg", nan),
-        "final_test_mi": last.get("test_mi", nan),
-        "best_test_acc": max((h["test_acc"] for h in history), default=nan),
-        **{f"final_{col}": last.get(col, nan) for col in FINAL_CALIBRATION},
-        "temperature": last.get("temperature", nan),
+        **final_values(last),
+        "best_test_acc": max((h[_TEST_ACC] for h in history), default=nan),
         **{key: json.dumps(final[key]) if key in final else "" for key in FINAL_TABLES},
         **validation_fields(history),
         "test_label_entropy": test_h,
@@ -223,15 +210,14 @@ def _result_row(base: dict[str, Any], status: str, message: str, history: list[d
     }
 
 
-# the last epoch's history figures a row carries besides accuracy, NLL and the MI terms
-FINAL_CALIBRATION = ("test_ece", "test_aece", "test_brier", "test_balanced_acc", "test_ece_ts", "test_nll_ts")
+_TEST_ACC, _VAL_ACC = TABLE["acc"].history["test"], TABLE["acc"].history["val"]
 FINAL_TABLES = ("test_class_acc", "test_reliability", "test_reliability_ts")
 
 
 def validation_fields(history: list[dict[str, Any]]) -> dict[str, Any]:
     """The row's validation summary: last and best validation accuracy, and the best epoch (1-based,
     earliest on ties); NaN and 0 without a validation split."""
-    val = [h["val_acc"] for h in history if "val_acc" in h]
+    val = [h[_VAL_ACC] for h in history if _VAL_ACC in h]
     if not val:
         return {"final_val_acc": float("nan"), "best_val_acc": float("nan"), "best_val_epoch": 0}
     best = max(range(len(val)), key=lambda i: (val[i], -i))
@@ -291,22 +277,3 @@ def determinism_flags(device: torch.device) -> dict[str, Any]:
     flags["deterministic"] = device.type == "cpu" or (
         flags["deterministic_algorithms"] and flags["cudnn_deterministic"] and not flags["cudnn_benchmark"])
     return flags
-
-
-def verify_checkpoint(path: Path) -> None:
-    """Check every member's CRC-32 in the checkpoint (a zip written by ``torch.save``); raise if damaged.
-
-    ``torch.load`` itself does not check them, so a bit flip inside the weights would load silently.
-    """
-    import zipfile
-
-    with zipfile.ZipFile(path) as z:
-        bad = z.testzip()
-    if bad is not None:
-        raise ValueError(f"CRC mismatch in member {bad!r}")
-
-
-def _quarantine_checkpoint(path: Path, exc: BaseException) -> None:
-    # checkpoints live in <results>/checkpoints: their results folder's corrupt/ is beside that folder
-    move_aside(path, corrupt_folder(path.parent.parent), f"{type(exc).__name__}: {exc}", what="checkpoint",
-               then="the cell restarts from epoch 0")

@@ -13,8 +13,9 @@ Speed switches (each a ``TrainConfig`` setting, so part of a cell's identity):
 evaluation runs the uncompiled module, which shares its weights, so eval batch shapes cost no
 extra compilation). On CUDA ``cudnn.benchmark`` is switched on for the process (unless
 deterministic algorithms were asked for) and the optimiser is the fused implementation.
-Checkpoints are serialised at the end of an epoch and written (atomically, with fsync) by a
-background thread while the next epoch trains; a failed write stops training at the next step.
+Checkpoints (:mod:`bench.train.checkpoint`, which owns their format) are serialised at the end of an
+epoch and written by a background thread while the next epoch trains; a failed write stops
+training at the next step.
 
 Callbacks (:class:`TrainCallback`) are told when each epoch starts and when it has ended: they
 may log, adjust the process, or raise to end the cell (what they raise is handled as any error of
@@ -31,28 +32,33 @@ none of them set the loop runs exactly the operations of the paper's protocol.
 
 Every epoch evaluates the test split (and the validation split, when the cell has one) in one
 pass: accuracy, NLL, the MI terms and :class:`bench.metrics.compute.SplitMetrics` (ECE, adaptive ECE,
-Brier, balanced accuracy). With a validation split, the cell ends with temperature scaling
+Brier, balanced accuracy); the history's column of each figure is its entry's in
+:mod:`bench.metrics.table`. With a validation split, the cell ends with temperature scaling
 (:mod:`bench.train.calibration`): for each epoch a selection rule can pick (the last, the best
 validation epoch, the best test epoch; earliest on ties, as :mod:`bench.report.selection` picks) T is
 fitted on that epoch's validation logits, and the history row of that epoch gains
-``temperature``, ``test_ece_ts`` and ``test_nll_ts`` (NaN in the other rows). The logits of the
+the table's temperature-scaled columns (``temperature``, ``test_ece_ts``, ``test_nll_ts``; NaN in
+the other rows). The logits of the
 best epochs so far travel in the checkpoint, so a resumed cell scales the same epochs.
 
 On CPU the float operations, their order, the parameter init and the permutation and
 augmentation streams are those of the uninterrupted loop (the scheduler, the augmentation
 generator and the EMA are checkpointed), so a resumed cell ends bitwise identical to an
 uninterrupted one.
+
+The loop is a few named steps over one :class:`TrainState`: :func:`_setup` (modules, optimiser,
+recipe, the data on the device; :func:`_resume` from a checkpoint), then per epoch
+:func:`_train_epoch` (:func:`_batch`, :func:`_step`), :func:`_evaluate_epoch`, the divergence
+checks, :func:`_save_checkpoint` and the callbacks; :func:`_finish` temperature-scales at the end.
 """
 
 from __future__ import annotations
 
-import io
 import math
-import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -60,21 +66,25 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.train.augment import augment_batch, make_generator
-from bench.train.calibration import fit_temperature
-from bench.data import Splits
-from bench.train.ema import WeightEMA
-from bench.fileio import Writer, atomic_write
-from bench.metrics.compute import SplitMetrics
 from bench.config.recipe import schedule_spec, scheduled
 from bench.config.registry import TrainConfig
+from bench.data import Splits
+from bench.fileio import Writer
+from bench.metrics.compute import SplitMetrics
+from bench.metrics.table import SCALED, TABLE, TRAIN, columns, history_values
+from bench.train.augment import augment_batch, make_generator
+from bench.train.calibration import fit_temperature
+from bench.train.checkpoint import VERSION, Checkpoint, CheckpointWriter
+from bench.train.ema import WeightEMA
 from bench.train.schedules import load_scheduler_state, make_scheduler
 from losses import SplitMI
 
-CHECKPOINT_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # version 1: before the recipe and the calibration metrics (see resumable)
 PROGRESS_INTERVAL_S = 0.25  # the step loop calls the progress callback at most this often
 METER_CHUNK_STEPS = 32  # steps of logits kept before they are reduced to a correct-count (bounds memory)
+TEMPERATURE_COLUMNS = columns("test", SCALED)  # filled on the epochs a selection rule can pick, NaN elsewhere
+# the history columns the loop itself reads: the divergence check and the best epochs' scores
+_TEST_NLL, _TEST_MI = TABLE["nll"].history["test"], TABLE["mi"].history["test"]
+_VAL_ACC, _TEST_ACC = TABLE["acc"].history["val"], TABLE["acc"].history["test"]
 
 
 class EpochMeter:
@@ -144,7 +154,7 @@ class EpochMeter:
 
 
 @dataclass
-class Progress:
+class TrainProgress:
     """What the trainer reports to a display; device values are read only when the display asks.
 
     During an epoch ``meter`` is set and :meth:`running` gives the mean loss and accuracy so far
@@ -164,7 +174,7 @@ class Progress:
         return self.meter.running() if self.meter is not None and self.meter.seen else None
 
 
-ProgressFn = Callable[[Progress], None]
+ProgressFn = Callable[[TrainProgress], None]
 
 
 class TrainCallback:
@@ -197,51 +207,7 @@ class TrainResult:
     final: dict[str, Any] = field(default_factory=dict)  # the last epoch's per-class and reliability tables
 
 
-class CheckpointWriter:
-    """Serialise a checkpoint now, write it (atomically, with fsync) in a background thread.
-
-    At most one write is in flight: ``submit`` and ``wait`` join the previous one first and
-    re-raise its error. The bytes are taken before ``submit`` returns, so training may go on
-    changing the weights while the file is written.
-    """
-
-    def __init__(self, writer: Writer | None = None) -> None:
-        self._writer = writer
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-
-    def submit(self, path: Path, state: dict[str, Any]) -> None:
-        self.wait()
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        data = buf.getvalue()
-        cell_id = str(state.get("cell_id", ""))
-
-        def write() -> None:
-            try:
-                atomic_write(path, data, "checkpoint", cell_id, self._writer)
-            except BaseException as exc:  # noqa: BLE001 - handed to the training thread
-                self._error = exc
-
-        self._thread = threading.Thread(target=write, name="lossbench-checkpoint", daemon=True)
-        self._thread.start()
-
-    @property
-    def failed(self) -> bool:
-        """True once the write in flight has failed (cheap: no join)."""
-        return self._error is not None
-
-    def wait(self, raise_error: bool = True) -> None:
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        if self._error is not None:
-            error, self._error = self._error, None
-            if raise_error:
-                raise error
-
-
-def _autocast(device: torch.device, precision: str):
+def _autocast(device: torch.device, precision: str) -> AbstractContextManager:
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     if precision == "fp16":
@@ -268,8 +234,9 @@ def label_entropy(y: torch.Tensor, num_classes: int) -> float:
 
 @dataclass
 class Evaluation:
-    """One split's figures (``values``: acc, nll, h_cond, h_marg, mi, ece, aece, brier,
-    balanced_acc), the accumulator they came from, and the split's logits when kept."""
+    """One split's figures (``values``: what its accumulators computed, keyed as
+    :mod:`bench.metrics.table`'s ``computed`` names them), the accumulator of the calibration
+    metrics, and the split's logits when kept."""
 
     values: dict[str, float]
     metrics: SplitMetrics
@@ -296,30 +263,9 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, splits: S
         metrics.update(logits, yb)
         if keep_logits:
             kept.append(logits)
-    terms = mi.compute()
-    calib = metrics.compute()
+    values = {**metrics.compute(), **mi.compute()}  # disjoint names (bench.metrics.table)
     model.train(was_training)
-    values = {
-        "acc": calib["accuracy"],  # SplitMetrics' hit count over n: the logits' argmax, as the training accuracy
-        "nll": terms["h_cond"],
-        "h_cond": terms["h_cond"],
-        "h_marg": terms["h_marg"],
-        "mi": terms["mi"],
-        "ece": calib["ece"],
-        "aece": calib["adaptive_ece"],
-        "brier": calib["brier"],
-        "balanced_acc": calib["balanced_accuracy"],
-    }
     return Evaluation(values, metrics, torch.cat(kept) if kept else None)
-
-
-# the history's names of the test split's figures (test_loss is the test NLL: the paper's name)
-TEST_COLUMNS = {"acc": "test_acc", "nll": "test_loss", "h_cond": "test_h_cond", "h_marg": "test_h_marg",
-                "mi": "test_mi", "ece": "test_ece", "aece": "test_aece", "brier": "test_brier",
-                "balanced_acc": "test_balanced_acc"}
-VAL_COLUMNS = {"acc": "val_acc", "nll": "val_nll", "mi": "val_mi", "ece": "val_ece", "aece": "val_aece",
-               "brier": "val_brier", "balanced_acc": "val_balanced_acc"}
-TEMPERATURE_COLUMNS = ("temperature", "test_ece_ts", "test_nll_ts")
 
 
 def scaled_test_metrics(val_logits: torch.Tensor, val_y: torch.Tensor, test_logits: torch.Tensor,
@@ -329,231 +275,6 @@ def scaled_test_metrics(val_logits: torch.Tensor, val_y: torch.Tensor, test_logi
     scaled = SplitMetrics()
     scaled.update(test_logits / temperature, test_y)
     return temperature, scaled
-
-
-def load_checkpoint(path: Path, cell_id: str) -> dict[str, Any] | None:
-    """Load a checkpoint with ``weights_only=True``; raises on a corrupt file (caller quarantines)."""
-    if not path.exists():
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or state.get("cell_id") != cell_id or state.get("version") not in READABLE_VERSIONS:
-        raise ValueError("checkpoint belongs to another cell or version")
-    return state
-
-
-def resumable(state: dict[str, Any], has_validation: bool) -> bool:
-    """Whether a loaded checkpoint can resume its cell to the same result as an uninterrupted run.
-
-    A version-1 checkpoint (written before the recipe and the calibration metrics) has no recipe
-    state, which a cell of that time never had, but also no logits of its best epochs so far: a
-    cell with a validation split could not temperature-scale the epochs its selection rules pick,
-    so it restarts instead.
-    """
-    return int(state.get("version", 0)) >= 2 or not has_validation
-
-
-def train_cell(
-    *,
-    cell_id: str,
-    model: torch.nn.Module,
-    criterion: torch.nn.Module,
-    splits: Splits,
-    cfg: TrainConfig,
-    seed: int,
-    device: torch.device,
-    checkpoint: Path | None,
-    resume_state: dict[str, Any] | None = None,
-    progress: ProgressFn | None = None,
-    callbacks: Sequence[TrainCallback] = (),
-    writer: Writer | None = None,
-) -> TrainResult:
-    """Train ``model`` (already built under ``torch.manual_seed(seed)``) for ``cfg.epochs`` epochs.
-
-    ``callbacks`` are told of each epoch (:class:`TrainCallback`); ``writer`` writes the
-    checkpoint files (default: :class:`bench.fileio.Writer`).
-    """
-    if device.type == "cuda" and not (torch.are_deterministic_algorithms_enabled() or torch.backends.cudnn.deterministic):
-        # fixed batch shapes: let cuDNN time its kernels once and keep the fastest. Set for the
-        # process (a harness worker), not restored, so the cell row records what was used
-        # (bench.train.cell.determinism_flags); left off when determinism was asked for.
-        torch.backends.cudnn.benchmark = True
-    ckpt_writer = CheckpointWriter(writer)
-    try:
-        result = _train(cell_id, model, criterion, splits, cfg, seed, device, checkpoint, resume_state,
-                        progress, tuple(callbacks), ckpt_writer)
-    except BaseException:
-        ckpt_writer.wait(raise_error=False)  # let an in-flight checkpoint land (no torn temp file), keep the first error
-        raise
-    ckpt_writer.wait()
-    return result
-
-
-def _train(cell_id: str, model: torch.nn.Module, criterion: torch.nn.Module, splits: Splits, cfg: TrainConfig,
-           seed: int, device: torch.device, checkpoint: Path | None, resume_state: dict[str, Any] | None,
-           progress: ProgressFn | None, callbacks: tuple[TrainCallback, ...], writer: CheckpointWriter) -> TrainResult:
-    memory_format = torch.channels_last if cfg.channels_last == "on" else torch.contiguous_format
-    model = model.to(device=device, memory_format=memory_format)
-    criterion = criterion.to(device)
-    params = list(model.parameters())
-    optimizer = make_optimizer(params, cfg, device)
-    # fp16's narrow exponent underflows small gradients: scale the loss, unscale before the step
-    # (bf16 has fp32's exponent range and needs no scaler)
-    scaler = torch.amp.GradScaler(device.type) if cfg.precision == "fp16" else None
-    # the compiled module shares the weights; evaluation runs the plain one (no extra graphs)
-    step_model = torch.compile(model, dynamic=False) if cfg.compile else model
-
-    train_x = splits.train_x.to(device, non_blocking=True)
-    train_y = splits.train_y.to(device, non_blocking=True)
-    test_x = splits.test_x.to(device, non_blocking=True)
-    test_y = splits.test_y.to(device, non_blocking=True)
-    val_x = splits.val_x.to(device, non_blocking=True) if splits.val_y is not None else None
-    val_y = splits.val_y.to(device, non_blocking=True) if splits.val_y is not None else None
-    n = len(train_y)
-    batch_size = cfg.batch_size
-    steps = math.ceil(n / batch_size)
-
-    settings = cfg.model_dump()
-    scheduler = make_scheduler(optimizer, schedule_spec(settings), cfg.epochs, steps) if scheduled(settings) else None
-    ema = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
-    aug_gen = make_generator(seed, device) if cfg.augment != "none" else None
-    eval_model = ema.module if ema is not None else model
-
-    gen = torch.Generator(device=device)
-    gen.manual_seed(seed)
-    history: list[dict[str, float]] = []
-    best = _BestEpochs()
-    start_epoch = 0
-    wall = 0.0
-    if resume_state is not None:
-        model.load_state_dict(resume_state["model"])
-        optimizer.load_state_dict(resume_state["optimizer"])
-        if scaler is not None and resume_state.get("grad_scaler") is not None:
-            scaler.load_state_dict(resume_state["grad_scaler"])
-        if scheduler is not None:
-            load_scheduler_state(scheduler, optimizer, resume_state["scheduler"])
-        if ema is not None:
-            ema.load_state_dict(resume_state["ema"])
-        if aug_gen is not None:
-            aug_gen.set_state(resume_state["augment_generator"])
-        best = _BestEpochs.from_state(resume_state.get("best_epochs"))
-        gen.set_state(resume_state["generator"])
-        torch.set_rng_state(resume_state["cpu_rng"])
-        if device.type == "cuda" and resume_state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(resume_state["cuda_rng"], device)
-        history = [dict(h) for h in resume_state["history"]]
-        start_epoch = int(resume_state["epoch"])
-        wall = float(resume_state["wall_time"])
-
-    to_channels_last = train_x.dim() == 4 and cfg.channels_last == "on"
-    autocast = _autocast(device, cfg.precision)
-    normalise = splits.normalise
-    clip = cfg.grad_clip
-    last_test: Evaluation | None = None
-    model.train()
-    for epoch in range(start_epoch, cfg.epochs):
-        if hasattr(criterion, "set_progress"):
-            criterion.set_progress(epoch, cfg.epochs)
-        for callback in callbacks:
-            callback.on_epoch_start(cell_id, epoch, model)
-        t0 = time.perf_counter()
-        next_report = t0 + PROGRESS_INTERVAL_S
-        lr = optimizer.param_groups[0]["lr"]  # the lr of the epoch's first step
-        perm = torch.randperm(n, generator=gen, device=device)
-        meter = EpochMeter(device)
-        for step in range(steps):
-            idx = perm[step * batch_size:(step + 1) * batch_size]
-            xb = torch.index_select(train_x, 0, idx)
-            if aug_gen is not None:
-                xb = augment_batch(xb, cfg.augment, cfg.crop_padding, aug_gen)
-            xb = normalise(xb)
-            if to_channels_last:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            yb = torch.index_select(train_y, 0, idx)
-            with autocast:
-                logits = step_model(xb)
-            loss = criterion(logits.float(), yb)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is None:
-                loss.backward()
-                if clip:
-                    torch.nn.utils.clip_grad_norm_(params, clip)
-                optimizer.step()
-            else:
-                scaler.scale(loss).backward()
-                if clip:
-                    scaler.unscale_(optimizer)  # clip the true gradient, not the scaled one
-                    torch.nn.utils.clip_grad_norm_(params, clip)
-                scaler.step(optimizer)
-                scaler.update()
-            if scheduler is not None:
-                scheduler.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            meter.add(loss.detach(), logits.detach(), yb)
-            if writer.failed:  # the last epoch's checkpoint could not be written (e.g. disk full): stop now
-                writer.wait()
-            if progress is not None and time.perf_counter() >= next_report:
-                next_report = time.perf_counter() + PROGRESS_INTERVAL_S
-                progress(Progress(epoch, cfg.epochs, step + 1, steps, meter.seen, meter))
-        loss_sum, correct = meter.finish()
-        del meter
-        train_loss = loss_sum / n
-        train_acc = correct / n
-        if not math.isfinite(train_loss):
-            wall += time.perf_counter() - t0
-            return TrainResult("diverged", history, wall, start_epoch,
-                               f"non-finite training loss in epoch {epoch + 1}: the loss returned {train_loss}; a loss "
-                               "that takes log(0) or divides by zero does this by itself, else the weights diverged: "
-                               f"try a smaller lr (--set train.lr={cfg.lr / 10:g})")
-        t_eval = time.perf_counter()
-        keep = val_y is not None  # the logits temperature scaling needs
-        last_test = evaluate(eval_model, test_x, test_y, splits, cfg, device, keep_logits=keep)
-        metrics = {TEST_COLUMNS[k]: v for k, v in last_test.values.items()}
-        val = None
-        if val_y is not None:  # the validation split, evaluated like the test split
-            val = evaluate(eval_model, val_x, val_y, splits, cfg, device, keep_logits=True)
-            metrics.update({col: val.values[k] for k, col in VAL_COLUMNS.items()})
-        epoch_time = time.perf_counter() - t0
-        wall += epoch_time
-        row = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "lr": lr, **metrics,
-               "epoch_time": epoch_time, "eval_time": epoch_time - (t_eval - t0)}
-        history.append(row)
-        if not all(math.isfinite(v) for v in (metrics["test_loss"], metrics["test_mi"])):
-            return TrainResult("diverged", history, wall, start_epoch,
-                               f"the model's test predictions were non-finite in epoch {epoch + 1} (test NLL "
-                               f"{metrics['test_loss']}, test MI {metrics['test_mi']}); the weights diverged: try a "
-                               f"smaller lr (--set train.lr={cfg.lr / 10:g})")
-        if val is not None:
-            best.offer(epoch, metrics["val_acc"], metrics["test_acc"], val.logits, last_test.logits)
-        epoch_ckpt = checkpoint if checkpoint is not None and epoch + 1 < cfg.epochs else None  # the last: its result follows
-        if epoch_ckpt is not None:
-            writer.submit(epoch_ckpt, {
-                "version": CHECKPOINT_VERSION,
-                "cell_id": cell_id,
-                "epoch": epoch + 1,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "grad_scaler": scaler.state_dict() if scaler is not None else None,
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "ema": ema.state_dict() if ema is not None else None,
-                "augment_generator": aug_gen.get_state() if aug_gen is not None else None,
-                "best_epochs": best.state(),
-                "generator": gen.get_state(),
-                "cpu_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                "history": history,
-                "wall_time": wall,
-            })
-        if progress is not None:
-            progress(Progress(epoch + 1, cfg.epochs, steps, steps, n, last_epoch=row))
-        for callback in callbacks:
-            callback.on_epoch_end(cell_id, epoch, partial(_landed, writer, epoch_ckpt))
-    final: dict[str, Any] = {}
-    if last_test is not None:  # None only when a resumed cell had no epoch left to train
-        final = {"test_class_acc": last_test.metrics.class_accuracy(), "test_reliability": last_test.metrics.reliability()}
-        if val_y is not None and val is not None:
-            final["test_reliability_ts"] = _temperature_scale(history, best, (val.logits, last_test.logits), val_y, test_y)
-    return TrainResult("done", history, wall, start_epoch, final=final)
 
 
 class _BestEpochs:
@@ -584,11 +305,297 @@ class _BestEpochs:
         return out
 
 
+@dataclass
+class TrainState:
+    """What the loop carries from step to step and epoch to epoch: the cell, its data on the device,
+    the modules and optimiser with the recipe's parts (None where the recipe has none), the random
+    streams, what was recorded so far, and where the loop reports (checkpoint, progress, callbacks)."""
+
+    cell_id: str
+    cfg: TrainConfig
+    device: torch.device
+    data: Splits  # the cell's splits, resident on the device
+    model: torch.nn.Module
+    step_model: torch.nn.Module  # the training forward: ``model`` compiled when cfg.compile (same weights)
+    criterion: torch.nn.Module
+    params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None  # fp16 only
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    ema: WeightEMA | None
+    aug_gen: torch.Generator | None
+    gen: torch.Generator  # the per-epoch permutation's stream
+    autocast: AbstractContextManager
+    checkpoint: Path | None
+    writer: CheckpointWriter
+    progress: ProgressFn | None = None
+    callbacks: tuple[TrainCallback, ...] = ()
+    history: list[dict[str, float]] = field(default_factory=list)
+    best: _BestEpochs = field(default_factory=_BestEpochs)
+    start_epoch: int = 0
+    wall: float = 0.0
+    last: tuple[Evaluation, Evaluation | None] | None = None  # the last epoch's test and validation passes
+
+    @property
+    def n(self) -> int:
+        return len(self.data.train_y)
+
+    @property
+    def steps(self) -> int:
+        return math.ceil(self.n / self.cfg.batch_size)
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The weights evaluated: the EMA's when the recipe keeps one."""
+        return self.ema.module if self.ema is not None else self.model
+
+
+def train_cell(
+    *,
+    cell_id: str,
+    model: torch.nn.Module,
+    criterion: torch.nn.Module,
+    splits: Splits,
+    cfg: TrainConfig,
+    seed: int,
+    device: torch.device,
+    checkpoint: Path | None,
+    resume_state: dict[str, Any] | None = None,
+    progress: ProgressFn | None = None,
+    callbacks: Sequence[TrainCallback] = (),
+    writer: Writer | None = None,
+) -> TrainResult:
+    """Train ``model`` (already built under ``torch.manual_seed(seed)``) for ``cfg.epochs`` epochs.
+
+    ``callbacks`` are told of each epoch (:class:`TrainCallback`); ``writer`` writes the
+    checkpoint files (default: :class:`bench.fileio.Writer`).
+    """
+    if device.type == "cuda" and not (torch.are_deterministic_algorithms_enabled() or torch.backends.cudnn.deterministic):
+        # fixed batch shapes: let cuDNN time its kernels once and keep the fastest. Set for the
+        # process (a harness worker), not restored, so the cell row records what was used
+        # (bench.train.cell.determinism_flags); left off when determinism was asked for.
+        torch.backends.cudnn.benchmark = True
+    ckpt_writer = CheckpointWriter(writer)
+    try:
+        state = _setup(cell_id, model, criterion, splits, cfg, seed, device, checkpoint, ckpt_writer)
+        state.progress, state.callbacks = progress, tuple(callbacks)
+        if resume_state is not None:
+            _resume(state, resume_state)
+        result = _train(state)
+    except BaseException:
+        ckpt_writer.wait(raise_error=False)  # let an in-flight checkpoint land (no torn temp file), keep the first error
+        raise
+    ckpt_writer.wait()
+    return result
+
+
+def _setup(cell_id: str, model: torch.nn.Module, criterion: torch.nn.Module, splits: Splits, cfg: TrainConfig,
+           seed: int, device: torch.device, checkpoint: Path | None, writer: CheckpointWriter) -> TrainState:
+    """The state of epoch 0: modules and data on the device, the optimiser and the recipe's parts."""
+    memory_format = torch.channels_last if cfg.channels_last == "on" else torch.contiguous_format
+    model = model.to(device=device, memory_format=memory_format)
+    criterion = criterion.to(device)
+    params = list(model.parameters())
+    optimizer = make_optimizer(params, cfg, device)
+    # fp16's narrow exponent underflows small gradients: scale the loss, unscale before the step
+    # (bf16 has fp32's exponent range and needs no scaler)
+    scaler = torch.amp.GradScaler(device.type) if cfg.precision == "fp16" else None
+    # the compiled module shares the weights; evaluation runs the plain one (no extra graphs)
+    step_model = torch.compile(model, dynamic=False) if cfg.compile else model
+    has_val = splits.val_y is not None
+    data = replace(splits, **{name: getattr(splits, name).to(device, non_blocking=True) for name in (
+        "train_x", "train_y", "test_x", "test_y", *(("val_x", "val_y") if has_val else ()))})
+    steps = math.ceil(len(data.train_y) / cfg.batch_size)
+    settings = cfg.model_dump()
+    scheduler = make_scheduler(optimizer, schedule_spec(settings), cfg.epochs, steps) if scheduled(settings) else None
+    ema = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    aug_gen = make_generator(seed, device) if cfg.augment != "none" else None
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    return TrainState(cell_id=cell_id, cfg=cfg, device=device, data=data, model=model, step_model=step_model,
+                      criterion=criterion, params=params, optimizer=optimizer, scaler=scaler, scheduler=scheduler,
+                      ema=ema, aug_gen=aug_gen, gen=gen, autocast=_autocast(device, cfg.precision),
+                      checkpoint=checkpoint, writer=writer)
+
+
+def _resume(state: TrainState, saved: dict[str, Any]) -> None:
+    """Continue from a checkpoint (:mod:`bench.train.checkpoint`): weights, optimiser, recipe, streams, history."""
+    state.model.load_state_dict(saved["model"])
+    state.optimizer.load_state_dict(saved["optimizer"])
+    if state.scaler is not None and saved.get("grad_scaler") is not None:
+        state.scaler.load_state_dict(saved["grad_scaler"])
+    if state.scheduler is not None:
+        load_scheduler_state(state.scheduler, state.optimizer, saved["scheduler"])
+    if state.ema is not None:
+        state.ema.load_state_dict(saved["ema"])
+    if state.aug_gen is not None:
+        state.aug_gen.set_state(saved["augment_generator"])
+    state.best = _BestEpochs.from_state(saved.get("best_epochs"))
+    state.gen.set_state(saved["generator"])
+    torch.set_rng_state(saved["cpu_rng"])
+    if state.device.type == "cuda" and saved.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(saved["cuda_rng"], state.device)
+    state.history = [dict(h) for h in saved["history"]]
+    state.start_epoch = int(saved["epoch"])
+    state.wall = float(saved["wall_time"])
+
+
+def _train(state: TrainState) -> TrainResult:
+    """The epochs left: train, evaluate, stop on divergence, checkpoint, tell the callbacks."""
+    cfg = state.cfg
+    state.model.train()
+    for epoch in range(state.start_epoch, cfg.epochs):
+        if hasattr(state.criterion, "set_progress"):
+            state.criterion.set_progress(epoch, cfg.epochs)
+        for callback in state.callbacks:
+            callback.on_epoch_start(state.cell_id, epoch, state.model)
+        t0 = time.perf_counter()
+        lr = state.optimizer.param_groups[0]["lr"]  # the lr of the epoch's first step
+        train = _train_epoch(state, epoch, t0)
+        if (message := _training_diverged(train, epoch, cfg)) is not None:
+            state.wall += time.perf_counter() - t0
+            return TrainResult("diverged", state.history, state.wall, state.start_epoch, message)
+        t_eval = time.perf_counter()
+        test, val = state.last = _evaluate_epoch(state)
+        epoch_time = time.perf_counter() - t0
+        state.wall += epoch_time
+        row = {"epoch": epoch + 1, **history_values(TRAIN, train, TRAIN), "lr": lr, **history_values("test", test.values),
+               **(history_values("val", val.values) if val is not None else {}),
+               "epoch_time": epoch_time, "eval_time": epoch_time - (t_eval - t0)}
+        state.history.append(row)
+        if (message := _predictions_diverged(row, epoch, cfg)) is not None:
+            return TrainResult("diverged", state.history, state.wall, state.start_epoch, message)
+        if val is not None:
+            state.best.offer(epoch, row[_VAL_ACC], row[_TEST_ACC], val.logits, test.logits)
+        written = _save_checkpoint(state, epoch)
+        if state.progress is not None:
+            state.progress(TrainProgress(epoch + 1, cfg.epochs, state.steps, state.steps, state.n, last_epoch=row))
+        for callback in state.callbacks:
+            callback.on_epoch_end(state.cell_id, epoch, partial(state.writer.landed, written))
+    return _finish(state)
+
+
+def _train_epoch(state: TrainState, epoch: int, t0: float) -> dict[str, float]:
+    """One pass over the training split in a fresh seeded order: the mean ``loss`` and ``acc``."""
+    cfg, steps = state.cfg, state.steps
+    next_report = t0 + PROGRESS_INTERVAL_S
+    perm = torch.randperm(state.n, generator=state.gen, device=state.device)
+    meter = EpochMeter(state.device)
+    for step in range(steps):
+        xb, yb = _batch(state, perm[step * cfg.batch_size:(step + 1) * cfg.batch_size])
+        loss, logits = _step(state, xb, yb)
+        meter.add(loss.detach(), logits.detach(), yb)
+        if state.writer.failed:  # the last epoch's checkpoint could not be written (e.g. disk full): stop now
+            state.writer.wait()
+        if state.progress is not None and time.perf_counter() >= next_report:
+            next_report = time.perf_counter() + PROGRESS_INTERVAL_S
+            state.progress(TrainProgress(epoch, cfg.epochs, step + 1, steps, meter.seen, meter))
+    loss_sum, correct = meter.finish()
+    return {"loss": loss_sum / state.n, "acc": correct / state.n}
+
+
+def _batch(state: TrainState, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch at ``idx``: gathered on the device, augmented (raw uint8), normalised."""
+    data, cfg = state.data, state.cfg
+    xb = torch.index_select(data.train_x, 0, idx)
+    if state.aug_gen is not None:
+        xb = augment_batch(xb, cfg.augment, cfg.crop_padding, state.aug_gen)
+    xb = data.normalise(xb)
+    if xb.dim() == 4 and cfg.channels_last == "on":
+        xb = xb.contiguous(memory_format=torch.channels_last)
+    return xb, torch.index_select(data.train_y, 0, idx)
+
+
+def _step(state: TrainState, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step (with the fp16 scaler, clipping, the schedule and the EMA); its loss and logits."""
+    optimizer, scaler, clip = state.optimizer, state.scaler, state.cfg.grad_clip
+    with state.autocast:
+        logits = state.step_model(xb)
+    loss = state.criterion(logits.float(), yb)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(state.params, clip)
+        optimizer.step()
+    else:
+        scaler.scale(loss).backward()
+        if clip:
+            scaler.unscale_(optimizer)  # clip the true gradient, not the scaled one
+            torch.nn.utils.clip_grad_norm_(state.params, clip)
+        scaler.step(optimizer)
+        scaler.update()
+    if state.scheduler is not None:
+        state.scheduler.step()
+    if state.ema is not None:
+        state.ema.update_parameters(state.model)
+    return loss, logits
+
+
+def _evaluate_epoch(state: TrainState) -> tuple[Evaluation, Evaluation | None]:
+    """The test split's pass, and the validation split's (kept logits: temperature scaling needs them)."""
+    data, args = state.data, (state.cfg, state.device)
+    keep = data.val_y is not None
+    test = evaluate(state.eval_model, data.test_x, data.test_y, data, *args, keep_logits=keep)
+    val = evaluate(state.eval_model, data.val_x, data.val_y, data, *args, keep_logits=True) if keep else None
+    return test, val
+
+
+def _training_diverged(train: dict[str, float], epoch: int, cfg: TrainConfig) -> str | None:
+    """Why the cell ends as diverged after training an epoch, or None: a non-finite training loss."""
+    if math.isfinite(train["loss"]):
+        return None
+    return (f"non-finite training loss in epoch {epoch + 1}: the loss returned {train['loss']}; a loss "
+            "that takes log(0) or divides by zero does this by itself, else the weights diverged: "
+            f"try a smaller lr (--set train.lr={cfg.lr / 10:g})")
+
+
+def _predictions_diverged(row: dict[str, float], epoch: int, cfg: TrainConfig) -> str | None:
+    """Why the cell ends as diverged after evaluating an epoch, or None: non-finite test predictions."""
+    if all(math.isfinite(row[c]) for c in (_TEST_NLL, _TEST_MI)):
+        return None
+    return (f"the model's test predictions were non-finite in epoch {epoch + 1} (test NLL "
+            f"{row[_TEST_NLL]}, test MI {row[_TEST_MI]}); the weights diverged: try a "
+            f"smaller lr (--set train.lr={cfg.lr / 10:g})")
+
+
+def _save_checkpoint(state: TrainState, epoch: int) -> Path | None:
+    """Hand the state after ``epoch`` to the background writer; the path written, or None (no
+    checkpoint folder, or the last epoch: its result follows)."""
+    if state.checkpoint is None or epoch + 1 >= state.cfg.epochs:
+        return None
+    cuda = state.device.type == "cuda"
+    state.writer.submit(state.checkpoint, Checkpoint(
+        version=VERSION, cell_id=state.cell_id, epoch=epoch + 1,
+        model=state.model.state_dict(), optimizer=state.optimizer.state_dict(),
+        grad_scaler=state.scaler.state_dict() if state.scaler is not None else None,
+        scheduler=state.scheduler.state_dict() if state.scheduler is not None else None,
+        ema=state.ema.state_dict() if state.ema is not None else None,
+        augment_generator=state.aug_gen.get_state() if state.aug_gen is not None else None,
+        best_epochs=state.best.state(), generator=state.gen.get_state(), cpu_rng=torch.get_rng_state(),
+        cuda_rng=torch.cuda.get_rng_state(state.device) if cuda else None,
+        history=state.history, wall_time=state.wall))
+    return state.checkpoint
+
+
+def _finish(state: TrainState) -> TrainResult:
+    """The cell's result: the last epoch's per-class and reliability tables, temperature-scaled with a
+    validation split."""
+    final: dict[str, Any] = {}
+    if state.last is not None:  # None only when a resumed cell had no epoch left to train
+        test, val = state.last
+        final = {"test_class_acc": test.metrics.class_accuracy(), "test_reliability": test.metrics.reliability()}
+        if val is not None:
+            final["test_reliability_ts"] = _temperature_scale(state.history, state.best, (val.logits, test.logits),
+                                                              state.data.val_y, state.data.test_y)
+    return TrainResult("done", state.history, state.wall, state.start_epoch, final=final)
+
+
 def _temperature_scale(history: list[dict[str, float]], best: _BestEpochs,
                        last_logits: tuple[torch.Tensor | None, torch.Tensor | None], val_y: torch.Tensor,
                        test_y: torch.Tensor) -> dict[str, list]:
-    """Fill ``temperature``, ``test_ece_ts`` and ``test_nll_ts`` of every epoch a rule can select
-    (NaN elsewhere); return the last epoch's reliability table after scaling."""
+    """Fill the temperature-scaled columns of every epoch a rule can select (NaN elsewhere); return
+    the last epoch's reliability table after scaling."""
     for row in history:
         row.update(dict.fromkeys(TEMPERATURE_COLUMNS, float("nan")))
     last = len(history) - 1
@@ -599,29 +606,22 @@ def _temperature_scale(history: list[dict[str, float]], best: _BestEpochs,
             raise ValueError(f"epoch {epoch + 1} has no kept logits to fit a temperature on")
         device = val_y.device
         temperature, scaled = scaled_test_metrics(val_logits.to(device), val_y, test_logits.to(device), test_y)
-        values = scaled.compute()
-        history[epoch].update(temperature=temperature, test_ece_ts=values["ece"], test_nll_ts=values["nll"])
+        history[epoch].update(history_values("test", {**scaled.compute(), "temperature": temperature}, SCALED))
         if epoch == last:
             reliability = scaled.reliability()
     return reliability
 
 
-def _landed(writer: CheckpointWriter, path: Path | None) -> Path | None:
-    """Wait until the checkpoint in flight is on disk; return ``path``, the epoch's checkpoint (or None)."""
-    writer.wait()
-    return path
-
-
 __all__ = [
-    "CheckpointWriter",
+    "TEMPERATURE_COLUMNS",
     "EpochMeter",
     "Evaluation",
-    "Progress",
+    "ProgressFn",
     "TrainCallback",
+    "TrainProgress",
     "TrainResult",
+    "TrainState",
     "evaluate",
     "label_entropy",
-    "load_checkpoint",
-    "resumable",
     "train_cell",
 ]

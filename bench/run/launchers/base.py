@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from bench.config.cells import Cell
     from bench.train.cell import CellOutcome, ExecOptions
-    from bench.train.loop import Progress
+    from bench.train.loop import TrainProgress
 
 
 @dataclass
 class Hooks:
     claim: Callable[[Cell], bool]
     start: Callable[[Cell], None]
-    progress: Callable[[Cell, Progress], None]
+    progress: Callable[[Cell, TrainProgress], None]
     finish: Callable[[Cell, CellOutcome], None]
     release: Callable[[Cell], None]
 
