@@ -72,7 +72,8 @@ GridOpt = typer.Option("quick", "--grid", "-g", help="Grid name from the registr
 ReadSetOpt = typer.Option([], "--set", help="Show the cells of these training or regime settings instead of the last run's.")
 ReadFilterOpt = typer.Option([], "--filter", help="Keep cells with key=value[,value] (as bench run --filter).")
 DataRootReadOpt = typer.Option(None, "--data-root", envvar="LOSSBENCH_DATA_ROOT",
-                               help="Where the data is, to decide a grid's fallback when no run of it is recorded.")
+                               help="Where the data is: to decide a grid's fallback when no run of it is recorded, "
+                                    "and to tell finished cells that ran on other data (stale).")
 
 
 def _fail_value(exc: Exception) -> NoReturn:
@@ -119,6 +120,7 @@ class _DataProbe:
     def __init__(self, data_root: Path | None, cache_dir: Path | None):
         self.data_root, self.cache_dir = data_root, cache_dir
         self.sources: dict[str, str] = {}
+        self.fingerprints: dict[str, str] = {}  # name -> the data's content fingerprint, for the stale check
         self.train_labels: dict[str, tuple] = {}  # name -> (training labels, classes), for the validation and regime checks
 
     def __call__(self, name: str, ds) -> str | None:
@@ -129,6 +131,7 @@ class _DataProbe:
         except BenchError as exc:
             return str(exc)
         self.sources[name] = describe_source(splits)
+        self.fingerprints[name] = splits.provenance.fingerprint if splits.provenance else ""
         self.train_labels[name] = (splits.train_y.numpy(), splits.num_classes)
         return None
 
@@ -276,11 +279,18 @@ def run(
         say_sources()
         t0 = time.perf_counter()
         stale = _stale(cells, store, reg.import_paths())
+        data_stale = _data_stale(cells, store, probe)
         if stale and not rerun_stale:
             typer.echo(f"note: {len(stale)} finished cells ran an older version of their loss or model code (stale); "
                        "they are kept as they are: retrain them with --rerun-stale", err=True)
+        if data_stale and not rerun_stale:
+            from bench.plan.data_fingerprint import data_stale_note
+
+            typer.echo(f"note: {data_stale_note([c for c in cells if c.cell_id in data_stale], grid, command=False)}",
+                       err=True)
+        stale |= data_stale
         summary = run_grid(cells, store, chosen, opts, make_display(plain), force=force, retry_failed=retry_failed,
-                           rerun=stale if rerun_stale else set())
+                           rerun=stale if rerun_stale else set(), stale=stale)
     except BenchError as err:
         _fail(err)
     except KeyboardInterrupt as exc:
@@ -309,6 +319,23 @@ def _stale(cells, store, import_paths: tuple[str, ...]) -> set[str]:
     done = df[df["status"] == Status.DONE]
     prints = {c: f for c, f in zip(done["cell_id"].tolist(), done["code_fingerprint"].tolist()) if isinstance(f, str)}
     return set(stale_cells([c for c in cells if c.cell_id in prints], prints, import_paths))
+
+
+def _data_stale(cells, store, probe: _DataProbe | None) -> set[str]:
+    """Finished cells of ``cells`` that ran on other data than the probe read now (none judged without a probe:
+    on a cluster the data lives on the workers)."""
+    from bench.plan.data_fingerprint import data_stale_cells
+    from bench.store.status import Status
+
+    if probe is None:
+        return set()
+    df = store.cells(["cell_id", "status", "data_fingerprint"])
+    if df.empty or "data_fingerprint" not in df:
+        return set()
+    done = df[df["status"] == Status.DONE]
+    prints = {c: f for c, f in zip(done["cell_id"].tolist(), done["data_fingerprint"].tolist()) if isinstance(f, str)}
+    return set(data_stale_cells([c for c in cells if c.cell_id in prints], prints,
+                                lambda name, _dataset: probe.fingerprints.get(name)))
 
 
 class _Terminated(KeyboardInterrupt):
@@ -354,7 +381,9 @@ def status(
         _existing_results(results, grid)
         store = Store(results)
         read = _plan_read(reg, grid, store, set_, filter_, data_root)
-        lines = grid_status(read, store, reg.import_paths()).lines()
+        from bench.plan.data_fingerprint import read_only_data
+
+        lines = grid_status(read, store, reg.import_paths(), read_only_data(data_root, _cache_dir(results))).lines()
     except BenchError as err:
         _fail(err)
     for line in lines:
