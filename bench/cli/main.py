@@ -76,7 +76,8 @@ ReadFilterOpt = typer.Option([], "--filter", help="Keep cells with key=value[,va
 # the data root's environment variable is read here, at the edge, and nowhere else: the value travels
 # as an argument from here to the planner, the launchers and every worker
 DataRootReadOpt = typer.Option(None, "--data-root", envvar=DATA_ROOT_ENV,
-                               help="Where the data is, to decide a grid's fallback when no run of it is recorded.")
+                               help="Where the data is: to decide a grid's fallback when no run of it is recorded, "
+                                    "and to tell finished cells that ran on other data (stale).")
 
 
 def fail(err: Exception) -> NoReturn:

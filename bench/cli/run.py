@@ -84,7 +84,8 @@ def run(
         from bench.config.cells import parse_filters, parse_set
         from bench.config.registry import load_registry
         from bench.run.progress import make_display
-        from bench.run.runner import dry_run_lines, plan_cells, prepare_launch, run_grid, stale_finished, stale_note
+        from bench.run.runner import (data_stale_finished, dry_run_lines, plan_cells, prepare_launch, run_grid,
+                                       stale_finished, stale_note)
         from bench.seams import Seams
         from bench.store.results import Store
 
@@ -113,8 +114,15 @@ def run(
         stale = stale_finished(planned.cells, store, reg.import_paths())
         if stale and not rerun_stale:
             typer.echo(f"note: {stale_note(stale)}", err=True)
+        data_stale = data_stale_finished(planned.cells, store, planned.planned.fingerprints)
+        if data_stale and not rerun_stale:
+            from bench.plan.data_fingerprint import data_stale_note
+
+            typer.echo(f"note: {data_stale_note([c for c in planned.cells if c.cell_id in data_stale], grid, False)}",
+                       err=True)
+        stale |= data_stale
         summary = run_grid(planned.cells, store, chosen, opts, make_display(plain), force=force,
-                           retry_failed=retry_failed, rerun=stale if rerun_stale else set())
+                           retry_failed=retry_failed, rerun=stale if rerun_stale else set(), stale=stale)
     except BenchError as err:
         fail(err)
     except KeyboardInterrupt as exc:

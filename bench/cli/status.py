@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from bench.cli.main import (DataRootReadOpt, GridOpt, ReadFilterOpt, ReadSetOpt, RegistryOpt, ResultsOpt, app,
-                            existing_results, fail, gc_paused)
+                            cache_dir, existing_results, fail, gc_paused)
 from bench.errors import BenchError
 
 
@@ -34,7 +34,9 @@ def status(
         existing_results(results, grid)
         store = Store(results)
         read = plan_read(reg, grid, store.runs(grid), parse_set(set_), parse_filters(filter_), data_root)
-        lines = grid_status(read, store, reg.import_paths()).lines()
+        from bench.plan.data_fingerprint import read_only_data
+
+        lines = grid_status(read, store, reg.import_paths(), read_only_data(data_root, cache_dir(results))).lines()
     except BenchError as err:
         fail(err)
     for line in lines:

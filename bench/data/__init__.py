@@ -13,6 +13,7 @@ read from. One module per job:
 * :mod:`~bench.data.files`: loading a file-backed kind through the cache;
 * :mod:`~bench.data.idx`: the idx reader; :mod:`~bench.data.cache`: the decoded-split cache;
 * :mod:`~bench.data.provenance`: what was read; :mod:`~bench.data.checks`: parameter checks.
+* :mod:`~bench.data.fingerprint`: the decoded data's content fingerprint, stored with each row.
 
 Training regimes that change the splits (validation split, label noise, imbalance,
 subsets) belong in their own module here, applied to the decoded splits.

@@ -10,6 +10,10 @@ An entry also records size and mtime of the files it was decoded from: when thos
 present and changed, the data is decoded again; when they are gone, the entry still serves.
 An unreadable entry is moved to ``<cache_dir>/corrupt/`` (:func:`bench.fileio.move_aside`, with
 a warning) and the data decoded again; a cache directory that cannot be written only warns.
+
+An entry keeps the data's content fingerprint (:mod:`bench.data.fingerprint`) beside the
+tensors, so a cached read never hashes; an entry written before fingerprints has none, and
+:func:`with_fingerprint` adds it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 
 import torch
 
+from bench.data.fingerprint import data_fingerprint
 from bench.errors import exception_line
 from bench.fileio import move_aside
 
@@ -57,7 +62,7 @@ def make_entry(
     std: Sequence[float],
 ) -> dict[str, Any]:
     """A cache entry (also what :func:`bench.data.files.load_files` builds its splits from)."""
-    return {
+    entry = {
         "format": FORMAT,
         "version": VERSION,
         "kind": kind,
@@ -68,6 +73,14 @@ def make_entry(
         "mean": [float(v) for v in mean],
         "std": [float(v) for v in std],
     }
+    return with_fingerprint(entry)[0]
+
+
+def with_fingerprint(entry: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """``entry`` with its data fingerprint, and whether it had to be computed now (an older entry)."""
+    if isinstance(entry.get("fingerprint"), str) and entry["fingerprint"]:
+        return entry, False
+    return {**entry, "fingerprint": data_fingerprint(*(entry[k] for k in TENSORS), entry["class_names"])}, True
 
 
 def entry_files(entry: Mapping[str, Any]) -> tuple[str, ...]:
@@ -90,6 +103,7 @@ def _valid(obj: Any, kind: str, identity: Mapping[str, Any]) -> bool:
         and obj.get("kind") == kind
         and obj.get("identity") == dict(identity)
         and isinstance(obj.get("signature"), list)
+        and isinstance(obj.get("fingerprint", ""), str)
     )
     if not ok:
         return False
@@ -110,8 +124,9 @@ def _valid(obj: Any, kind: str, identity: Mapping[str, Any]) -> bool:
     )
 
 
-def read_entry(path: Path, kind: str, identity: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The entry at ``path`` if it is a valid one for this copy; None when absent or unreadable."""
+def read_entry(path: Path, kind: str, identity: Mapping[str, Any], writable: bool = True) -> dict[str, Any] | None:
+    """The entry at ``path`` if it is a valid one for this copy; None when absent or unreadable
+    (moved aside, unless not ``writable``: a read-only command changes no file)."""
     if not path.is_file():
         return None
     try:
@@ -120,6 +135,8 @@ def read_entry(path: Path, kind: str, identity: Mapping[str, Any]) -> dict[str, 
             raise ValueError("unexpected content")
         return obj
     except Exception as e:
+        if not writable:
+            return None
         move_aside(path, path.parent / "corrupt", exception_line(e), what="data cache", then="decoding it again",
                    warn=_warn)
         return None

@@ -145,12 +145,15 @@ def _find(spec: KindSpec, request: Request, source: FileSource) -> tuple[Candida
     for cand in source.candidates:
         cpath = cache.entry_path(request.cache_dir, spec.name, cand.identity()) if request.cache_dir else None
         if cpath is not None:
-            cached = cache.read_entry(cpath, spec.name, cand.identity())
+            cached = cache.read_entry(cpath, spec.name, cand.identity(), request.write_cache)
             if cached is not None and (not cand.present or cache.is_fresh(cached, cand.files)):
+                cached, added = cache.with_fingerprint(cached)
+                if added and request.write_cache:  # an entry from before fingerprints: hash it once
+                    cache.write_entry(cpath, cached)
                 return cand, cached, str(cpath)
         if cand.present:
             entry = _decode_entry(spec, cand)
-            if cpath is not None:
+            if cpath is not None and request.write_cache:
                 cache.write_entry(cpath, entry)
             return cand, entry, ""
     return None
@@ -167,7 +170,7 @@ def load_files(
             raise not_found(spec, places, source)
         cand = source.download(places.root.path)
         entry = _decode_entry(spec, cand)
-        if request.cache_dir is not None:
+        if request.cache_dir is not None and request.write_cache:
             cache.write_entry(cache.entry_path(request.cache_dir, spec.name, cand.identity()), entry)
         found = cand, entry, ""
     cand, entry, cache_file = found
@@ -195,5 +198,5 @@ def load_files(
         class_names=names,
         kind=spec.name,
         params=dict(subsets),
-        provenance=Provenance(spec.name, cache.entry_files(entry), cache_file),
+        provenance=Provenance(spec.name, cache.entry_files(entry), cache_file, fingerprint=entry["fingerprint"]),
     )

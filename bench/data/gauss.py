@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from bench.data.checks import as_float, as_int, as_params, check_keys
+from bench.data.fingerprint import data_fingerprint
 from bench.data.kinds import KindSpec, Request
 from bench.data.provenance import Provenance
 from bench.data.splits import Splits
@@ -32,6 +33,7 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType({
     "seed": 0,
 })
 PARAMS = (*DEFAULTS, "delta")
+_CLASS_NAMES = ("y=-1", "y=+1")
 
 
 def gauss_params(params: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -107,8 +109,9 @@ def load(spec: KindSpec, params: Mapping[str, Any] | None, request: Request) -> 
         mean=(0.0,),
         std=(1.0,),
         source=f"generated: gauss({desc})",
-        class_names=("y=-1", "y=+1"),
+        class_names=_CLASS_NAMES,
         kind=spec.name,
         params=p,
-        provenance=Provenance(spec.name, generated=f"{desc}, n_train={p['n_train']}, n_test={p['n_test']}"),
+        provenance=Provenance(spec.name, generated=f"{desc}, n_train={p['n_train']}, n_test={p['n_test']}",
+                              fingerprint=data_fingerprint(train_x, train_y, test_x, test_y, _CLASS_NAMES)),
     )

@@ -40,12 +40,14 @@ class KindSpec:
 
 @dataclass(frozen=True)
 class Request:
-    """What the caller of :func:`load_splits` asked for, besides the kind and its parameters."""
+    """What the caller of :func:`load_splits` asked for, besides the kind and its parameters.
+    ``write_cache``: False for a read-only command, which reads the cache but writes nothing."""
 
     data_root: Path | str | None
     download: bool
     cache_dir: Path | None
     debian_dir: Path | None
+    write_cache: bool = True
 
 
 _MNIST_CLASSES = tuple(f"{i} - {w}" for i, w in enumerate(
@@ -94,6 +96,7 @@ def load_splits(
     download: bool = False,
     cache_dir: Path | str | None = None,
     debian_dir: Path | str | None = DEBIAN_FASHION_DIR,
+    write_cache: bool = True,
 ) -> Splits:
     """Load (or generate) the train and test split of ``kind``.
 
@@ -101,8 +104,10 @@ def load_splits(
     image kinds: optional ``n_train`` / ``n_test``, the first n samples). ``data_root``,
     ``download``: see :mod:`bench.data.roots`. ``cache_dir``: the decoded-split cache
     (:mod:`bench.data.cache`; None: none). ``debian_dir``: where Debian's copy is looked for
-    when no data root is given explicitly (None: not at all). ``splits.provenance`` says
-    which files were read. Every user-facing problem is a one-line BenchError.
+    when no data root is given explicitly (None: not at all). ``write_cache``: False reads the
+    cache but neither writes nor moves a file (read-only commands). ``splits.provenance`` says
+    which files were read, and the data's content fingerprint. Every user-facing problem is a
+    one-line BenchError.
     """
     spec = kind_spec(kind)
     request = Request(
@@ -110,5 +115,6 @@ def load_splits(
         bool(download),
         Path(cache_dir) if cache_dir is not None else None,
         Path(debian_dir) if debian_dir is not None else None,
+        bool(write_cache),
     )
     return importlib.import_module(spec.module).load(spec, params, request)

@@ -22,12 +22,14 @@ class Provenance:
     """``files``: the files decoded (or whose decoding the cache holds), absolute paths.
     ``cache``: the decoded-split cache file the tensors were read from; "" when decoded now.
     ``generated``: how generated data was made ("" for data read from files).
+    ``fingerprint``: the decoded data's content fingerprint (:mod:`bench.data.fingerprint`).
     """
 
     kind: str
     files: tuple[str, ...] = ()
     cache: str = ""
     generated: str = ""
+    fingerprint: str = ""
 
 
 def _common_prefix(names: list[str]) -> str:

@@ -282,6 +282,7 @@ class DataProbe:
     def __init__(self, data_root: Path | None, cache_dir: Path | None):
         self.data_root, self.cache_dir = data_root, cache_dir
         self.sources: dict[str, str] = {}
+        self.fingerprints: dict[str, str] = {}  # name -> the data's content fingerprint, for the stale check
         self.train_labels: dict[str, tuple] = {}  # name -> (training labels, classes)
 
     def __call__(self, name: str, ds: DatasetSpec) -> str | None:
@@ -292,6 +293,7 @@ class DataProbe:
         except BenchError as exc:
             return str(exc)
         self.sources[name] = describe_source(splits)
+        self.fingerprints[name] = splits.provenance.fingerprint if splits.provenance else ""
         self.train_labels[name] = (splits.train_y.numpy(), splits.num_classes)
         return None
 
@@ -304,6 +306,7 @@ class RunPlan:
     plan: Plan
     notes: list[str]
     sources: list[str]
+    fingerprints: dict[str, str] = field(default_factory=dict)  # dataset -> its content now (none read: empty)
 
 
 def plan_run(registry: Registry, grid: str, overrides: Mapping[str, Any], filters: Mapping[str, list[str]],
@@ -328,7 +331,8 @@ def plan_run(registry: Registry, grid: str, overrides: Mapping[str, Any], filter
             raise BenchError(why)
     check_validation(plan, probe.train_labels)
     check_regime_data(plan, probe.train_labels, registry.import_paths())
-    return RunPlan(plan, notes, [probe.sources[name] for name in datasets if name in probe.sources])
+    return RunPlan(plan, notes, [probe.sources[name] for name in datasets if name in probe.sources],
+                   {name: probe.fingerprints[name] for name in datasets if probe.fingerprints.get(name)})
 
 
 def plan_read(registry: Registry, grid: str, runs: list[dict[str, Any]], overrides: Mapping[str, Any],

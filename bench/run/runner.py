@@ -94,6 +94,22 @@ def stale_finished(cells: list[Cell], store: Store, import_paths: tuple[str, ...
     return set(stale_cells([c for c in cells if c.cell_id in prints], prints, import_paths))
 
 
+def data_stale_finished(cells: list[Cell], store: Store, fingerprints: dict[str, str]) -> set[str]:
+    """Finished cells of ``cells`` that ran on other data than their dataset holds now (``fingerprints``: what the
+    planner read; none judged where no data was read, as on a cluster whose workers hold the data)."""
+    from bench.plan.data_fingerprint import data_stale_cells
+
+    if not fingerprints:
+        return set()
+    df = store.cells(["cell_id", "status", "data_fingerprint"])
+    if df.empty or "data_fingerprint" not in df:
+        return set()
+    done = df[df["status"] == Status.DONE]
+    prints = {c: f for c, f in zip(done["cell_id"].tolist(), done["data_fingerprint"].tolist()) if isinstance(f, str)}
+    return set(data_stale_cells([c for c in cells if c.cell_id in prints], prints,
+                                lambda name, _dataset: fingerprints.get(name)))
+
+
 def stale_note(stale: set[str]) -> str:
     return (f"{len(stale)} finished cells ran an older version of their loss or model code (stale); "
             "they are kept as they are: retrain them with --rerun-stale")
@@ -104,6 +120,7 @@ class RunSummary:
     total: int = 0
     skipped_done: int = 0
     skipped_failed: int = 0
+    skipped_stale: int = 0  # finished, but by other code or on other data, and not asked to be retrained
     trained: dict[str, int] = field(default_factory=lambda: {s: 0 for s in STORED})
     done_elsewhere: int = 0
     failed_messages: list[str] = field(default_factory=list)
@@ -121,7 +138,8 @@ class RunSummary:
         t = self.trained
         n = sum(t.values())
         parts = [f"grid {grid!r}: {self.total} cell{'s' * (self.total != 1)}", f"trained {n}" + (f" ({_nonzero(t)})" if n else "")]
-        skipped = _nonzero({"finished": self.skipped_done, "failed/diverged (--retry-failed retries them)": self.skipped_failed})
+        skipped = _nonzero({"finished": self.skipped_done, "stale (--rerun-stale retrains them)": self.skipped_stale,
+                            "failed/diverged (--retry-failed retries them)": self.skipped_failed})
         if skipped:
             parts.append(f"skipped {skipped}")
         if self.done_elsewhere:
@@ -134,15 +152,18 @@ def _nonzero(counts: dict[str, int]) -> str:
 
 
 def select_cells(cells: list[Cell], statuses: dict[str, str], force: bool, retry_failed: bool,
-                 summary: RunSummary, rerun: set[str] | None = None) -> list[Cell]:
+                 summary: RunSummary, rerun: set[str] | None = None, stale: set[str] | None = None) -> list[Cell]:
     """Drop finished cells (unless forced or in ``rerun``: stale ones asked to be retrained) and failed
-    ones (unless retried); count what was dropped."""
+    ones (unless retried); count what was dropped, the ``stale`` finished cells apart."""
     todo = []
-    rerun = rerun or set()
+    rerun, stale = rerun or set(), stale or set()
     for cell in cells:
         status = statuses.get(cell.cell_id)
         if status == Status.DONE and not force and cell.cell_id not in rerun:
-            summary.skipped_done += 1
+            if cell.cell_id in stale:
+                summary.skipped_stale += 1
+            else:
+                summary.skipped_done += 1
         elif status in PROBLEMS and not (force or retry_failed):
             summary.skipped_failed += 1
         else:
@@ -237,14 +258,15 @@ def remove_leftover_checkpoints(store: Store, finished: list[Cell]) -> None:
 
 
 def run_grid(cells: list[Cell], store: Store, launcher: Launcher, opts: ExecOptions, display: Display,
-             force: bool = False, retry_failed: bool = False, rerun: set[str] | None = None) -> RunSummary:
+             force: bool = False, retry_failed: bool = False, rerun: set[str] | None = None,
+             stale: set[str] | None = None) -> RunSummary:
     summary = RunSummary(total=len(cells))
     statuses = store.statuses()
-    todo = select_cells(cells, statuses, force, retry_failed, summary, rerun)
+    todo = select_cells(cells, statuses, force, retry_failed, summary, rerun, stale)
     if not force:
         remove_leftover_checkpoints(store, [c for c in cells if statuses.get(c.cell_id) == Status.DONE])
     driver = Driver(store, display, force=force, initial=statuses, summary=summary)
-    display.start_grid(len(todo), summary.skipped_done + summary.skipped_failed)
+    display.start_grid(len(todo), summary.skipped_done + summary.skipped_stale + summary.skipped_failed)
     try:
         launcher.run(todo, opts, driver.hooks())
         if driver.busy:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bench.config.cells import set_flag
+from bench.plan.data_fingerprint import CurrentData, data_stale_cells, data_stale_note
 from bench.plan.planner import ReadPlan
 from bench.plan.provenance import stale_cells
 from bench.store.status import COUNTED, PROBLEMS, Status
@@ -40,17 +41,23 @@ def other_settings_note(read: ReadPlan, statuses: dict[str, str]) -> str | None:
     return f"the store also holds {done} finished cells of grid {read.plan.grid!r} from runs with other settings; show them with: {show}"
 
 
-def grid_status(read: ReadPlan, store: Store, import_paths: tuple[str, ...] = ()) -> GridStatus:
+def grid_status(read: ReadPlan, store: Store, import_paths: tuple[str, ...] = (),
+                current_data: CurrentData | None = None) -> GridStatus:
+    """``current_data``: the fingerprint of each dataset as found now (None: the data side is not judged)."""
     cells = read.plan.cells
     current = store.statuses()  # a cell whose stored history was lost counts as not run
     wanted = {c.cell_id for c in cells}
-    columns = ["cell_id", "status", "message", "code_fingerprint"]
+    columns = ["cell_id", "status", "message", "code_fingerprint", "data_fingerprint"]
     df = store.cells(columns)
     df = df[[c in wanted for c in df["cell_id"].tolist()]] if not df.empty else df
     messages = dict(zip(df["cell_id"].tolist(), df["message"].tolist())) if "message" in df else {}
     prints = dict(zip(df["cell_id"].tolist(), df["code_fingerprint"].tolist())) if "code_fingerprint" in df else {}
     done = [c for c in cells if current.get(c.cell_id) == Status.DONE]
-    stale = set(stale_cells(done, {k: v for k, v in prints.items() if isinstance(v, str)}, import_paths))
+    code_stale = set(stale_cells(done, {k: v for k, v in prints.items() if isinstance(v, str)}, import_paths))
+    data_prints = dict(zip(df["cell_id"].tolist(), df["data_fingerprint"].tolist())) if "data_fingerprint" in df else {}
+    data_stale = set(data_stale_cells(done, {k: v for k, v in data_prints.items() if isinstance(v, str)},
+                                      current_data)) if current_data is not None else set()
+    stale = code_stale | data_stale
     running = store.running(c.cell_id for c in cells if c.cell_id not in current)
     counts = {s: 0 for s in (*COUNTED, Status.STALE)}
     problems = []
@@ -68,9 +75,11 @@ def grid_status(read: ReadPlan, store: Store, import_paths: tuple[str, ...] = ()
             kept = f" (traceback: {tb})" if tb.is_file() else ""
             problems.append(f"  {status}: {c.cell_id} {c.title}: {messages.get(c.cell_id, '')}{kept}")
     notes = list(read.notes)
-    if stale:
-        notes.append(f"{len(stale)} finished cells ran an older version of their loss or model code (stale); "
+    if code_stale:
+        notes.append(f"{len(code_stale)} finished cells ran an older version of their loss or model code (stale); "
                      f"retrain them with: bench run --grid {read.plan.grid} --rerun-stale")
+    if data_stale:
+        notes.append(data_stale_note([c for c in done if c.cell_id in data_stale], read.plan.grid, command=True))
     if any(counts[s] for s in PROBLEMS):
         notes.append(f"retry the failed and diverged cells with: bench run --grid {read.plan.grid} --retry-failed")
     other = other_settings_note(read, current)

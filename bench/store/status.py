@@ -13,7 +13,7 @@ class Status(StrEnum):
     DIVERGED = "diverged"
     RUNNING = "running"  # not stored: another process holds the cell's lock
     PENDING = "pending"  # not stored: never trained (or its stored history was lost)
-    STALE = "stale"  # not stored: done, but by an older version of its loss or model code
+    STALE = "stale"  # not stored: done, but by an older version of its loss or model code, or on other data
 
 
 STORED = (Status.DONE, Status.FAILED, Status.DIVERGED)  # what a cell row's ``status`` column holds

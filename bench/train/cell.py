@@ -120,6 +120,7 @@ def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
         cfg = TrainConfig(**resolve_train(cell.config["train"], device))
         base.update(precision_used=cfg.precision, channels_last_used=cfg.channels_last)
         splits = load_cell_splits(cell, opts, memo)
+        base.update(data_fingerprint=splits.provenance.fingerprint if splits.provenance else "")
         splits, facts = cell_regime_splits(cell, splits, cfg, memo)  # the memo keeps the full training split too
         base.update(facts.row())
         check_recipe(cfg.model_dump(), cell.config["dataset"]["kind"], splits.in_shape)  # as the planner did
@@ -239,6 +240,7 @@ def _base_row(cell: Cell, device: torch.device | None, host: str, started: str, 
         "precision_used": "",  # what precision/channels_last 'auto' resolved to (set once resolved)
         "channels_last_used": "",
         **UNKNOWN_FACTS,  # what the data regime realised (set once the splits are derived)
+        "data_fingerprint": "",  # the decoded dataset's content, before the regime (set once it is read)
         "started_at": started,
         "started_at_ns": started_ns,
     }
