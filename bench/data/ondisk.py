@@ -211,7 +211,8 @@ def _npz_member_shapes(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]
             for name in z.namelist():
                 with z.open(name) as f:
                     version = np.lib.format.read_magic(f)
-                    shape, _, dtype = np.lib.format._read_array_header(f, version)  # header only, no data
+                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read(f)  # the header only, not the data
                 out[name.removesuffix(".npy")] = (tuple(shape), dtype)
             return out
     except Exception as e:  # noqa: BLE001
