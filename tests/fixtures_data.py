@@ -237,7 +237,7 @@ def write_npz(path: Path, n_train: int = 100, n_test: int = 40, seed: int = 0, l
             x[np.arange(n), y] += 2.0
         else:
             x = make_rgb_images(y, rng)
-            x = {"nhw": x[..., 0], "nhwc": x, "nchw": x.transpose(0, 3, 1, 2)}[layout]
+            x = {"nhw": x.max(axis=3), "nhwc": x, "nchw": x.transpose(0, 3, 1, 2)}[layout]
         arrays[f"x_{split}"], arrays[f"y_{split}"] = x, y
     for k, v in override.items():
         if v is None:

@@ -303,7 +303,8 @@ def _npz_shape(path: Path) -> tuple[tuple[int, int, int], int]:
     arrays = _npz_arrays(path)  # labels are needed for the class count; the read is what a cell does anyway
     layout, k = _npz_check(path, {k: shapes[k] for k in ("x_train", "x_test")}, arrays, arrays.get("class_names"))
     s = shapes["x_train"][0]
-    shape = {"feat": (1, 1, s[-1]), "nhw": (1, s[1], s[2]), "nhwc": (s[3], s[1], s[2]), "nchw": tuple(s[1:])}[layout]
+    shape = {"feat": lambda: (1, 1, s[-1]), "nhw": lambda: (1, s[1], s[2]), "nhwc": lambda: (s[3], s[1], s[2]),
+             "nchw": lambda: tuple(s[1:])}[layout]()
     return shape, k  # type: ignore[return-value]
 
 
