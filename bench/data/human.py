@@ -43,7 +43,10 @@ def _safe_globals() -> list:
     except ImportError:  # numpy < 2
         from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
     # the published files were pickled by numpy 1.x, which names the reconstructor numpy.core.multiarray
-    return [np.ndarray, np.dtype, _reconstruct, (_reconstruct, "numpy.core.multiarray._reconstruct"),
+    # the integer dtypes a label array can have, and nothing else (numpy >= 1.25 builds them as classes)
+    ints = [getattr(np.dtypes, f"{p}Int{b}DType") for p in ("", "U") for b in (8, 16, 32, 64)
+            if hasattr(np, "dtypes")]
+    return [np.ndarray, np.dtype, *ints, _reconstruct, (_reconstruct, "numpy.core.multiarray._reconstruct"),
             (_reconstruct, "numpy._core.multiarray._reconstruct")]
 
 

@@ -215,8 +215,12 @@ def regime_note(data: ReportData) -> str:
         if regime.noise != "none":
             realised = (f"; realised training noise rate {min(rates):.3f}" + (f"–{max(rates):.3f}" if max(rates) > min(rates) else "")
                         if rates else "")
-            bits.append(f"{regime.noise} label noise η = {regime.noise_rate:g} ({NOISE_CONVENTIONS[regime.noise]}; "
-                        f"noise seed {regime.noise_seed}{realised})")
+            if regime.noise == "human":  # real annotations (bench.data.human): no declared rate, no seed
+                bits.append(f"human label noise, the {regime.noise_labels} annotation of {Path(regime.noise_file).name}"
+                            f"{realised}")
+            else:
+                bits.append(f"{regime.noise} label noise η = {regime.noise_rate:g} ({NOISE_CONVENTIONS[regime.noise]}; "
+                            f"noise seed {regime.noise_seed}{realised})")
         if regime.imbalance != "none":
             bits.append(f"long-tailed training split, profile {regime.imbalance}, ratio {regime.imbalance_ratio:g} "
                         f"(imbalance seed {regime.imbalance_seed})")
