@@ -172,3 +172,22 @@ def test_target_function_trains(tmp_path: Path) -> None:
         "    return {'train_x': tx, 'train_y': ty, 'test_x': vx, 'test_y': vy, 'class_names': ['a', 'b', 'c']}\n")
     row = trained(tmp_path, write_registry(tmp_path, {"kind": "target", "params": {"target": "my_data:splits"}}))
     assert row["final_test_acc"] > 0.8  # chance 1/3
+
+
+def _readme_block(section: str, lang: str) -> str:
+    text = (REPO / "README.md").read_text()
+    body = text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return body.split(f"```{lang}\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_adding_a_dataset_recipe_works_as_written_from_another_folder(tmp_path: Path) -> None:
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    (project / "my_data.py").write_text(_readme_block("Adding a dataset", "python"))
+    (project / "registry.yaml").write_text(_readme_block("Adding a dataset", "yaml"))
+    r = subprocess.run([*BENCH, "run", "--grid", "blobs", "--registry", str(project / "registry.yaml"), "--plain",
+                        "--threads", "1"], capture_output=True, text=True, cwd=elsewhere, env=ENV, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    row = stored_row(elsewhere)
+    assert row["status"] == "done" and row["final_test_acc"] > 0.8  # 3 classes: chance 1/3
