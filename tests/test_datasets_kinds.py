@@ -191,3 +191,14 @@ def test_the_readme_adding_a_dataset_recipe_works_as_written_from_another_folder
     assert r.returncode == 0, r.stdout + r.stderr
     row = stored_row(elsewhere)
     assert row["status"] == "done" and row["final_test_acc"] > 0.8  # 3 classes: chance 1/3
+
+
+def test_the_imagefolder_benchmark_runs_at_a_tiny_size(tmp_path: Path) -> None:
+    import json
+
+    out = tmp_path / "fig.json"
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "imagefolder_decode.py"), "--n", "100", "--rounds", "1",
+                        "--json", str(out)], capture_output=True, text=True, cwd=REPO / "benchmarks", env=ENV, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    fig = json.loads(out.read_text())
+    assert fig["n"] == 100 and fig["decode_s"] > 0 and fig["cached_median_s"] > 0 and "cached load" in r.stdout

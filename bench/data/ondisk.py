@@ -343,7 +343,8 @@ def _with_stats(spec: KindSpec, params: Mapping[str, Any], splits: Splits, what:
 
 def load(spec: KindSpec, params: Mapping[str, Any] | None, request: Request) -> Splits:
     p = as_params(params)
-    check_params(spec, p)
+    check_keys(spec.name, p, ("n_train", "n_test", *spec.params))
+    _stats(spec, p)
     path = _path(spec, p)
     if spec.name == "npz":
         d, layout = _npz_decoded(path)
@@ -358,7 +359,8 @@ def load(spec: KindSpec, params: Mapping[str, Any] | None, request: Request) -> 
         identity_extra = {"size": None}
         decode = lambda: d  # noqa: E731 - already decoded: the archive is read once either way
     else:
-        train, test = _imagefolder_parts(p, path)
+        _size(p)
+        train, test = _imagefolder_parts(p, path)  # listed once: a cached load's cost is this and the stat calls
         files = tuple(f for tree in (train, test) for c in tree for f in tree[c])
         identity_extra = {"size": list(_size(p)) if _size(p) else None,
                           **({} if (path / "train").is_dir() else {"holdout": list(_holdout(p))})}
