@@ -151,8 +151,21 @@ def test_imagefolder_one_tree_is_split_by_a_stratified_holdout(tmp_path: Path) -
     assert np.bincount(s.test_y.numpy()).tolist() == [2, 2, 2] and np.bincount(s.train_y.numpy()).tolist() == [8, 8, 8]
 
 
-@pytest.mark.parametrize("layout", ["nhwc", "nchw", "nhw", "feat"])
-def test_npz_trains_in_each_layout(tmp_path: Path, layout: str) -> None:
+def test_npz_image_layouts_decode_to_the_same_nchw_tensor(tmp_path: Path) -> None:
+    from bench.data import dataset_shape, load_splits
+
+    got = {}
+    for layout in ("nhwc", "nchw"):
+        write_npz(tmp_path / f"{layout}.npz", n_train=20, n_test=10, layout=layout)
+        got[layout] = load_splits("npz", {"path": str(tmp_path / f"{layout}.npz")}, None)
+        assert dataset_shape("npz", {"path": str(tmp_path / f"{layout}.npz")}) == ((3, 32, 32), 10)
+    assert np.array_equal(got["nhwc"].train_x.numpy(), got["nchw"].train_x.numpy())
+    write_npz(tmp_path / "nhw.npz", n_train=20, n_test=10, layout="nhw")
+    assert load_splits("npz", {"path": str(tmp_path / "nhw.npz")}, None).in_shape == (1, 32, 32)
+
+
+@pytest.mark.parametrize("layout", ["nhwc", "feat"])
+def test_npz_trains(tmp_path: Path, layout: str) -> None:
     write_npz(tmp_path / "arrays.npz", n_train=200, n_test=60, layout=layout)
     row = trained(tmp_path, write_registry(tmp_path, {"kind": "npz", "params": {"path": "arrays.npz"}}))
     assert row["final_test_acc"] > 0.6

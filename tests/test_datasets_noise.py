@@ -46,8 +46,12 @@ def test_balanced_splits_draw_the_same_noisy_labels_as_before(n_per: int, rate: 
 def test_proportional_quotas_are_the_largest_remainder_split() -> None:
     gen = torch.Generator().manual_seed(0)
     assert proportional_quotas([500, 50, 5], 222, gen) == [200, 20, 2]  # 222 · n_c / 555 exactly
-    q = proportional_quotas([10, 20, 30], 7, gen)  # exact 7/6, 14/6, 21/6: floors 1, 2, 3 + 1 to the largest parts
-    assert sum(q) == 7 and q[1] == 3 and q[2] == 3 or q == [2, 2, 3] or sum(q) == 7
+    # exact 70/60, 140/60, 210/60: floors 1, 2, 3, the one left to the largest fractional part (0.5)
+    assert proportional_quotas([10, 20, 30], 7, gen) == [1, 2, 4]
+    # equal sizes: the tie is drawn exactly as the even split drew it, from the same generator state
+    a, b = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    assert proportional_quotas([10] * 6, 9, a) == even_quotas([10] * 6, 9, b)
+    assert torch.equal(torch.rand(3, generator=a), torch.rand(3, generator=b))
 
 
 def test_long_tailed_symmetric_noise_corrupts_every_class_at_eta_and_is_stored_per_class() -> None:
@@ -90,14 +94,29 @@ def test_human_noise_replaces_training_and_validation_labels_by_position(tmp_pat
     assert torch.equal(out.test_y, full.test_y)
 
 
-@pytest.mark.parametrize("case, make, message", [
-    ("other-dataset", lambda y, p: write_cifar_n(p, (y + 1) % 10), "clean_label differs from the dataset's training labels"),
-    ("truncated", lambda y, p: write_cifar_n(p, y[:-7]), "truncated or of another dataset"),
-    ("wrong-keys", lambda y, p: write_cifar_n(p, y, keys=("clean_label", "noisy_label"), cifar100=True),
-     "has no 'worse_label' array"),
-    ("not-a-dict", lambda y, p: torch.save(torch.zeros(3), p), "expected a dict of label arrays"),
-])
-def test_a_bad_label_file_is_one_error_line_and_nothing_trains(tmp_path: Path, case: str, make, message: str) -> None:
+BAD_FILES = {
+    "other-dataset": (lambda y, p: write_cifar_n(p, (y + 1) % 10), "clean_label differs from the dataset's training labels"),
+    "truncated": (lambda y, p: write_cifar_n(p, y[:-7]), "truncated or of another dataset"),
+    "wrong-keys": (lambda y, p: write_cifar_n(p, y, keys=("clean_label", "noisy_label"), cifar100=True),
+                   "has no 'worse_label' array"),
+    "not-a-dict": (lambda y, p: torch.save(torch.zeros(3), p), "expected a dict of label arrays"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_a_bad_label_file_is_refused_naming_it(tmp_path: Path, case: str) -> None:
+    from bench.data.human import human_labels
+
+    y = np.arange(50) % 10
+    make, message = BAD_FILES[case]
+    make(y, tmp_path / "labels.pt")
+    with pytest.raises(BenchError) as err:
+        human_labels(str(tmp_path / "labels.pt"), "worst", y, 10)
+    assert str(tmp_path / "labels.pt") in str(err.value) and message in str(err.value)
+
+
+def test_a_bad_label_file_is_one_error_line_and_nothing_trains(tmp_path: Path) -> None:
+    make, message = BAD_FILES["other-dataset"]
     write_cifar10_batches(tmp_path / "data", n_per_batch=20, n_test=20)
     make(_cifar10_labels(tmp_path / "data"), tmp_path / "labels.pt")
     reg = write_registry(tmp_path, {"kind": "cifar10"}, epochs=1,
