@@ -80,7 +80,8 @@ def check_images(s: Splits, n_train: int, n_test: int, shape: tuple[int, int, in
 
 
 def test_kinds():
-    assert KINDS == ("mnist", "fashion-mnist", "cifar10", "gauss")
+    assert KINDS == ("mnist", "fashion-mnist", "cifar10", "gauss", "cifar100", "svhn", "kmnist", "emnist", "imagefolder",
+                     "npz", "target")
     assert KINDS == tuple(KIND_TABLE)
 
 

@@ -110,7 +110,8 @@ def test_search_cells_carry_the_regime():
 def test_every_regime_setting_is_a_column_defaults_included():
     plain = _cells()[0].flat()
     assert {k: v for k, v in plain.items() if k.startswith("regime.")} == {
-        "regime.noise": "none", "regime.noise_rate": 0.0, "regime.noise_seed": 0, "regime.imbalance": "none",
+        "regime.noise": "none", "regime.noise_rate": 0.0, "regime.noise_seed": 0, "regime.noise_file": "",
+        "regime.noise_labels": "", "regime.imbalance": "none",
         "regime.imbalance_ratio": 1.0, "regime.imbalance_seed": 0, "regime.subset": 0, "regime.subset_seed": 0}
     noisy = _cells(regime={"noise": "symmetric", "noise_rate": 0.4, "noise_seed": 3})[0].flat()
     assert (noisy["regime.noise"], noisy["regime.noise_rate"], noisy["regime.noise_seed"]) == ("symmetric", 0.4, 3)

@@ -27,6 +27,13 @@ FLIP_POLICY: Mapping[str, tuple[bool, str]] = MappingProxyType({
                              "adds an invariance the test split never asks for and breaks comparability with the "
                              "paper's unaugmented protocol: allowed only when asked for explicitly"),
     "gauss": (False, "feature vectors, not images: no image augmentation at all"),
+    "cifar100": (True, "natural photos, as CIFAR-10 (the standard CIFAR-100 recipe flips)"),
+    "svhn": (False, "house-number digits: a mirrored 2, 3, 4, 5, 7 or 9 is not that digit"),
+    "kmnist": (False, "cursive Japanese characters: a mirrored character is another glyph or none"),
+    "emnist": (False, "handwritten letters and digits: mirrored b/d, p/q and digits change class"),
+    "imagefolder": (False, "a user's images: whether a mirror keeps the class is theirs to say (train.force_flip)"),
+    "npz": (False, "a user's arrays: whether a mirror keeps the class is theirs to say (train.force_flip)"),
+    "target": (False, "a user's data: whether a mirror keeps the class is theirs to say (train.force_flip)"),
 })
 
 

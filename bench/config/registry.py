@@ -408,9 +408,77 @@ def _explain(source: str, exc: ValidationError) -> BenchError:
     return BenchError(f"{source}: {_format_loc(loc) or '<top level>'}: {msg}")
 
 
+def _beside(folder: Path, value: Any) -> Any:
+    """A relative path string made absolute against ``folder`` (anything else as it is)."""
+    if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+        return str((folder / value).resolve())
+    return value
+
+
+def _module_file(module: str, folders: Sequence[str]) -> str | None:
+    """The file of ``module`` in the first of ``folders`` holding it, when no installed package has it."""
+    import importlib.util
+
+    try:
+        if importlib.util.find_spec(module.partition(".")[0]) is not None:
+            return None
+    except (ImportError, ValueError):
+        pass
+    for folder in folders:
+        candidate = Path(folder, *module.split(".")).with_suffix(".py")
+        if candidate.is_file():
+            return str(candidate.resolve())
+    return None
+
+
+def resolve_paths(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """The registry with its relative data paths made absolute against the registry file's folder, so a
+    cell finds them from any working folder and any worker: ``imagefolder``/``npz`` ``params.path``, a
+    regime's ``noise_file``, and a ``target`` dataset's module found beside the registry (or in the
+    working folder) rather than among the installed packages, which becomes its file's path."""
+    folder = Path(source).resolve().parent
+    out = dict(data)
+    datasets = data.get("datasets")
+    if isinstance(datasets, dict):
+        out["datasets"] = {}
+        for name, ds in datasets.items():
+            if isinstance(ds, dict) and isinstance(ds.get("params"), dict):
+                params = dict(ds["params"])
+                if ds.get("kind") in ("imagefolder", "npz") and "path" in params:
+                    params["path"] = _beside(folder, params["path"])
+                target = params.get("target")
+                if ds.get("kind") == "target" and isinstance(target, str) and ":" in target:
+                    module, _, attr = target.rpartition(":")
+                    file = None if module.endswith(".py") else _module_file(module, (str(folder), os.getcwd()))
+                    if file is not None:
+                        params["target"] = f"{file}:{attr}"
+                    elif module.endswith(".py"):
+                        params["target"] = f"{_beside(folder, module)}:{attr}"
+                ds = {**ds, "params": params}
+            out["datasets"][name] = ds
+    grids = data.get("grids")
+    if isinstance(grids, dict):
+        out["grids"] = {}
+        for name, grid in grids.items():
+            if isinstance(grid, dict) and grid.get("regime") is not None:
+                blocks = grid["regime"]
+
+                def fix(block: Any) -> Any:
+                    if not isinstance(block, dict) or "noise_file" not in block:
+                        return block
+                    nf = block["noise_file"]
+                    return {**block, "noise_file": [_beside(folder, v) for v in nf] if isinstance(nf, list)
+                            else _beside(folder, nf)}
+
+                grid = {**grid, "regime": [fix(b) for b in blocks] if isinstance(blocks, list) else fix(blocks)}
+            out["grids"][name] = grid
+    return out
+
+
 def parse_registry(data: Any, source: str = "registry.yaml") -> Registry:
     if not isinstance(data, dict):
         raise BenchError(f"{source}: expected a mapping with sections datasets, architectures, losses, grids")
+    data = resolve_paths(data, source)
     try:
         return Registry(**data, source=source)
     except ValidationError as exc:

@@ -1,4 +1,4 @@
-"""Source of ``cifar10``: CIFAR-10's python batches in torchvision's layout.
+"""Source of ``cifar10`` and ``cifar100``: CIFAR's python batches in torchvision's layout.
 
 ``<root>/cifar-10-batches-py/`` (``data_batch_1..5``, ``test_batch``, ``batches.meta``) is
 read by a ``torchvision.datasets.CIFAR10`` subclass whose integrity check tests existence
@@ -139,10 +139,106 @@ def _download(spec: KindSpec, root: Path) -> Candidate:
 
 
 def load(spec: KindSpec, params: Mapping[str, Any] | None, request: Request) -> Splits:
+    if spec.name == "cifar100":
+        return _load100(spec, params, request)
     places = search_places(request.data_root, None)  # no distribution ships CIFAR-10
     root = places.root.path
     tarball = root / TARBALL
     hints = (f"{tarball} exists: extract it there (tar xzf) or pass --download",) if tarball.is_file() else ()
     layout = f"{spec.folder}/{{data_batch_1..5,test_batch,{META}}} (extracted from {TARBALL})"
     source = FileSource((_candidate(spec, root),), layout, lambda r: _download(spec, r), hints)
+    return load_files(spec, params, places, request, source)
+
+
+# CIFAR-100: ``<root>/cifar-100-python/{train,test,meta}``; fine labels (100 classes) or, with
+# ``labels: coarse``, the 20 superclasses. torchvision's CIFAR100 reads the fine labels; the coarse
+# ones are read from the same pickles (as trusted as torchvision's read of them).
+C100_TRAIN, C100_TEST, C100_META = "train", "test", "meta"
+C100_FILES = (C100_TRAIN, C100_TEST, C100_META)
+C100_TARBALL = "cifar-100-python.tar.gz"
+
+
+def cifar100_labels(params: Mapping[str, Any] | None) -> str:
+    from bench.data.checks import as_params
+
+    value = str(as_params(params).get("labels", "fine"))
+    if value not in ("fine", "coarse"):
+        raise BenchError(f"cifar100 parameter 'labels' must be 'fine' (100 classes) or 'coarse' (20 superclasses), "
+                         f"got {value!r}")
+    return value
+
+
+def check_params(spec: KindSpec, params: Mapping[str, Any] | None) -> tuple[tuple[int, int, int], int]:
+    from bench.data.files import subset_params
+
+    subset_params(spec.name, params, spec.params)
+    return (3, 32, 32), 20 if cifar100_labels(params) == "coarse" else 100
+
+
+def _read100(spec: KindSpec, root: Path, download: bool, which: str) -> Decoded:
+    tvd = tv_datasets()
+    d = root / spec.folder
+
+    class CIFAR100Unchecked(tvd.CIFAR100):  # existence-only integrity check, as for CIFAR-10
+        def _check_integrity(self) -> bool:
+            return all(os.path.isfile(os.path.join(self.root, self.base_folder, n)) for n, _ in self.train_list + self.test_list)
+
+        _load_meta = _cifar_class()._load_meta  # existence-only too (the meta file's md5 is not checked)
+
+    try:
+        tr = CIFAR100Unchecked(str(root), train=True, download=download)
+        te = CIFAR100Unchecked(str(root), train=False, download=False)
+        xs = [np.asarray(tr.data), np.asarray(te.data)]
+        ys = [np.asarray(tr.targets, dtype=np.int64), np.asarray(te.targets, dtype=np.int64)]
+        classes = tuple(str(c) for c in tr.classes)
+        if which == "coarse":
+            ys, names = [], None
+            for name in (C100_TRAIN, C100_TEST):
+                with open(d / name, "rb") as f:
+                    ys.append(np.asarray(pickle.load(f, encoding="latin1")["coarse_labels"], dtype=np.int64))
+            with open(d / C100_META, "rb") as f:
+                names = pickle.load(f, encoding="latin1")["coarse_label_names"]
+            classes = tuple(str(c) for c in names)
+    except Exception as e:  # noqa: BLE001 - any failure is the files'
+        if download and not all((d / n).is_file() for n in C100_FILES):
+            raise BenchError(f"could not download cifar100 into {root}: {exception_line(e)}; without a network pass "
+                             f"--data-root DIR holding {spec.folder}/ (from {C100_TARBALL})") from None
+        raise BenchError(f"{d}: CIFAR-100 files could not be read ({exception_line(e)}); re-extract {C100_TARBALL}") from None
+    k = 20 if which == "coarse" else 100
+    for x, y, name in zip(xs, ys, (C100_TRAIN, C100_TEST)):
+        if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (32, 32, 3) or x.shape[0] != y.shape[0]:
+            raise BenchError(f"{d / name}: images {x.dtype} {x.shape} with {y.shape[0]} labels, expected uint8 "
+                             f"(N, 32, 32, 3) and one label each; re-extract {C100_TARBALL}")
+        if y.size and (y.min() < 0 or y.max() >= k):
+            raise BenchError(f"{d / name}: {which} labels range over [{y.min()}, {y.max()}], expected [0, {k - 1}]")
+    if len(classes) != k:
+        raise BenchError(f"{d / C100_META}: {len(classes)} {which} class names, expected {k}")
+
+    def to_nchw(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+
+    return Decoded(to_nchw(xs[0]), torch.from_numpy(ys[0]), to_nchw(xs[1]), torch.from_numpy(ys[1]), classes)
+
+
+def _candidate100(spec: KindSpec, root: Path, which: str) -> Candidate:
+    d = root / spec.folder
+    missing = [n for n in C100_FILES if not (d / n).is_file()]
+    files = tuple(d / n for n in C100_FILES if n not in missing)
+    variant = {"labels": which} if which != "fine" else {}
+    return Candidate(d, C100_FILES, files, absent_reason(d, missing), lambda: _read100(spec, root, False, which), variant)
+
+
+def _load100(spec: KindSpec, params: Mapping[str, Any] | None, request: Request) -> Splits:
+    which = cifar100_labels(params)
+    places = search_places(request.data_root, None)
+    root = places.root.path
+    tarball = root / C100_TARBALL
+    hints = (f"{tarball} exists: extract it there (tar xzf) or pass --download",) if tarball.is_file() else ()
+
+    def download(r: Path) -> Candidate:
+        decoded = _read100(spec, r, True, which)
+        return dataclasses.replace(_candidate100(spec, r, which), decode=lambda: decoded)
+
+    source = FileSource((_candidate100(spec, root, which),), f"{spec.folder}/{{train,test,meta}} (from {C100_TARBALL})",
+                        download, hints)
     return load_files(spec, params, places, request, source)

@@ -12,7 +12,7 @@ classes import it with :func:`tv_datasets`, only once a copy is to be decoded.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,13 +55,17 @@ class Candidate:
     files: tuple[Path, ...]
     why_absent: str
     decode: Callable[[], Decoded]
+    variant: Mapping[str, Any] = field(default_factory=dict)  # parameters that change the decoding (EMNIST's split)
 
     @property
     def present(self) -> bool:
         return not self.why_absent
 
     def identity(self) -> dict[str, Any]:
-        return {"folder": str(self.folder), "expected": list(self.expected)}
+        out = {"folder": str(self.folder), "expected": list(self.expected)}
+        if self.variant:  # only when there is one: the built-in kinds' cache entries keep their names
+            out["variant"] = dict(self.variant)
+        return out
 
 
 @dataclass(frozen=True)
@@ -88,10 +92,11 @@ def tv_datasets() -> Any:
     return tvd
 
 
-def subset_params(kind: str, params: Mapping[str, Any] | None) -> dict[str, int]:
-    """An image kind's parameters: optional ``n_train`` / ``n_test`` (> 0)."""
+def subset_params(kind: str, params: Mapping[str, Any] | None, own: tuple[str, ...] = ()) -> dict[str, int]:
+    """An image kind's parameters: optional ``n_train`` / ``n_test`` (> 0); ``own``: the kind's other keys,
+    allowed here and checked by its source."""
     p = as_params(params)
-    check_keys(kind, p, SUBSET_PARAMS)
+    check_keys(kind, p, SUBSET_PARAMS + own)
     out: dict[str, int] = {}
     for key in SUBSET_PARAMS:
         if p.get(key) is not None:
@@ -163,7 +168,7 @@ def load_files(
     spec: KindSpec, params: Mapping[str, Any] | None, places: Places, request: Request, source: FileSource
 ) -> Splits:
     """Load a file-backed kind from the first copy found in ``source.candidates``; see the module docstring."""
-    subsets = subset_params(spec.name, params)
+    subsets = subset_params(spec.name, params, spec.params)
     found = _find(spec, request, source)
     if found is None:
         if not request.download:

@@ -34,8 +34,10 @@ class KindSpec:
     folder: str = ""
     class_names: tuple[str, ...] = ()
     debian_package: str = ""
-    in_shape: tuple[int, int, int] | None = None  # (C, H, W) of file-backed kinds; gauss's follows its params
-    num_classes: int = 0
+    in_shape: tuple[int, int, int] | None = None  # (C, H, W) when fixed; None: the source's shape(spec, params)
+    num_classes: int = 0  # 0: the source's shape(spec, params) says
+    params: tuple[str, ...] = ()  # the kind's own parameters besides n_train / n_test
+    on_disk: bool = False  # read from a path of the user's (params.path), not from the data root
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,15 @@ KIND_TABLE: Mapping[str, KindSpec] = MappingProxyType({
                  (1, 28, 28), 10),
         KindSpec("cifar10", "bench.data.cifar", "cifar-10-batches-py", in_shape=(3, 32, 32), num_classes=10),
         KindSpec("gauss", "bench.data.gauss", num_classes=2),
+        KindSpec("cifar100", "bench.data.cifar", "cifar-100-python", in_shape=(3, 32, 32), params=("labels",)),
+        KindSpec("svhn", "bench.data.svhn", "", in_shape=(3, 32, 32), num_classes=10, params=("extra",)),
+        KindSpec("kmnist", "bench.data.mnist", "KMNIST", ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+                 in_shape=(1, 28, 28), num_classes=10),
+        KindSpec("emnist", "bench.data.mnist", "EMNIST", in_shape=(1, 28, 28), params=("split",)),
+        KindSpec("imagefolder", "bench.data.ondisk", params=("path", "size", "holdout", "holdout_seed", "mean", "std"),
+                 on_disk=True),
+        KindSpec("npz", "bench.data.ondisk", params=("path", "mean", "std"), on_disk=True),
+        KindSpec("target", "bench.data.target", params=("target",)),
     )
 })
 KINDS: tuple[str, ...] = tuple(KIND_TABLE)
@@ -79,13 +90,15 @@ def kind_spec(kind: str) -> KindSpec:
 def dataset_shape(kind: str, params: Mapping[str, Any] | None = None) -> tuple[tuple[int, int, int], int]:
     """(input shape, number of classes) of a dataset, known without reading it; validates ``params``."""
     spec = kind_spec(kind)
-    if spec.in_shape is None:
+    if spec.name == "gauss":
         from bench.data.gauss import gauss_params
 
         return (1, 1, gauss_params(params)["d"]), 2
+    if spec.in_shape is None or not spec.num_classes:  # known from the parameters, or a look at the files
+        return importlib.import_module(spec.module).check_params(spec, params)
     from bench.data.files import subset_params
 
-    subset_params(kind, params)
+    subset_params(kind, params, spec.params)
     return spec.in_shape, spec.num_classes
 
 

@@ -5,10 +5,12 @@ labels changed), which is stored with each cell as ``label_noise_rate``: papers 
 differ by up to four points in what they realise, so the realised rate is the fact to keep.
 
 - ``symmetric`` (the exact-count protocol of the APL code, Ma et al. 2020, "Normalized Loss
-  Functions for Deep Learning with Noisy Labels"): exactly ⌊ηN⌋ labels change, spread as evenly
-  over the classes as their sizes allow (each class ⌊m/K⌋ or one more, the extra ones to classes
-  drawn at random; a class too small for its share gives the rest to the others), each moved to
-  a class drawn uniformly among the K - 1 *other* classes. Realised rate = ⌊ηN⌋/N.
+  Functions for Deep Learning with Noisy Labels"): exactly m = ⌊ηN⌋ labels change, split over
+  the classes in proportion to their sizes (class c gets ⌊m n_c / N⌋, the remaining ones go to the
+  largest fractional parts, ties drawn at random), so every class is corrupted at rate η also on
+  a long-tailed split; each changed label moves to a class drawn uniformly among the K - 1
+  *other* classes. Realised rate = ⌊ηN⌋/N. On a balanced split this is the even split the
+  protocol has always drawn, with the same random draws (:func:`proportional_quotas`).
 - ``asymmetric`` (Patrini et al. 2017, "Making Deep Neural Networks Robust to Label Noise: a Loss
   Correction Approach"): a per-dataset map of look-alike classes; ⌊η n_c⌋ of each source class c
   move to map[c], the other classes keep their labels. Maps in :data:`ASYMMETRIC_MAPS`.
@@ -47,7 +49,13 @@ ASYMMETRIC_MAPS: Final[Mapping[str, Mapping[int, int]]] = {
     "cifar10": {9: 1, 2: 0, 3: 5, 5: 3, 4: 7},   # truck→automobile, bird→airplane, cat↔dog, deer→horse
     "mnist": {2: 7, 3: 8, 5: 6, 6: 5, 7: 1},     # 2→7, 3→8, 5↔6, 7→1
     "fashion-mnist": {6: 0, 0: 6, 2: 4, 4: 2, 5: 7, 7: 5},
+    # CIFAR-100 (fine labels): "within each of the 20 superclasses, to the next class" as Patrini et al.
+    # 2017's code (and the GCE/SCE/APL code after it) implements it: blocks of 5 consecutive fine
+    # labels, each class to the next in its block, circularly
+    "cifar100": {c: 5 * (c // 5) + (c + 1) % 5 for c in range(100)},
 }
+# Kinds the literature gives no asymmetric map (SVHN, KMNIST, EMNIST, a user's data): the refusal
+# below says so and names the noise kinds that need none.
 
 
 def asymmetric_map(dataset: str) -> dict[int, int]:
@@ -115,6 +123,36 @@ def even_quotas(capacity: list[int], total: int, gen: torch.Generator) -> list[i
     return quotas
 
 
+def proportional_quotas(sizes: list[int], total: int, gen: torch.Generator) -> list[int]:
+    """Split ``total`` over classes in proportion to ``sizes`` (largest remainder, in integers).
+
+    The classes tied at the cut of the remainder are drawn by one ``torch.randperm`` over them.
+    On equal sizes every class ties, so the draw is exactly :func:`even_quotas`' (one randperm of
+    all K classes, the first ``extra`` of it win): the noisy labels of balanced splits stay the
+    ones drawn before per-class quotas existed (stored results depend on them).
+    """
+    import torch
+
+    n = sum(sizes)
+    if total <= 0 or n == 0:
+        return [0] * len(sizes)
+    quotas = [total * s // n for s in sizes]
+    remainders = [total * s % n for s in sizes]  # the fractional parts, times n: exact
+    extra = total - sum(quotas)
+    order = sorted(set(remainders), reverse=True)
+    for r in order:  # the whole groups above the cut get one more each
+        group = [c for c in range(len(sizes)) if remainders[c] == r]
+        if len(group) > extra:
+            lucky = {group[int(i)] for i in torch.randperm(len(group), generator=gen)[:extra]}
+            for c in lucky:
+                quotas[c] += 1
+            return quotas
+        for c in group:
+            quotas[c] += 1
+        extra -= len(group)
+    return quotas
+
+
 def _flip_per_class(y: Tensor, rate: float, class_map: Mapping[int, int], gen: torch.Generator) -> Tensor:
     import torch
 
@@ -146,7 +184,7 @@ def corrupt_labels(y: Tensor, kind: str, rate: float, num_classes: int, seed: in
     if kind == "symmetric":
         noisy = labels.clone()
         members = [(labels == c).nonzero().squeeze(1) for c in range(num_classes)]
-        quotas = even_quotas([m.numel() for m in members], int(rate * n), gen)  # ⌊ηN⌋ in all
+        quotas = proportional_quotas([m.numel() for m in members], int(rate * n), gen)  # ⌊ηN⌋ in all
         for c in range(num_classes):
             chosen = members[c][torch.randperm(members[c].numel(), generator=gen)[:quotas[c]]]
             # c + U{1..K-1} mod K: uniform over the other classes, never c itself

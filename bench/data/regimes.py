@@ -30,8 +30,10 @@ import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+from bench.errors import BenchError
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
+from bench.data.human import HUMAN_LABELS
 from bench.data.imbalance import IMBALANCE_PROFILES
 from bench.data.noise import NOISE_KINDS
 
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
 
     from bench.data.splits import Splits
 
-NOISE_CHOICES = ("none", *NOISE_KINDS)
+NOISE_CHOICES = ("none", *NOISE_KINDS, "human")  # human: a file of real annotations (bench.data.human)
 IMBALANCE_CHOICES = ("none", *IMBALANCE_PROFILES)
 
 
@@ -52,10 +54,15 @@ class RegimeConfig(BaseModel):
 
     noise: Literal[NOISE_CHOICES] = Field(  # type: ignore[valid-type]  # the noise module's kinds, plus none
         "none", description="label noise of the training and validation labels: none, symmetric (to a uniform "
-                            "other class), asymmetric (the dataset's look-alike classes), pairflip (c to c+1)")
+                            "other class), asymmetric (the dataset's look-alike classes), pairflip (c to c+1), "
+                            "human (real annotations from noise_file, e.g. CIFAR-10N)")
     noise_rate: float = Field(0.0, ge=0, lt=1, description="fraction of the labels corrupted, in [0, 1)")
     noise_seed: int = Field(
         0, ge=0, description="seed of the corrupted labels, not the training seed: every loss and seed sees the same labels")
+    noise_file: str = Field(
+        "", description="noise human: the label file (CIFAR-10_human.pt, CIFAR-100_human.pt), relative to the registry's folder")
+    noise_labels: str = Field(
+        "", description="noise human: which annotation, aggre, worst, random1-3 (CIFAR-10N) or noisy (CIFAR-100N)")
     imbalance: Literal[IMBALANCE_CHOICES] = Field(  # type: ignore[valid-type]
         "none", description="long-tailed training split: none, exp (n_c = n_max r^(-c/(K-1))), step (half the classes n_max/r)")
     imbalance_ratio: float = Field(1.0, ge=1, description="imbalance ratio r = n_max / n_min (1: balanced)")
@@ -78,6 +85,17 @@ class RegimeConfig(BaseModel):
 
 def _inconsistency(r: RegimeConfig) -> str:
     """A setting the others make meaningless ("" when none): it would be silently ignored otherwise."""
+    if r.noise == "human":
+        if r.noise_rate:
+            return "noise=human takes its rate from the annotations: drop noise_rate (the realised rate is stored)"
+        if not r.noise_file or not r.noise_labels:
+            return ("noise=human needs noise_file (CIFAR-10_human.pt or CIFAR-100_human.pt) and noise_labels "
+                    f"(one of {', '.join(HUMAN_LABELS)})")
+        if r.noise_labels not in HUMAN_LABELS:
+            return f"noise_labels={r.noise_labels!r}: use one of {', '.join(HUMAN_LABELS)}"
+        return ""
+    if r.noise_file or r.noise_labels:
+        return "noise_file and noise_labels belong to noise=human: set noise to human, or drop them"
     if r.noise == "none" and r.noise_rate > 0:
         return f"noise_rate={r.noise_rate:g} without a noise kind: set noise to one of {', '.join(NOISE_KINDS)}"
     if r.noise != "none" and r.noise_rate == 0:
@@ -153,20 +171,31 @@ class RegimeFacts:
     val_label_noise_rate: float  # the same on the validation split; NaN without one
     train_size: int
     train_class_counts: tuple[int, ...]  # of the labels as trained on (after the noise)
+    # per class of the clean kept training labels, the fraction whose label was changed: the check that
+    # a long-tailed split's rare classes get the rate eta too (NaN for a class with no sample)
+    train_class_noise_rates: tuple[float, ...] = ()
 
     def row(self) -> dict[str, Any]:
         return {"label_noise_rate": self.label_noise_rate, "val_label_noise_rate": self.val_label_noise_rate,
-                "train_size": self.train_size, "train_class_counts": json.dumps(list(self.train_class_counts))}
+                "train_size": self.train_size, "train_class_counts": json.dumps(list(self.train_class_counts)),
+                "train_class_noise_rates": json.dumps([None if math.isnan(r) else r
+                                                       for r in self.train_class_noise_rates])}
 
 
 # the row of a cell whose data was never derived (it failed first): same columns and types as RegimeFacts.row()
 UNKNOWN_FACTS: dict[str, Any] = {"label_noise_rate": math.nan, "val_label_noise_rate": math.nan, "train_size": 0,
-                                 "train_class_counts": ""}
+                                 "train_class_counts": "", "train_class_noise_rates": ""}
 
 
-def _noisy(y: Tensor, regime: RegimeConfig, num_classes: int, kind: str, stream: str) -> tuple[Tensor, float]:
+def _noisy(y: Tensor, regime: RegimeConfig, num_classes: int, kind: str, stream: str,
+           human: Tensor | None = None) -> tuple[Tensor, float]:
     if regime.noise == "none":
         return y, 0.0
+    if regime.noise == "human":  # the annotations of these samples, read and aligned by the caller
+        if human is None:
+            raise BenchError("noise=human needs the annotations of the training labels (bench.data.human)")
+        human = human.to(y.device)
+        return human, float((human != y).sum()) / y.numel() if y.numel() else 0.0
     from bench.data.noise import asymmetric_map, corrupt_labels
 
     class_map = asymmetric_map(kind) if regime.noise == "asymmetric" else None
@@ -174,9 +203,11 @@ def _noisy(y: Tensor, regime: RegimeConfig, num_classes: int, kind: str, stream:
                           class_map)
 
 
-def training_part(train_y: Tensor, regime: RegimeConfig, num_classes: int, kind: str) -> tuple[Tensor | None, Tensor, float]:
+def training_part(train_y: Tensor, regime: RegimeConfig, num_classes: int, kind: str,
+                  human: Tensor | None = None) -> tuple[Tensor | None, Tensor, float]:
     """(indices of the kept training samples, or None for all; their labels after the noise; the
-    realised noise rate) of the training labels ``train_y`` (what is left after the validation holdout)."""
+    realised noise rate) of the training labels ``train_y`` (what is left after the validation holdout).
+    ``human``: with noise=human, the annotation of each of ``train_y``'s samples."""
     from bench.data.imbalance import imbalance_indices, subset_indices
 
     keep = None
@@ -184,11 +215,13 @@ def training_part(train_y: Tensor, regime: RegimeConfig, num_classes: int, kind:
     if regime.imbalance != "none":
         keep = imbalance_indices(labels, regime.imbalance, regime.imbalance_ratio, num_classes, regime.imbalance_seed)
         labels = labels.index_select(0, keep.to(labels.device))
+        human = None if human is None else human.index_select(0, keep.to(human.device))
     if regime.subset:
         chosen = subset_indices(labels, regime.subset, regime.subset_seed)
         keep = chosen if keep is None else keep.index_select(0, chosen)
         labels = labels.index_select(0, chosen.to(labels.device))
-    noisy, rate = _noisy(labels, regime, num_classes, kind, "train")
+        human = None if human is None else human.index_select(0, chosen.to(human.device))
+    noisy, rate = _noisy(labels, regime, num_classes, kind, "train", human)
     return keep, noisy, rate
 
 
@@ -200,15 +233,42 @@ def apply_regime(splits: Splits, regime: RegimeConfig, kind: str) -> tuple[Split
     """
     import torch
 
-    keep, train_y, rate = training_part(splits.train_y, regime, splits.num_classes, kind)
+    human_train = human_val = None
+    if regime.noise == "human":
+        human_train, human_val = _human_parts(splits, regime)
+    keep, train_y, rate = training_part(splits.train_y, regime, splits.num_classes, kind, human_train)
+    clean = splits.train_y if keep is None else splits.train_y.index_select(0, keep.to(splits.train_y.device))
     val_y, val_rate = splits.val_y, math.nan
     if val_y is not None:
-        val_y, val_rate = _noisy(val_y, regime, splits.num_classes, kind, "val")
+        val_y, val_rate = _noisy(val_y, regime, splits.num_classes, kind, "val", human_val)
     if not regime.is_default:
         train_x = splits.train_x if keep is None else splits.train_x.index_select(0, keep.to(splits.train_x.device))
         splits = replace(splits, train_x=train_x, train_y=train_y, val_y=val_y)
     counts = torch.bincount(splits.train_y.cpu(), minlength=splits.num_classes).tolist()
-    return splits, RegimeFacts(rate, val_rate, splits.n_train, tuple(counts))
+    clean = clean.cpu()
+    sizes = torch.bincount(clean, minlength=splits.num_classes)
+    changed = torch.bincount(clean[clean != splits.train_y.cpu()], minlength=splits.num_classes)
+    class_rates = tuple(float(c) / float(n) if n else math.nan for c, n in zip(changed.tolist(), sizes.tolist()))
+    return splits, RegimeFacts(rate, val_rate, splits.n_train, tuple(counts), class_rates)
+
+
+def _human_parts(splits: Splits, regime: RegimeConfig) -> tuple[Tensor, Tensor | None]:
+    """The annotations of ``splits``' training and validation samples: the file is aligned with the
+    whole training split, which the holdout's indices (``train_index``/``val_index``) map back to."""
+    import numpy as np
+    import torch
+
+    from bench.data.human import human_labels
+
+    n_val = splits.n_val
+    full = torch.empty(splits.n_train + n_val, dtype=torch.int64)
+    t_idx = splits.train_index if splits.train_index is not None else torch.arange(splits.n_train)
+    full[t_idx] = splits.train_y.cpu()
+    if splits.val_y is not None:
+        full[splits.val_index] = splits.val_y.cpu()
+    labels = torch.from_numpy(human_labels(regime.noise_file, regime.noise_labels, full.numpy(), splits.num_classes))
+    val = labels[splits.val_index] if splits.val_y is not None else None
+    return labels[t_idx], val
 
 
 def planned_training_labels(labels: np.ndarray, val_fraction: float, split_seed: int, regime: RegimeConfig,
@@ -221,7 +281,13 @@ def planned_training_labels(labels: np.ndarray, val_fraction: float, split_seed:
     from bench.data.validation import holdout_indices
 
     y = torch.as_tensor(labels).to(torch.int64)
+    human = None
+    if regime.noise == "human":
+        from bench.data.human import human_labels
+
+        human = torch.from_numpy(human_labels(regime.noise_file, regime.noise_labels, y.numpy(), num_classes))
     if val_fraction > 0:
         train_idx, _ = holdout_indices(labels, val_fraction, split_seed, num_classes)
         y = y.index_select(0, torch.from_numpy(train_idx))
-    return training_part(y, regime, num_classes, kind)[1]
+        human = None if human is None else human.index_select(0, torch.from_numpy(train_idx))
+    return training_part(y, regime, num_classes, kind, human)[1]

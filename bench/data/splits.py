@@ -49,6 +49,10 @@ class Splits:
     provenance: Provenance | None = None
     val_x: torch.Tensor | None = None
     val_y: torch.Tensor | None = None
+    # positions in the whole training split of the training and validation rows, set by the holdout
+    # (None: the training split is whole): per-sample annotations (bench.data.human) align by them
+    train_index: torch.Tensor | None = None
+    val_index: torch.Tensor | None = None
 
     @property
     def n_train(self) -> int:

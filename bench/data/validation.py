@@ -76,4 +76,5 @@ def hold_out(splits: Splits, fraction: float, split_seed: int) -> Splits:
     return dataclasses.replace(
         splits,
         train_x=splits.train_x.index_select(0, t_idx), train_y=splits.train_y.index_select(0, t_idx),
-        val_x=splits.train_x.index_select(0, v_idx), val_y=splits.train_y.index_select(0, v_idx))
+        val_x=splits.train_x.index_select(0, v_idx), val_y=splits.train_y.index_select(0, v_idx),
+        train_index=t_idx, val_index=v_idx)

@@ -72,6 +72,10 @@ def _datasets(reg: Registry, data_root: Path | None, cache_dir: Path | None) -> 
             s = load_splits(ds.kind, dict(ds.params), data_root, False, cache_dir)
             rows.append([name, ds.kind, len(s.train_y), len(s.test_y), "x".join(map(str, s.in_shape)), s.num_classes,
                          ds.description])
+            if ds.kind in ("imagefolder", "npz", "target"):  # a user's data: say what was found where
+                from bench.data import describe_source
+
+                notes.append(f"dataset {name!r} {describe_source(s).removeprefix('data: ')}")
         except BenchError as exc:  # a dataset that is not there is listed as such, with where it was looked for
             rows.append([name, ds.kind, "not found", "", "", "", ds.description])
             notes.append(f"dataset {name!r} not found: {exc}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bench.metrics.table import DEFAULT
@@ -27,7 +28,8 @@ THEORY_DOC = "docs/theory.md"
 
 # how each regime is realised (bench/data/noise.py, bench/data/imbalance.py), for the captions
 NOISE_CONVENTIONS = {
-    "symmetric": "exactly ⌊ηN⌋ labels, spread evenly over the classes, each moved to a uniformly drawn other class",
+    "symmetric": "exactly ⌊ηN⌋ labels, each class's share in proportion to its size (an even split on balanced "
+                 "data), each moved to a uniformly drawn other class",
     "asymmetric": "⌊η n_c⌋ labels of each class of the dataset's look-alike map moved to its partner (the other "
                   "classes untouched, so the overall rate is below η)",
     "pairflip": "⌊η n_c⌋ labels of each class c moved to c + 1 mod K",
@@ -42,8 +44,12 @@ def regime_note(data: ReportData) -> str:
         if regime.noise != "none":
             realised = (f"; realised training noise rate {min(rates):.3f}" + (f"–{max(rates):.3f}" if max(rates) > min(rates) else "")
                         if rates else "")
-            bits.append(f"{regime.noise} label noise η = {regime.noise_rate:g} ({NOISE_CONVENTIONS[regime.noise]}; "
-                        f"noise seed {regime.noise_seed}{realised})")
+            if regime.noise == "human":  # real annotations: no declared rate, no seed
+                bits.append(f"human label noise, the {regime.noise_labels} annotation of {Path(regime.noise_file).name}"
+                            f"{realised}")
+            else:
+                bits.append(f"{regime.noise} label noise η = {regime.noise_rate:g} ({NOISE_CONVENTIONS[regime.noise]}; "
+                            f"noise seed {regime.noise_seed}{realised})")
         if regime.imbalance != "none":
             bits.append(f"long-tailed training split, profile {regime.imbalance}, ratio {regime.imbalance_ratio:g} "
                         f"(imbalance seed {regime.imbalance_seed})")
