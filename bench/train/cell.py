@@ -134,7 +134,8 @@ def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
                 _quarantine_checkpoint(ckpt, exc)
         torch.manual_seed(cell.seed)
         arch = cell.config["architecture"]
-        model = build_model(arch["source"], arch["name"], splits.in_shape, splits.num_classes, dict(arch["params"]))
+        model = build_model(arch["source"], arch["name"], splits.in_shape, splits.num_classes, dict(arch["params"]),
+                            opts.import_paths)
         loss_cls = import_target(cell.config["loss"]["target"], opts.import_paths)
         criterion = loss_cls(**cell.config["loss"]["params"])
         give_class_priors(criterion, splits.train_y, splits.num_classes)  # losses/hooks.py: the training labels' priors
