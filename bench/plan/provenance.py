@@ -129,16 +129,21 @@ def _library_version(name: str) -> str:
 # The module that holds the builders of the native, timm and torchvision sources (bench.models.zoo.SOURCES).
 BUILDER_MODULE = "bench.models.zoo"
 
-# Model fingerprints that the same model code had in lossbench 0.1.0, when the zoo was two modules
-# directly in bench/ and so hashed with other import lines: {today's fingerprint: 0.1.0's}. A store
-# written by 0.1.0 stays fresh while the model code is unchanged; any edit to it leaves this table
-# behind, and its cells become stale as they should. (The builder's module and the package modules it
-# imports are bench/models/zoo.py then bench/models/cifar.py, hashed in that order: the same texts in
-# the same order as when they were listed by file name, so these values did not change with that.)
-LEGACY_MODEL_FINGERPRINTS: dict[str, str] = {
-    "8ec6a55aa78d": "077e3eacd892",  # native
-    "32733dbf9b07": "41cf77759c23",  # timm 1.0.31
-    "d2a481bcac6f": "c2626383c9ca",  # torchvision 0.29.1
+# Model fingerprints that the same model code had in earlier versions: {today's fingerprint: the
+# earlier ones}. A store written by an earlier version stays fresh while the models it built are
+# unchanged; any edit to the model code leaves this table behind, and its cells become stale as they
+# should. Each row lists, newest first:
+# * the fingerprint before ``source: target`` was added to bench/models/zoo.py (the zoo's text changed,
+#   the native, timm and torchvision models it builds did not);
+# * lossbench 0.1.0's, when the zoo was two modules directly in bench/ and so hashed with other import
+#   lines.
+# (The builder's module and the package modules it imports are bench/models/zoo.py then
+# bench/models/cifar.py, hashed in that order: the texts and order the file-name list used to give, so
+# finding them from the builder changed no value here.)
+LEGACY_MODEL_FINGERPRINTS: dict[str, tuple[str, ...]] = {
+    "e54a3c8d9c80": ("8ec6a55aa78d", "077e3eacd892"),  # native
+    "ce3f7afecd80": ("32733dbf9b07", "41cf77759c23"),  # timm 1.0.31
+    "3c350970c599": ("d2a481bcac6f", "c2626383c9ca"),  # torchvision 0.29.1
 }
 
 
@@ -226,10 +231,7 @@ def _fingerprints(config: dict[str, Any], import_paths: Sequence[str], memo: dic
     if arch_key not in memo:
         memo[arch_key] = _model_fingerprint(arch, import_paths)
     loss, model = memo[target], memo[arch_key]
-    out = {_digest(loss, model)}
-    if model in LEGACY_MODEL_FINGERPRINTS:
-        out.add(_digest(loss, LEGACY_MODEL_FINGERPRINTS[model]))
-    return out
+    return {_digest(loss, m) for m in (model, *LEGACY_MODEL_FINGERPRINTS.get(model, ()))}
 
 
 def code_fingerprint(config: dict[str, Any], import_paths: Sequence[str] = ()) -> str:
