@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sys
@@ -213,6 +214,7 @@ def run(
     slurm_executor: str = typer.Option("slurm", "--slurm-executor", help="How --launcher slurm runs its jobs: slurm (sbatch, default), local (processes of this machine) or debug (one by one in this process)."),
     plain: Optional[bool] = typer.Option(None, "--plain/--rich", help="Plain line output (default when not a terminal)."),
     report: bool = typer.Option(True, "--report/--no-report", help="Print the grid's markdown table at the end."),
+    log: list[str] = typer.Option([], "--log", help="Log each cell to a tracker too: tensorboard (RESULTS/tb/), mlflow (RESULTS/mlflow.db or $MLFLOW_TRACKING_URI) or wandb (offline unless configured); repeatable."),
 ) -> None:
     """Train every unfinished cell of a grid; finished cells are skipped, interrupted ones resume."""
     # Ctrl-C and SIGTERM raise in the main thread, so the running cell stops at a clean point (its
@@ -230,6 +232,10 @@ def run(
         seams = ctx.obj if ctx.obj is not None else Seams()
         if not isinstance(seams, Seams):
             raise TypeError(f"bench run: app(obj=...) takes a bench.seams.Seams, not {type(seams).__name__}")
+        if log:  # trackers are training callbacks: they reach every launcher's workers through the seams
+            from bench.run.trackers import make_trackers
+
+            seams = dataclasses.replace(seams, callbacks=(*seams.callbacks, *make_trackers(log, results)))
         store = Store(results, writer=seams.writer)
         if not dry_run:
             store.check_location()  # a results path under a file: say so before reading any data

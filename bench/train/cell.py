@@ -114,6 +114,8 @@ def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
     history: list[dict[str, Any]] = []
     final: dict[str, Any] = {}
     tb_text = ""
+    for callback in opts.seams.callbacks:
+        callback.on_cell_start(cell.cell_id, cell.title, cell.config)
     try:
         cfg = TrainConfig(**resolve_train(cell.config["train"], device))
         base.update(precision_used=cfg.precision, channels_last_used=cfg.channels_last)
@@ -165,8 +167,11 @@ def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
         # the line named is the user's own (their loss file), not torch's autograd internals
         message = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}{where(exc)}"
         tb_text = "".join(traceback.format_exception(exc))
-    return CellOutcome(_result_row(base, status, message, history, resumed, num_classes, test_h, wall, device, final),
-                       history, tb_text)
+    outcome = CellOutcome(_result_row(base, status, message, history, resumed, num_classes, test_h, wall, device, final),
+                          history, tb_text)
+    for callback in opts.seams.callbacks:
+        callback.on_cell_end(cell.cell_id, outcome.row)
+    return outcome
 
 
 class _EpochStart(TrainCallback):
