@@ -81,3 +81,25 @@ def test_editing_a_native_builder_makes_its_cells_stale(tmp_path):
     status = _bench(tmp_path, "status", "--grid", "n", "--results", "res")
     assert "1 finished cells ran an older version of their loss or model code (stale)" in status.stdout, (
         status.stdout + status.stderr)
+
+
+def test_cells_stored_before_the_target_source_was_added_stay_fresh():
+    # the zoo's text changed when `source: target` was added, the models it builds did not: a cell
+    # stored with the fingerprint of either earlier version is fresh, one of another code is stale
+    import hashlib
+
+    from bench.config.cells import Cell
+    from bench.plan.provenance import LEGACY_MODEL_FINGERPRINTS, _target_fingerprint, stale_cells
+
+    def digest(*parts: str) -> str:  # provenance's scheme, written out: sha256 of NUL-terminated parts
+        return hashlib.sha256(b"".join(p.encode() + b"\0" for p in parts)).hexdigest()[:12]
+
+    config = _config({"source": "native", "name": "mlp", "params": {}})
+    loss = _target_fingerprint("losses.cross_entropy:CelLoss", ())
+    now = code_fingerprint(config)
+    model_now = next(m for m in LEGACY_MODEL_FINGERPRINTS if digest(loss, m) == now)
+    cells = [Cell("g", "mlp", "celLoss", "celLoss", 0, config, cell_id=f"c{i}") for i in range(4)]
+    stored = {"c0": now, "c1": digest(loss, "8ec6a55aa78d"), "c2": digest(loss, "077e3eacd892"),
+              "c3": digest(loss, "0123456789ab")}
+    assert LEGACY_MODEL_FINGERPRINTS[model_now] == ("8ec6a55aa78d", "077e3eacd892")
+    assert stale_cells(cells, stored) == ["c3"]
