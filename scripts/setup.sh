@@ -35,5 +35,5 @@ if [ ! -x .venv/bin/python ]; then
   # --system-site-packages: reuse a torch that is already installed instead of downloading it again
   "$PY" -m venv --system-site-packages .venv
 fi
-.venv/bin/python -m pip install -q -e ".[test,ray,slurm]"
+.venv/bin/python -m pip install -q -e ".[test,ray,slurm,trackers]"
 echo "setup: ok ($(.venv/bin/python -c 'import torch, sys; print(f"python {sys.version.split()[0]}, torch {torch.__version__}, cuda {torch.cuda.is_available()}")'))"

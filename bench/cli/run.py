@@ -7,6 +7,7 @@ panel per option group.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import signal
 import time
@@ -73,6 +74,7 @@ def run(
                                  "each launcher's options are in its own panel below."),
     plain: Optional[bool] = typer.Option(None, "--plain/--rich", help="Plain line output (default when not a terminal)."),
     report: bool = typer.Option(True, "--report/--no-report", help="Print the grid's markdown table at the end."),
+    log: list[str] = typer.Option([], "--log", help="Log each cell to a tracker too: tensorboard (RESULTS/tb/), mlflow (RESULTS/mlflow.db or $MLFLOW_TRACKING_URI) or wandb (offline unless configured); repeatable."),
     **launcher_values: Any,
 ) -> None:
     """Train every unfinished cell of a grid; finished cells are skipped, interrupted ones resume."""
@@ -93,6 +95,10 @@ def run(
         seams = ctx.obj if ctx.obj is not None else Seams()
         if not isinstance(seams, Seams):
             raise TypeError(f"bench run: app(obj=...) takes a bench.seams.Seams, not {type(seams).__name__}")
+        if log:  # trackers are training callbacks: they reach every launcher's workers through the seams
+            from bench.run.trackers import make_trackers
+
+            seams = dataclasses.replace(seams, callbacks=(*seams.callbacks, *make_trackers(log, results)))
         store = Store(results, writer=seams.writer)
         if not dry_run:
             store.check_location()  # a results path under a file: say so before reading any data

@@ -36,15 +36,41 @@ class DatasetSpec(_Strict):
     description: str = ""
 
 
+TARGET_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
+
+
 class ArchitectureSpec(_Strict):
-    source: Literal["native", "timm", "torchvision"]
-    name: str
+    """A model: a ``name`` of the ``native``, ``timm`` or ``torchvision`` zoo (bench.models.zoo), or
+    ``source: target`` with ``target: module:Class`` (or a builder function) called with
+    ``in_shape``, ``num_classes`` and the entry's ``params``, found like a loss target.
+
+    For a target the cell's configuration names the target in ``name`` (the one field the zoo
+    sources use), so a cell's identity keeps one shape for every source.
+    """
+
+    source: Literal["native", "timm", "torchvision", "target"]
+    name: str = ""
+    target: str | None = Field(None, pattern=TARGET_PATTERN)
     params: dict[str, Any] = Field(default_factory=dict)
     description: str = ""
 
+    @model_validator(mode="after")
+    def _name_or_target(self) -> "ArchitectureSpec":
+        if self.source == "target":
+            if self.target is None:
+                raise ValueError("source 'target' needs target: module:Class (or module:function)")
+            if self.name and self.name != self.target:
+                raise ValueError(f"source 'target' takes no name (got {self.name!r}); its target names it")
+            object.__setattr__(self, "name", self.target)  # frozen model: set once, while validating
+        elif self.target is not None:
+            raise ValueError(f"target is for source 'target'; source {self.source!r} takes a name")
+        elif not self.name:
+            raise ValueError(f"source {self.source!r} needs a name")
+        return self
+
 
 class LossSpec(_Strict):
-    target: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    target: str = Field(pattern=TARGET_PATTERN)
     params: dict[str, Scalar] = Field(default_factory=dict)
     description: str = ""
 
@@ -508,7 +534,7 @@ def load_registry(path: Path | str) -> Registry:
     return parse_registry(data, source=str(path))
 
 
-def import_target(target: str, import_paths: Sequence[str] = ()) -> type:
+def import_target(target: str, import_paths: Sequence[str] = (), what: str = "loss") -> Any:
     """Import ``package.module:ClassName``; a bad target is one BenchError line.
 
     ``import_paths`` (the registry file's folder and the working folder, see
@@ -524,10 +550,10 @@ def import_target(target: str, import_paths: Sequence[str] = ()) -> type:
         module = importlib.import_module(module_name)
     except Exception as exc:  # noqa: BLE001 - any import failure is the user's target
         looked = f"; looked in the installed packages and {', '.join(import_paths)}" if import_paths else ""
-        raise BenchError(f"loss target {target!r}: cannot import module {module_name!r} "
+        raise BenchError(f"{what} target {target!r}: cannot import module {module_name!r} "
                          f"({type(exc).__name__}: {exc}){looked}") from None
     obj = getattr(module, attr, None)
     if obj is None:
         public = [n for n in dir(module) if not n.startswith("_")]
-        raise BenchError(f"loss target {target!r}: module {module_name!r} has no {attr!r}{closest(attr, public)}")
+        raise BenchError(f"{what} target {target!r}: module {module_name!r} has no {attr!r}{closest(attr, public)}")
     return obj

@@ -2,6 +2,12 @@
 
 ``build_model(source, name, in_shape, num_classes, params)`` is the one entry point.
 
+Your own model (``source: target``): ``name`` is ``module:Class`` (or ``module:function``), imported
+like a loss target (installed packages, then the registry's folder and the working folder) and
+called as ``Class(in_shape=(C, H, W), num_classes=K, **params)``; it must return an ``nn.Module``
+mapping a ``[B, C, H, W]`` batch to ``[B, K]`` logits (bench.plan.architectures checks that before
+anything trains).
+
 Native CIFAR-10 nets. The paper trains "the CIFAR variants, 32x32 input" of GoogLeNet, ResNet-18,
 MobileNetV2, EfficientNet-B0 and ShuffleNetV2, i.e. the widely used kuangliu/pytorch-cifar
 definitions. ``native`` ``resnet18``, ``googlenet``, ``mobilenetv2``, ``efficientnet_b0`` and
@@ -40,9 +46,10 @@ set it through ``params`` (timm ``drop_rate``/``drop_path_rate``, torchvision ``
 
 from __future__ import annotations
 
+import inspect
 import operator
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from torch import nn
 
@@ -259,20 +266,45 @@ def _build_torchvision(name, in_shape, num_classes, params, cifar):
         raise BenchError(f"bad params for torchvision model {name!r}: {err}") from None
 
 
+# ----------------------------------------------------------------------------- your own (source: target)
+
+
+def _build_target(target: str, in_shape, num_classes, params, import_paths: Sequence[str]) -> nn.Module:
+    from bench.config.registry import import_target
+
+    builder = import_target(target, import_paths, what="architecture")
+    if not callable(builder):
+        raise BenchError(f"architecture target {target!r} is a {type(builder).__name__}, not a class or function")
+    try:
+        inspect.signature(builder).bind(in_shape=in_shape, num_classes=num_classes, **params)
+    except TypeError as err:  # the signature refuses the arguments (an unknown param, a missing one)
+        raise BenchError(f"architecture target {target!r} cannot take in_shape, num_classes and params "
+                         f"{sorted(params)}: {err}") from None
+    except ValueError:  # no signature to inspect (a builtin): let the call say
+        pass
+    model = builder(in_shape=in_shape, num_classes=num_classes, **params)
+    if not isinstance(model, nn.Module):
+        raise BenchError(f"architecture target {target!r} returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
 # ----------------------------------------------------------------------------- entry point
 
 SOURCES: dict[str, Callable] = {
     "native": _build_native,
     "timm": _build_timm,
     "torchvision": _build_torchvision,
+    "target": _build_target,  # called with the import paths (build_model)
 }
 
 
 def build_model(source: str, name: str, in_shape: tuple[int, int, int], num_classes: int,
-                params: dict | None = None) -> nn.Module:
+                params: dict | None = None, import_paths: Sequence[str] = ()) -> nn.Module:
     """Build a freshly initialised classifier for inputs of shape ``in_shape`` = (C, H, W).
 
-    CIFAR stems (see the module docstring) are used when H and W are both <= 64.
+    CIFAR stems (see the module docstring) are used when H and W are both <= 64. ``import_paths``:
+    where a ``target`` model's module is looked for after the installed packages
+    (:meth:`bench.config.registry.Registry.import_paths`).
     """
     if source not in SOURCES:
         raise unknown("model source", source, SOURCES)
@@ -288,6 +320,8 @@ def build_model(source: str, name: str, in_shape: tuple[int, int, int], num_clas
         k = 0
     if k < 2:
         raise BenchError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    if source == "target":
+        return _build_target(name, shape, k, dict(params or {}), import_paths)
     cifar = shape[1] <= CIFAR_MAX_HW and shape[2] <= CIFAR_MAX_HW
     return SOURCES[source](name, shape, k, dict(params or {}), cifar)
 

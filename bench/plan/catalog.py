@@ -102,7 +102,8 @@ def _architecture_rows(reg: Registry, count: bool) -> list[list[object]]:
         if count:
             try:
                 with torch.device("meta"):
-                    n = f"{count_params(build_model(arch.source, arch.name, shape, classes, dict(arch.params))) / 1e6:.3f}M"
+                    model = build_model(arch.source, arch.name, shape, classes, dict(arch.params), reg.import_paths())
+                n = f"{count_params(model) / 1e6:.3f}M"
             except BenchError as exc:
                 raise BenchError(f"{reg.source}: architectures.{name}: {exc}") from None
         rows.append([name, arch.source, arch.name, "x".join(map(str, shape)), classes, n, arch.description])

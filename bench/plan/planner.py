@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config.cells import Cell, expand_grid, set_flag
-from bench.errors import BenchError, exception_line
+from bench.errors import BenchError
 from bench.config.registry import DatasetSpec, Registry
 
 
@@ -102,22 +102,14 @@ def dataset_shapes(registry: Registry, grid: str, substitutions: Mapping[str, st
 
 
 def check_architectures(registry: Registry, grid: str, shapes: Mapping[tuple, str]) -> None:
-    """Build each architecture of the grid for each input shape on the meta device."""
-    import torch
-
-    from bench.models.zoo import build_model
+    """Build each architecture of the grid for each input shape on the meta device, and check its logits' shape."""
+    from bench.plan.architectures import check_architecture
 
     for arch_name in registry.grids[grid].architectures:
         arch = registry.architectures[arch_name]
         for (in_shape, classes), ds_name in shapes.items():
-            try:
-                with torch.device("meta"):  # structure and parameters only: no memory, no init cost
-                    build_model(arch.source, arch.name, in_shape, classes, dict(arch.params))
-            except BenchError as exc:
-                raise BenchError(f"{registry.source}: architectures.{arch_name}: {exc} (for dataset {ds_name!r})") from None
-            except Exception as exc:  # noqa: BLE001 - a library's builder refusing its arguments
-                raise BenchError(f"{registry.source}: architectures.{arch_name} with params {dict(arch.params)}: "
-                                 f"{type(exc).__name__}: {exception_line(exc, 200)}") from None
+            check_architecture(f"{registry.source}: architectures.{arch_name}", arch, in_shape, classes, ds_name,
+                               registry.import_paths())
 
 
 def check_recipes(grid: str, cells: list[Cell]) -> None:

@@ -116,6 +116,8 @@ def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
     history: list[dict[str, Any]] = []
     final: dict[str, Any] = {}
     tb_text = ""
+    for callback in opts.seams.callbacks:
+        callback.on_cell_start(cell.cell_id, cell.title, cell.config)
     try:
         cfg = TrainConfig(**resolve_train(cell.config["train"], device))
         base.update(precision_used=cfg.precision, channels_last_used=cfg.channels_last)
@@ -129,7 +131,8 @@ def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
             saved = resume_state(ckpt, cell.cell_id, splits.val_y is not None, corrupt_folder(ckpt.parent.parent))
         torch.manual_seed(cell.seed)
         arch = cell.config["architecture"]
-        model = build_model(arch["source"], arch["name"], splits.in_shape, splits.num_classes, dict(arch["params"]))
+        model = build_model(arch["source"], arch["name"], splits.in_shape, splits.num_classes, dict(arch["params"]),
+                            opts.import_paths)
         loss_cls = import_target(cell.config["loss"]["target"], opts.import_paths)
         criterion = loss_cls(**cell.config["loss"]["params"])
         give_class_priors(criterion, splits.train_y, splits.num_classes)  # losses/hooks.py: the training labels' priors
@@ -159,8 +162,11 @@ def run_cell(cell: Cell, opts: ExecOptions, progress: ProgressFn | None = None,
         # the line named is the user's own (their loss file), not torch's autograd internals
         message = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}{where(exc)}"
         tb_text = "".join(traceback.format_exception(exc))
-    return CellOutcome(_result_row(base, status, message, history, resumed, num_classes, test_h, wall, device, final),
-                       history, tb_text)
+    outcome = CellOutcome(_result_row(base, status, message, history, resumed, num_classes, test_h, wall, device, final),
+                          history, tb_text)
+    for callback in opts.seams.callbacks:
+        callback.on_cell_end(cell.cell_id, outcome.row)
+    return outcome
 
 
 class _EpochStart(TrainCallback):

@@ -178,7 +178,7 @@ ProgressFn = Callable[[TrainProgress], None]
 
 
 class TrainCallback:
-    """Told of each epoch of a cell as it trains; subclass it and override either method (both do nothing).
+    """Told of each cell and each epoch as it trains; subclass it and override any method (all do nothing).
 
     ``epoch`` is the epoch's 0-based index (a resumed cell starts at the epoch after its
     checkpoint). Callbacks are called in the order given, in the process that trains the cell:
@@ -195,6 +195,15 @@ class TrainCallback:
         called for an epoch that diverged). ``checkpoint_written()`` waits until that checkpoint is
         on disk and returns its path (None when this epoch writes none: the last one, or a cell
         trained without a checkpoint folder); a failed write raises there."""
+
+    def on_cell_start(self, cell_id: str, title: str, config: dict[str, Any]) -> None:
+        """Before a cell reads its data: its title (``dataset/arch/loss/seed N``) and its whole configuration."""
+
+    def on_history_row(self, cell_id: str, epoch: int, row: dict[str, float]) -> None:
+        """An epoch's history row, as the store keeps it (called before ``on_epoch_end``)."""
+
+    def on_cell_end(self, cell_id: str, row: dict[str, Any]) -> None:
+        """The cell's result row, as the store keeps it, whatever its status (done, diverged, failed)."""
 
 
 @dataclass
@@ -471,6 +480,7 @@ def _train(state: TrainState) -> TrainResult:
         if state.progress is not None:
             state.progress(TrainProgress(epoch + 1, cfg.epochs, state.steps, state.steps, state.n, last_epoch=row))
         for callback in state.callbacks:
+            callback.on_history_row(state.cell_id, epoch, row)
             callback.on_epoch_end(state.cell_id, epoch, partial(state.writer.landed, written))
     return _finish(state)
 
