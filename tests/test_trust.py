@@ -149,18 +149,47 @@ def test_an_incomplete_search_withholds_its_verdicts(tmp_path):
 # ----------------------------------------------------------------------------- 4. a closed pipe
 @pytest.mark.parametrize("stream", ["stdout", "stderr"])
 def test_a_closed_pipe_never_fails_a_cell(tmp_path, stream):
-    registry(tmp_path, epochs=3)
-    p = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", "--grid", "t", "--plain"], cwd=tmp_path, env=ENV,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    registry(tmp_path, epochs=3, dataset="mnist")
+    # mnist is absent from the empty data root: the fallback's note is a first stderr line, before any training
+    reg = yaml.safe_load((tmp_path / "registry.yaml").read_text())
+    reg["grids"]["t"]["fallback_dataset"] = "g"
+    (tmp_path / "registry.yaml").write_text(yaml.safe_dump(reg, sort_keys=False))
+    (tmp_path / "no-data").mkdir()
+    p = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", "--grid", "t", "--plain", "--data-root", "no-data"],
+                         cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     pipe = getattr(p, stream)
     other = p.stderr if stream == "stdout" else p.stdout
-    pipe.readline()
+    assert pipe.readline()
     pipe.close()  # as `| head -1` does
-    other.read()
+    out = other.read()
     rc = p.wait(timeout=300)
     s = bench("status", "--grid", "t", cwd=tmp_path)
     assert "4 done" in s.stdout and "0 failed" in s.stdout, s.stdout
-    assert rc == 0
+    assert rc == 0, out
+    if stream == "stderr":  # the display, the summary and the report still reach stdout whole
+        assert out.count(" started") == 4 and "trained 4 (4 done)" in out and "| mlp " in out, out
+    else:
+        assert "Traceback" not in out and "BrokenPipe" not in out, out
+
+
+def test_a_display_that_raises_leaves_the_cells_done(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+    from bench.run.progress import PlainDisplay
+
+    def broken(self, cell, p):
+        raise RuntimeError("terminal gone")
+
+    monkeypatch.setattr(PlainDisplay, "step", broken)
+    monkeypatch.chdir(tmp_path)
+    registry(tmp_path)
+    r = CliRunner().invoke(app, ["run", "--grid", "t", "--plain", "--no-report", "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    assert r.output.count("warning: the progress display stopped (RuntimeError: terminal gone)") == 1, r.output
+    assert "trained 4 (4 done)" in r.output, r.output
+    s = bench("status", "--grid", "t", cwd=tmp_path)
+    assert "4 done" in s.stdout and "0 failed" in s.stdout, s.stdout
 
 
 # ----------------------------------------------------------------------------- 5. other data, same identity

@@ -85,6 +85,13 @@ def _fail(err: BenchError) -> NoReturn:
     raise typer.Exit(err.exit_code)
 
 
+def _say(text: str, err: bool = False) -> None:
+    """``bench run``'s lines: a closed pipe (``bench run | head``) silences the rest of that stream, never the run."""
+    from bench.run.progress import write_line
+
+    write_line(text, sys.stderr if err else sys.stdout)
+
+
 def _cache_dir(results: Path) -> Path:
     return Path(os.environ.get("LOSSBENCH_CACHE", results / "cache"))
 
@@ -145,8 +152,8 @@ def _plan_run(reg, grid: str, sets: list[str], filters: list[str], problem, devi
     check_device(declared, device_type)
     subs = fallbacks(reg, grid, problem) if problem is not None else {}
     for name, fallback in subs.items():
-        typer.echo(f"note: dataset {name!r} unavailable ({problem(name, reg.datasets[name])}); grid {grid!r} "
-                   f"falls back to {fallback!r}", err=True)
+        _say(f"note: dataset {name!r} unavailable ({problem(name, reg.datasets[name])}); grid {grid!r} "
+             f"falls back to {fallback!r}", err=True)
     plan = declared if not subs and not flt else make_plan(reg, grid, overrides, flt, subs, validate=bool(subs))
     if problem is not None:  # a dataset that cannot be read is one error line now, not a failed row per cell
         for name in dict.fromkeys(c.dataset for c in plan.cells):
@@ -250,15 +257,15 @@ def run(
         def say_sources() -> None:  # which files each dataset was read from, once every check has passed
             for name in dict.fromkeys(c.dataset for c in cells):
                 if probe is not None and name in probe.sources:
-                    typer.echo(probe.sources[name])
+                    _say(probe.sources[name])
 
         if dry_run:
             say_sources()
             statuses = store.statuses()
             for c in cells:
-                typer.echo(f"{c.cell_id}  {statuses.get(c.cell_id, Status.PENDING):9s} {c.title}")
-            typer.echo(f"{len(cells)} cells{f' on {dev}' if dev is not None else ''}; "
-                       f"{sum(statuses.get(c.cell_id) == Status.DONE for c in cells)} done")
+                _say(f"{c.cell_id}  {statuses.get(c.cell_id, Status.PENDING):9s} {c.title}")
+            _say(f"{len(cells)} cells{f' on {dev}' if dev is not None else ''}; "
+                 f"{sum(statuses.get(c.cell_id) == Status.DONE for c in cells)} done")
             return
         store.ensure_writable()
         clean_temp_files(store)
@@ -277,8 +284,8 @@ def run(
         t0 = time.perf_counter()
         stale = _stale(cells, store, reg.import_paths())
         if stale and not rerun_stale:
-            typer.echo(f"note: {len(stale)} finished cells ran an older version of their loss or model code (stale); "
-                       "they are kept as they are: retrain them with --rerun-stale", err=True)
+            _say(f"note: {len(stale)} finished cells ran an older version of their loss or model code (stale); "
+                 "they are kept as they are: retrain them with --rerun-stale", err=True)
         summary = run_grid(cells, store, chosen, opts, make_display(plain), force=force, retry_failed=retry_failed,
                            rerun=stale if rerun_stale else set())
     except BenchError as err:
@@ -287,12 +294,12 @@ def run(
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second signal must not cut the goodbye short
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         code = 143 if isinstance(exc, _Terminated) else 130
-        typer.echo("interrupted: finished cells are stored and the running cell resumes from its last checkpoint "
-                   "on the next `bench run`", err=True)
+        _say("interrupted: finished cells are stored and the running cell resumes from its last checkpoint "
+             "on the next `bench run`", err=True)
         raise typer.Exit(code) from None
-    typer.echo(summary.line(grid, time.perf_counter() - t0))
+    _say(summary.line(grid, time.perf_counter() - t0))
     for msg in summary.failed_messages:
-        typer.echo(f"  failed: {msg}", err=True)
+        _say(f"  failed: {msg}", err=True)
     if report:
         _print_report(reg, cells, store, grid, "markdown", None)
     raise typer.Exit(summary.exit_code)
@@ -325,7 +332,7 @@ def _print_report(reg, cells, store, grid: str, fmt: str, baseline: str | None, 
 
     data = collect(grid, cells, store.cells(REPORT_COLUMNS), baseline or _default_baseline(cells))
     text = render(data, fmt, figures)
-    typer.echo(text)
+    _say(text)
     return text
 
 
