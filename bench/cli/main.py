@@ -165,8 +165,12 @@ def _plan_run(reg, grid: str, sets: list[str], filters: list[str], problem, devi
     return plan
 
 
-def _plan_read(reg, grid: str, store, sets: list[str], filters: list[str], data_root: Path | None):
-    """The cells ``status`` / ``report`` show: the grid's last run's, or those of the flags given."""
+def _plan_read(reg, grid: str, store, sets: list[str], filters: list[str], data_root: Path | None,
+               last_run_cells: bool = False):
+    """The cells ``status`` / ``report`` show: the grid's last run's settings, or those of the flags given.
+
+    ``last_run_cells`` (``status``): without flags, also that run's ``--filter``, so the cells shown
+    are the ones it ran (the whole grid when the registry no longer has its filter's values)."""
     from bench.config.cells import parse_filters, parse_set
     from bench.plan.planner import plan_from_runs
 
@@ -177,7 +181,14 @@ def _plan_read(reg, grid: str, store, sets: list[str], filters: list[str], data_
     overrides, flt = parse_set(sets), parse_filters(filters)
     runs = store.runs(grid)
     needs_probe = not runs and reg.grids[grid].fallback_dataset is not None
-    return plan_from_runs(reg, grid, runs, overrides, flt, _DataProbe(data_root, None) if needs_probe else None)
+    probe = _DataProbe(data_root, None) if needs_probe else None
+    if last_run_cells and not sets and not filters and runs and runs[-1].get("filters"):
+        try:
+            return plan_from_runs(reg, grid, runs, overrides,
+                                  {k: [str(v) for v in vs] for k, vs in runs[-1]["filters"].items()}, probe)
+        except BenchError:
+            pass  # a filter value the registry lost: the whole grid, as without the run's filter
+    return plan_from_runs(reg, grid, runs, overrides, flt, probe)
 
 
 def _train_settings_epilog() -> str:
@@ -350,8 +361,11 @@ def status(
     set_: list[str] = ReadSetOpt,
     filter_: list[str] = ReadFilterOpt,
     data_root: Optional[Path] = DataRootReadOpt,
+    whole: bool = typer.Option(False, "--all", help="Every cell of the grid under the last run's settings, not only the cells that run chose with --filter."),
 ) -> None:
-    """Counts of done / running / failed / diverged / pending cells of the grid's last run, and the failed cells' messages."""
+    """Counts of done / running / failed / diverged / pending (and interrupted, stale) cells of the grid's last run,
+    the failed cells' messages and the interrupted cells' checkpoints. Exit code 1 when those cells hold failed or
+    diverged ones, else 0."""
     try:
         from bench.store.overview import grid_status
         from bench.config.registry import load_registry
@@ -360,12 +374,16 @@ def status(
         reg = load_registry(registry)
         _existing_results(results, grid)
         store = Store(results)
-        read = _plan_read(reg, grid, store, set_, filter_, data_root)
-        lines = grid_status(read, store, reg.import_paths()).lines()
+        read = _plan_read(reg, grid, store, set_, filter_, data_root, last_run_cells=not whole)
+        scoped = not (set_ or filter_ or whole) and read.plan.filters
+        flags = " ".join(f"--filter {k}={','.join(v)}" for k, v in sorted(read.plan.filters.items()))
+        scope = f" of its last run ({flags}; --all: the whole grid)" if scoped else ""
+        shown = grid_status(read, store, reg.import_paths(), scope=scope)
     except BenchError as err:
         _fail(err)
-    for line in lines:
+    for line in shown.lines():
         typer.echo(line)
+    raise typer.Exit(shown.exit_code)
 
 
 @app.command()
