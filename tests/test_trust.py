@@ -235,6 +235,15 @@ def test_status_shows_an_interrupted_cell_and_the_last_runs_cells(tmp_path):
     s = bench("status", "--grid", "t", cwd=tmp_path)
     assert s.stdout.splitlines()[0].startswith("grid 't': 2 cells"), s.stdout  # the run's cells, not the grid's 4
     assert "interrupted" in s.stdout and "checkpointed at epoch" in s.stdout and "of 60" in s.stdout, s.stdout
+    head = s.stdout.splitlines()[0]
+    assert "of its last run (--filter loss=celLoss; --all: the whole grid)" in head and "1 interrupted" in head, head
+    assert "bench run --grid t --filter loss=celLoss" in s.stdout and s.returncode == 0, s.stdout
+    s = bench("status", "--grid", "t", "--all", cwd=tmp_path)
+    assert s.stdout.startswith("grid 't': 4 cells: ") and "3 pending, 1 interrupted" in s.stdout, s.stdout
+    [checkpoint] = (tmp_path / "results" / "checkpoints").glob("*.pt")
+    checkpoint.write_bytes(b"not a checkpoint")
+    s = bench("status", "--grid", "t", cwd=tmp_path)
+    assert "its checkpoint cannot be read, so the next run trains it from the start" in s.stdout, s.stdout
 
 
 def test_status_exits_1_when_the_grid_holds_failed_cells(tmp_path):
