@@ -24,4 +24,4 @@ def pytest_runtest_makereport(item, call):  # noqa: ARG001 - pytest's hook signa
     reason = str(report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr)
     if any(marker in reason.lower() for marker in _MISSING_PACKAGE_SKIP):
         report.outcome = "failed"
-        report.longrepr = f"skipped for a missing package under CI (run scripts/setup.sh): {reason}"
+        report.longrepr = f"skipped for a missing package under CI (run scripts/setup.sh --test): {reason}"

@@ -43,7 +43,7 @@ def registry():
 def pdflatex() -> str:
     exe = shutil.which("pdflatex")
     if exe is None:
-        pytest.fail("pdflatex is not installed: run scripts/setup.sh (it installs texlive-latex-base and "
+        pytest.fail("pdflatex is not installed: run scripts/setup.sh --test (it installs texlive-latex-base and "
                     "texlive-latex-recommended), the LaTeX report is checked by compiling it")
     return exe
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 
 from rich.console import Console
 
 from bench.config.cells import Cell, expand_grid
-from bench.run.progress import TITLE_WIDTH, PlainDisplay, RichDisplay
+from bench.run.progress import TITLE_WIDTH, GuardedDisplay, PlainDisplay, RichDisplay, _QuietOnClosedPipe
 from bench.config.registry import parse_registry
 from bench.run.runner import RunSummary
 from bench.train.loop import TrainProgress
@@ -117,3 +118,74 @@ def test_summary_line_leaves_out_zero_counts():
     assert s.line("g", 1.0) == ("grid 'g': 4 cells; trained 2 (2 done); skipped 1 failed/diverged (--retry-failed "
                                 "retries them); 1 finished by another run; 1.0 s")
     assert not re.search(r"(?<![\d.])0 ", s.line("g", 1.0))
+
+
+def closed_pipe():
+    """The write end of a pipe whose reader is gone, as after ``| head``."""
+    read, write = os.pipe()
+    os.close(read)
+    return os.fdopen(write, "w")
+
+
+def is_devnull(fd: int) -> bool:
+    st, null = os.fstat(fd), os.stat(os.devnull)
+    return (st.st_dev, st.st_ino) == (null.st_dev, null.st_ino)
+
+
+def test_a_closed_pipe_silences_the_plain_display():
+    short, _ = cells()
+    with closed_pipe() as stream:
+        d = PlainDisplay(stream)
+        d.start_grid(1, 0)
+        d.start_cell(short)  # the first line meets the closed pipe: the stream goes to os.devnull
+        assert is_devnull(stream.fileno())
+        d.step(short, epoch(1, 0.5, 0.8, 0.79, 0.3, 1.0))
+        d.finish_cell(short, "done", "test_acc 0.79")
+
+
+def test_a_closed_pipe_silences_the_rich_display_instead_of_exiting():
+    short, _ = cells()
+    with closed_pipe() as stream:
+        d = RichDisplay(_QuietOnClosedPipe(file=stream, force_terminal=True, width=160))
+        d.start_grid(1, 0)
+        d.start_cell(short)
+        d.finish_cell(short, "done", "test_acc 0.79")  # rich's own console raises SystemExit here
+        d.close()
+        assert d.console.quiet and is_devnull(stream.fileno())
+
+
+class Broken:
+    """A display whose step fails: the guard must keep the error from the training loop."""
+
+    def __init__(self):
+        self.calls: list[str] = []
+
+    def start_grid(self, total, skipped):
+        self.calls.append("start_grid")
+
+    def start_cell(self, cell):
+        self.calls.append("start_cell")
+
+    def step(self, cell, p):
+        self.calls.append("step")
+        raise OSError("terminal gone")
+
+    def finish_cell(self, cell, status, summary):
+        self.calls.append("finish_cell")
+
+    def close(self):
+        self.calls.append("close")
+
+
+def test_a_display_error_turns_the_display_off_with_one_warning():
+    short, _ = cells()
+    inner, warnings = Broken(), []
+    d = GuardedDisplay(inner, warn=warnings.append)
+    d.start_grid(1, 0)
+    d.start_cell(short)
+    for e in (1, 2):
+        d.step(short, epoch(e, 0.5, 0.8, 0.79, 0.3, 1.0))
+    d.finish_cell(short, "done", "test_acc 0.79")
+    d.close()
+    assert inner.calls == ["start_grid", "start_cell", "step", "close"]  # closed once, right after its error
+    assert warnings == ["warning: the progress display stopped (OSError: terminal gone); training goes on without it"]

@@ -149,18 +149,47 @@ def test_an_incomplete_search_withholds_its_verdicts(tmp_path):
 # ----------------------------------------------------------------------------- 4. a closed pipe
 @pytest.mark.parametrize("stream", ["stdout", "stderr"])
 def test_a_closed_pipe_never_fails_a_cell(tmp_path, stream):
-    registry(tmp_path, epochs=3)
-    p = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", "--grid", "t", "--plain"], cwd=tmp_path, env=ENV,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    registry(tmp_path, epochs=3, dataset="mnist")
+    # mnist is absent from the empty data root: the fallback's note is a first stderr line, before any training
+    reg = yaml.safe_load((tmp_path / "registry.yaml").read_text())
+    reg["grids"]["t"]["fallback_dataset"] = "g"
+    (tmp_path / "registry.yaml").write_text(yaml.safe_dump(reg, sort_keys=False))
+    (tmp_path / "no-data").mkdir()
+    p = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", "--grid", "t", "--plain", "--data-root", "no-data"],
+                         cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     pipe = getattr(p, stream)
     other = p.stderr if stream == "stdout" else p.stdout
-    pipe.readline()
+    assert pipe.readline()
     pipe.close()  # as `| head -1` does
-    other.read()
+    out = other.read()
     rc = p.wait(timeout=300)
     s = bench("status", "--grid", "t", cwd=tmp_path)
     assert "4 done" in s.stdout and "0 failed" in s.stdout, s.stdout
-    assert rc == 0
+    assert rc == 0, out
+    if stream == "stderr":  # the display, the summary and the report still reach stdout whole
+        assert out.count(" started") == 4 and "trained 4 (4 done)" in out and "| mlp " in out, out
+    else:
+        assert "Traceback" not in out and "BrokenPipe" not in out, out
+
+
+def test_a_display_that_raises_leaves_the_cells_done(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+    from bench.run.progress import PlainDisplay
+
+    def broken(self, cell, p):
+        raise RuntimeError("terminal gone")
+
+    monkeypatch.setattr(PlainDisplay, "step", broken)
+    monkeypatch.chdir(tmp_path)
+    registry(tmp_path)
+    r = CliRunner().invoke(app, ["run", "--grid", "t", "--plain", "--no-report", "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    assert r.output.count("warning: the progress display stopped (RuntimeError: terminal gone)") == 1, r.output
+    assert "trained 4 (4 done)" in r.output, r.output
+    s = bench("status", "--grid", "t", cwd=tmp_path)
+    assert "4 done" in s.stdout and "0 failed" in s.stdout, s.stdout
 
 
 # ----------------------------------------------------------------------------- 5. other data, same identity
@@ -206,6 +235,15 @@ def test_status_shows_an_interrupted_cell_and_the_last_runs_cells(tmp_path):
     s = bench("status", "--grid", "t", cwd=tmp_path)
     assert s.stdout.splitlines()[0].startswith("grid 't': 2 cells"), s.stdout  # the run's cells, not the grid's 4
     assert "interrupted" in s.stdout and "checkpointed at epoch" in s.stdout and "of 60" in s.stdout, s.stdout
+    head = s.stdout.splitlines()[0]
+    assert "of its last run (--filter loss=celLoss; --all: the whole grid)" in head and "1 interrupted" in head, head
+    assert "bench run --grid t --filter loss=celLoss" in s.stdout and s.returncode == 0, s.stdout
+    s = bench("status", "--grid", "t", "--all", cwd=tmp_path)
+    assert s.stdout.startswith("grid 't': 4 cells: ") and "3 pending, 1 interrupted" in s.stdout, s.stdout
+    [checkpoint] = (tmp_path / "results" / "checkpoints").glob("*.pt")
+    checkpoint.write_bytes(b"not a checkpoint")
+    s = bench("status", "--grid", "t", cwd=tmp_path)
+    assert "its checkpoint cannot be read, so the next run trains it from the start" in s.stdout, s.stdout
 
 
 def test_status_exits_1_when_the_grid_holds_failed_cells(tmp_path):
@@ -224,9 +262,14 @@ def test_status_exits_1_when_the_grid_holds_failed_cells(tmp_path):
 
 # ----------------------------------------------------------------------------- 9. smaller cases
 def test_select_tuned_without_a_search_names_the_missing_search(tmp_path):
+    trained(tmp_path)  # neither a search nor a validation split: the search is what is missing first
+    r = bench("report", "--grid", "t", "--select", "tuned", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.startswith("error: --select tuned: grid 't' has no search: block"), r.stderr
+    assert "search: {trials:" in r.stderr and "val_fraction" in r.stderr and "--select last" in r.stderr, r.stderr
     trained(tmp_path, "--set", "train.val_fraction=0.2")
     r = bench("report", "--grid", "t", "--select", "tuned", cwd=tmp_path)
-    assert r.returncode == 2 and "search" in r.stderr and "validation split" not in r.stderr, r.stderr
+    assert r.returncode == 2 and "no search: block" in r.stderr and "validation split" not in r.stderr, r.stderr
+    assert "--select val" in r.stderr, r.stderr
 
 
 def test_the_quick_start_installs_no_cluster_extras():

@@ -80,6 +80,13 @@ DataRootReadOpt = typer.Option(None, "--data-root", envvar=DATA_ROOT_ENV,
                                     "and to tell finished cells that ran on other data (stale).")
 
 
+def say(text: str, err: bool = False) -> None:
+    """A line for the user: a closed pipe (``bench run | head``) silences the rest of that stream, never the run."""
+    from bench.run.progress import write_line
+
+    write_line(text, sys.stderr if err else sys.stdout)
+
+
 def fail(err: Exception) -> NoReturn:
     """Bad input: one ``error:`` line and its exit code (2). A theory function's ValueError is bad
     input like any BenchError."""

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from bench.cli.main import (DataRootReadOpt, GridOpt, ReadFilterOpt, ReadSetOpt, RegistryOpt, ResultsOpt, app,
-                            existing_results, fail, gc_paused)
+                            existing_results, fail, gc_paused, say)
 from bench.errors import BenchError
 
 
@@ -17,7 +17,7 @@ def print_report(reg, cells, store, grid: str) -> None:
     from bench.report import REPORT_COLUMNS, collect, render
 
     baseline = reg.grids[grid].baseline_loss(reg.loss_names())
-    typer.echo(render(collect(grid, cells, store.cells(REPORT_COLUMNS), _present(baseline, cells)), "markdown", None))
+    say(render(collect(grid, cells, store.cells(REPORT_COLUMNS), _present(baseline, cells)), "markdown", None))
 
 
 def _present(baseline: str | None, cells) -> str | None:

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import typer
 
-from bench.cli.main import GridOpt, RegistryOpt, ResultsOpt, app, cache_dir, fail
+from bench.cli.main import GridOpt, RegistryOpt, ResultsOpt, app, cache_dir, fail, say
 from bench.data.roots import DATA_ROOT_ENV
 from bench.errors import BenchError
 from bench.run.launchers import LAUNCHERS, LauncherOptions, option_groups
@@ -108,23 +108,23 @@ def run(
         planned = plan_cells(reg, grid, parse_set(set_), parse_filters(filter_), where, device, data_root,
                              None if dry_run else cache_dir(results))
         for note in planned.planned.notes:
-            typer.echo(f"note: {note}", err=True)
+            say(f"note: {note}", err=True)
         if dry_run:
             for line in [*planned.planned.sources, *dry_run_lines(planned, store.statuses())]:
-                typer.echo(line)
+                say(line)
             return
         chosen, opts = prepare_launch(planned, store, reg, where, data_root, download, cache_dir(results), seams)
         for line in planned.planned.sources:  # which files each dataset was read from, once every check has passed
-            typer.echo(line)
+            say(line)
         t0 = time.perf_counter()
         stale = stale_finished(planned.cells, store, reg.import_paths())
         if stale and not rerun_stale:
-            typer.echo(f"note: {stale_note(stale)}", err=True)
+            say(f"note: {stale_note(stale)}", err=True)
         data_stale = data_stale_finished(planned.cells, store, planned.planned.fingerprints)
         if data_stale and not rerun_stale:
             from bench.plan.data_fingerprint import data_stale_note
 
-            typer.echo(f"note: {data_stale_note([c for c in planned.cells if c.cell_id in data_stale], grid, False)}",
+            say(f"note: {data_stale_note([c for c in planned.cells if c.cell_id in data_stale], grid, False)}",
                        err=True)
         stale |= data_stale
         summary = run_grid(planned.cells, store, chosen, opts, make_display(plain), force=force,
@@ -135,12 +135,12 @@ def run(
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second signal must not cut the goodbye short
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         code = 143 if isinstance(exc, _Terminated) else 130
-        typer.echo("interrupted: finished cells are stored and the running cell resumes from its last checkpoint "
+        say("interrupted: finished cells are stored and the running cell resumes from its last checkpoint "
                    "on the next `bench run`", err=True)
         raise typer.Exit(code) from None
-    typer.echo(summary.line(grid, time.perf_counter() - t0))
+    say(summary.line(grid, time.perf_counter() - t0))
     for msg in summary.failed_messages:
-        typer.echo(f"  failed: {msg}", err=True)
+        say(f"  failed: {msg}", err=True)
     if report:
         from bench.cli.report import print_report
 

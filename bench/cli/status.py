@@ -21,8 +21,11 @@ def status(
     set_: list[str] = ReadSetOpt,
     filter_: list[str] = ReadFilterOpt,
     data_root: Optional[Path] = DataRootReadOpt,
+    whole: bool = typer.Option(False, "--all", help="Every cell of the grid under the last run's settings, not only the cells that run chose with --filter."),
 ) -> None:
-    """Counts of done / running / failed / diverged / pending cells of the grid's last run, and the failed cells' messages."""
+    """Counts of done / running / failed / diverged / pending (and interrupted, stale) cells of the grid's last run,
+    the failed cells' messages and the interrupted cells' checkpoints. Exit code 1 when those cells hold failed or
+    diverged ones, else 0."""
     try:
         from bench.config.cells import parse_filters, parse_set
         from bench.config.registry import load_registry
@@ -33,14 +36,19 @@ def status(
         reg = load_registry(registry)
         existing_results(results, grid)
         store = Store(results)
-        read = plan_read(reg, grid, store.runs(grid), parse_set(set_), parse_filters(filter_), data_root)
+        read = plan_read(reg, grid, store.runs(grid), parse_set(set_), parse_filters(filter_), data_root,
+                         last_run_cells=not whole)
         from bench.plan.data_fingerprint import read_only_data
 
-        lines = grid_status(read, store, reg.import_paths(), read_only_data(data_root, cache_dir(results))).lines()
+        scoped = not (set_ or filter_ or whole) and read.plan.filters
+        flags = " ".join(f"--filter {k}={','.join(v)}" for k, v in sorted(read.plan.filters.items()))
+        scope = f" of its last run ({flags}; --all: the whole grid)" if scoped else ""
+        shown = grid_status(read, store, reg.import_paths(), read_only_data(data_root, cache_dir(results)), scope)
     except BenchError as err:
         fail(err)
-    for line in lines:
+    for line in shown.lines():
         typer.echo(line)
+    raise typer.Exit(shown.exit_code)
 
 
 @app.command("list")

@@ -328,10 +328,20 @@ def plan_run(registry: Registry, grid: str, overrides: Mapping[str, Any], filter
 
 
 def plan_read(registry: Registry, grid: str, runs: list[dict[str, Any]], overrides: Mapping[str, Any],
-              filters: Mapping[str, list[str]], data_root: Path | None) -> ReadPlan:
+              filters: Mapping[str, list[str]], data_root: Path | None, last_run_cells: bool = False) -> ReadPlan:
     """The cells ``status`` / ``report`` show: those of the grid's last run (``runs``: its stored
-    run records), or of the settings given. Data is read only to decide a fallback no run recorded."""
+    run records), or of the settings given. Data is read only to decide a fallback no run recorded.
+
+    ``last_run_cells`` (``status``): without flags, also that run's ``--filter``, so the cells shown
+    are the ones it ran (the whole grid when the registry no longer has its filter's values)."""
     if grid not in registry.grids:
         expand_grid(registry, grid, validate=False)  # the unknown-grid error, with the closest names
     needs_probe = not runs and registry.grids[grid].fallback_dataset is not None
-    return plan_from_runs(registry, grid, runs, overrides, filters, DataProbe(data_root, None) if needs_probe else None)
+    probe = DataProbe(data_root, None) if needs_probe else None
+    if last_run_cells and not overrides and not filters and runs and runs[-1].get("filters"):
+        try:
+            return plan_from_runs(registry, grid, runs, overrides,
+                                  {k: [str(v) for v in vs] for k, vs in runs[-1]["filters"].items()}, probe)
+        except BenchError:
+            pass  # a filter value the registry lost: the whole grid, as without the run's filter
+    return plan_from_runs(registry, grid, runs, overrides, filters, probe)

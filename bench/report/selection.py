@@ -101,12 +101,16 @@ def rule(key: str, grid: str, cells: Sequence[Cell]) -> Selection:
     if key not in RULES:
         raise BenchError(f"--select {key!r}: expected one of {', '.join(RULES)}")
     r = RULES[key]
+    if r.across_trials and not has_search(cells):  # the search first: without one a validation split alone is no help
+        val = has_validation(cells)
+        raise BenchError(f"--select {key}: grid {grid!r} has no search: block, so there are no trials to choose from; "
+                         f"add one to the grid in the registry, e.g. search: {{trials: 8, seed: 0, space: "
+                         f"{{train.lr: 'loguniform(1e-3, 1e-1)'}}}}"
+                         f"{'' if val else ' with a validation split (train: {val_fraction: 0.1})'}, "
+                         f"or use --select {'val' if val else 'last'}")
     if r.needs_validation and not has_validation(cells):
         raise BenchError(f"--select {key}: grid {grid!r} has no validation split (train.val_fraction is 0); "
                          f"give it one (train: {{val_fraction: 0.1}}) or use --select last or oracle")
-    if r.across_trials and not has_search(cells):
-        raise BenchError(f"--select {key}: grid {grid!r} has no search: block to tune over; "
-                         f"use --select {'val' if has_validation(cells) else 'last'}")
     return r
 
 

@@ -3,13 +3,18 @@
 The trainer calls ``Display.step`` at most every ``bench.train.loop.PROGRESS_INTERVAL_S`` during an
 epoch and once after it; the rich display reads the device (the running loss and accuracy) at
 most twice a second, the plain one only prints the finished epoch's row.
+
+A display never fails a cell: :func:`make_display` wraps it in a :class:`GuardedDisplay`, whose first
+error turns it off while the cells train on; a closed pipe (``bench run | head``) sends the rest of that
+stream to os.devnull (:func:`write_line`), so neither a later line nor the flush at exit raises again.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
-from typing import Protocol
+from typing import Callable, Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -43,6 +48,30 @@ def epoch_info(loss: float, acc: float, test_acc: float) -> str:
     return f"loss {loss:8.4f} acc {acc:6.4f} test {test_acc:6.4f}".ljust(INFO_WIDTH)
 
 
+def to_devnull(stream) -> None:
+    """Send the rest of ``stream``'s output to os.devnull: Python's recipe for a closed pipe
+    (the "Note on SIGPIPE" of the ``signal`` module's documentation). A stream with no file
+    descriptor (a test's StringIO) has no pipe to close and is left as it is."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+def write_line(text: str, stream=None) -> None:
+    """Print one line and flush it; a closed pipe silences this and every later line of ``stream``."""
+    stream = stream if stream is not None else sys.stdout
+    try:
+        print(text, file=stream, flush=True)
+    except BrokenPipeError:
+        to_devnull(stream)
+
+
 class Display(Protocol):
     def start_grid(self, total: int, skipped: int) -> None: ...
     def start_cell(self, cell: Cell) -> None: ...
@@ -63,7 +92,7 @@ class PlainDisplay:
         self.done = 0
 
     def _print(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        write_line(text, self.stream)
 
     def _counter(self, i: int) -> str:
         return f"[{i:>{len(str(self.total))}}/{self.total}]"
@@ -90,11 +119,19 @@ class PlainDisplay:
         pass
 
 
+class _QuietOnClosedPipe(Console):
+    """A rich console that falls silent when its pipe closes; rich's own answer exits the program."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        to_devnull(self.file)
+
+
 class RichDisplay:
     """A bar for the grid (cells done / total, ETA) and one for the running cell."""
 
     def __init__(self, console: Console | None = None):
-        self.console = console or Console()
+        self.console = console or _QuietOnClosedPipe()
         self.progress = Progress(
             # markup off: a title's "[batch_size=64]" is text, not a style tag
             TextColumn("{task.description}", markup=False, table_column=Column(width=TITLE_WIDTH, no_wrap=True)),
@@ -146,7 +183,52 @@ class RichDisplay:
         self.progress.stop()
 
 
+class GuardedDisplay:
+    """``inner``, whose errors never reach the training or the storing of a cell.
+
+    The display runs inside the training loop (``step``) and between a cell's row and the next cell,
+    so an error of its own (a terminal gone, a rendering bug) would otherwise fail the running cell or
+    stop the run. The first one turns the display off, with one warning on stderr; the cells go on
+    and the exit code still reflects only them.
+    """
+
+    def __init__(self, inner: Display, warn: Callable[[str], None] | None = None):
+        self.inner = inner
+        self.warn = warn if warn is not None else (lambda text: write_line(text, sys.stderr))
+        self.off = False
+
+    def _call(self, method: str, *args) -> None:
+        if self.off:
+            return
+        try:
+            getattr(self.inner, method)(*args)
+        except Exception as exc:  # noqa: BLE001 - whatever a display raises, the cells go on without it
+            self.off = True
+            try:  # stderr may be the stream that failed
+                self.warn(f"warning: the progress display stopped ({type(exc).__name__}: {exc}); "
+                          "training goes on without it")
+                if method != "close":
+                    self.inner.close()  # a rich display's refresh thread and hidden cursor end with it
+            except Exception:  # noqa: BLE001 - already off
+                pass
+
+    def start_grid(self, total: int, skipped: int) -> None:
+        self._call("start_grid", total, skipped)
+
+    def start_cell(self, cell: Cell) -> None:
+        self._call("start_cell", cell)
+
+    def step(self, cell: Cell, p: StepProgress) -> None:
+        self._call("step", cell, p)
+
+    def finish_cell(self, cell: Cell, status: str, summary: str) -> None:
+        self._call("finish_cell", cell, status, summary)
+
+    def close(self) -> None:
+        self._call("close")
+
+
 def make_display(plain: bool | None = None) -> Display:
     if plain is None:
         plain = not sys.stdout.isatty()
-    return PlainDisplay() if plain else RichDisplay()
+    return GuardedDisplay(PlainDisplay() if plain else RichDisplay())

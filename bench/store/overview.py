@@ -1,9 +1,10 @@
 """Where a grid stands, for ``bench status``: counts per status word, problems with their messages,
-stale cells, and notes about the store's other cells of the grid."""
+interrupted and stale cells, and notes about the store's other cells of the grid."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bench.config.cells import set_flag
 from bench.plan.data_fingerprint import CurrentData, data_stale_cells, data_stale_note
@@ -20,11 +21,38 @@ class GridStatus:
     counts: dict[str, int]
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    scope: str = ""  # which of the grid's cells these are, when not all of them (" of its last run (...)")
 
     def lines(self) -> list[str]:
-        shown = [*COUNTED, *([Status.STALE] if self.counts[Status.STALE] else [])]
-        head = f"grid {self.grid!r}: {self.total} cells: " + ", ".join(f"{self.counts[s]} {s}" for s in shown)
+        shown = [*COUNTED, *(s for s in (Status.INTERRUPTED, Status.STALE) if self.counts[s])]
+        head = f"grid {self.grid!r}: {self.total} cells{self.scope}: " + ", ".join(f"{self.counts[s]} {s}" for s in shown)
         return [head, *self.problems, *(f"note: {n}" for n in self.notes)]
+
+    @property
+    def exit_code(self) -> int:
+        """1 while the cells hold failed or diverged ones (as ``bench run``), else 0."""
+        return 1 if any(self.counts[s] for s in PROBLEMS) else 0
+
+
+def checkpointed_epoch(path: Path) -> int | None:
+    """The epoch after which a cell's checkpoint was written; None when it cannot be read.
+
+    Memory-mapped, so the weights are not read; torch is imported only when a checkpoint is there.
+    """
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return int(state["epoch"])
+    except Exception:  # noqa: BLE001 - any unreadable file: the next run trains the cell from the start
+        return None
+
+
+def interrupted_line(cell, path: Path) -> str:
+    epoch = checkpointed_epoch(path)
+    where = (f"checkpointed at epoch {epoch} of {cell.config['train']['epochs']}" if epoch is not None
+             else "its checkpoint cannot be read, so the next run trains it from the start")
+    return f"  {Status.INTERRUPTED}: {cell.cell_id} {cell.title}: {where}"
 
 
 def other_settings_note(read: ReadPlan, statuses: dict[str, str]) -> str | None:
@@ -42,8 +70,9 @@ def other_settings_note(read: ReadPlan, statuses: dict[str, str]) -> str | None:
 
 
 def grid_status(read: ReadPlan, store: Store, import_paths: tuple[str, ...] = (),
-                current_data: CurrentData | None = None) -> GridStatus:
-    """``current_data``: the fingerprint of each dataset as found now (None: the data side is not judged)."""
+                current_data: CurrentData | None = None, scope: str = "") -> GridStatus:
+    """``current_data``: the fingerprint of each dataset as found now (None: the data side is not judged);
+    ``scope``: which cells these are, for the first line (the last run's, or the whole grid)."""
     cells = read.plan.cells
     current = store.statuses()  # a cell whose stored history was lost counts as not run
     wanted = {c.cell_id for c in cells}
@@ -59,12 +88,21 @@ def grid_status(read: ReadPlan, store: Store, import_paths: tuple[str, ...] = ()
                                       current_data)) if current_data is not None else set()
     stale = code_stale | data_stale
     running = store.running(c.cell_id for c in cells if c.cell_id not in current)
-    counts = {s: 0 for s in (*COUNTED, Status.STALE)}
-    problems = []
+    # one listing of the checkpoint folder, not a stat per unfinished cell
+    checkpoints = {p.name for p in store.checkpoints_dir.glob("*.pt")} if store.checkpoints_dir.is_dir() else set()
+    counts = {s: 0 for s in (*COUNTED, Status.INTERRUPTED, Status.STALE)}
+    problems, interrupted = [], []
     for c in cells:
         status = current.get(c.cell_id)
+        if status is None and c.cell_id in running:
+            counts[Status.RUNNING] += 1
+            continue
+        if status is None and store.checkpoint_path(c.cell_id).name in checkpoints:
+            counts[Status.INTERRUPTED] += 1
+            interrupted.append(interrupted_line(c, store.checkpoint_path(c.cell_id)))
+            continue
         if status is None:
-            counts[Status.RUNNING if c.cell_id in running else Status.PENDING] += 1
+            counts[Status.PENDING] += 1
             continue
         if status == Status.DONE and c.cell_id in stale:
             counts[Status.STALE] += 1
@@ -75,6 +113,10 @@ def grid_status(read: ReadPlan, store: Store, import_paths: tuple[str, ...] = ()
             kept = f" (traceback: {tb})" if tb.is_file() else ""
             problems.append(f"  {status}: {c.cell_id} {c.title}: {messages.get(c.cell_id, '')}{kept}")
     notes = list(read.notes)
+    if interrupted:
+        flags = read.plan.settings_flags()
+        notes.append(f"resume the interrupted cells from their checkpoints with: bench run --grid {read.plan.grid}"
+                     + (f" {flags}" if flags else ""))
     if code_stale:
         notes.append(f"{len(code_stale)} finished cells ran an older version of their loss or model code (stale); "
                      f"retrain them with: bench run --grid {read.plan.grid} --rerun-stale")
@@ -85,4 +127,4 @@ def grid_status(read: ReadPlan, store: Store, import_paths: tuple[str, ...] = ()
     other = other_settings_note(read, current)
     if other:
         notes.append(other)
-    return GridStatus(read.plan.grid, len(cells), counts, problems, notes)
+    return GridStatus(read.plan.grid, len(cells), counts, [*problems, *interrupted], notes, scope)

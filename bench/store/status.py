@@ -14,6 +14,7 @@ class Status(StrEnum):
     RUNNING = "running"  # not stored: another process holds the cell's lock
     PENDING = "pending"  # not stored: never trained (or its stored history was lost)
     STALE = "stale"  # not stored: done, but by an older version of its loss or model code, or on other data
+    INTERRUPTED = "interrupted"  # not stored: not finished, not running, its last epoch's checkpoint on disk
 
 
 STORED = (Status.DONE, Status.FAILED, Status.DIVERGED)  # what a cell row's ``status`` column holds
