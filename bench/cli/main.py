@@ -399,12 +399,11 @@ def report(
             from bench.errors import closest
             raise BenchError(f"--baseline {baseline!r}: not a loss of grid {grid!r}{closest(baseline, {c.loss for c in cells})}")
         from bench.config.cells import set_flag
-        from bench.report.collect import REPORT_COLUMNS, collect_selected
+        from bench.report.collect import REPORT_COLUMNS, collect_from_store
         from bench.report.render import metric_absent, nothing_finished, render
 
         results_df = store.cells() if figures else store.cells(REPORT_COLUMNS)  # the figures read the sweep settings too
-        history = store.history(results_df["attempt_id"]) if len(results_df) and "attempt_id" in results_df else None
-        data = collect_selected(grid, cells, results_df, history, baseline or _default_baseline(cells), select, metric)
+        data = collect_from_store(grid, cells, results_df, store, baseline or _default_baseline(cells), select, metric)
         run_options = [
             ("--registry", registry if registry != Path("registry.yaml") else None),
             ("--results", results if results != Path("results") else None), ("--data-root", data_root),

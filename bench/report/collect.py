@@ -19,23 +19,29 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from bench.config.cells import Cell
-from bench.metrics.table import DEFAULT, Metric
+from bench.metrics.table import DEFAULT, METRICS, Metric
 from bench.metrics.table import metric as find_metric
 from bench.report.selection import (
+    RULE_COLUMNS,
     RULES,
+    Histories,
     Selected,
     Selection,
     TrialChoice,
     applicable,
     histories,
+    load_histories,
     rule,
     select,
 )
+
+if TYPE_CHECKING:
+    from bench.store.results import Store
 
 
 @dataclass
@@ -191,27 +197,20 @@ def regime_facts(cells: list[Cell], results: pd.DataFrame) -> dict[tuple[str, st
                 sizes.append(int(size))
     return out
 
-def metric_values(metric: Metric, selected: Selected, hists: Mapping[str, list[dict[str, Any]]]) -> dict[str, float]:
+def metric_values(metric: Metric, selected: Selected, hists: Histories) -> dict[str, float]:
     """cell_id -> ``metric``'s history value at the epoch the rule selected, for each done cell that has one
     (an older store's history has no such column, or NaN where other cells' have it)."""
-    out: dict[str, float] = {}
-    for cell_id, epoch in selected.epoch.items():
-        try:
-            value = float(hists[cell_id][epoch - 1].get(metric.column, math.nan))
-        except (TypeError, ValueError):  # None, or text in a damaged store: lacking, as an absent column
-            continue
-        if math.isfinite(value):
-            out[cell_id] = value
-    return out
+    return {c: v for c, v in hists.at(metric.column, selected.epoch).items() if math.isfinite(v)}
 
 
-def collect_selected(grid: str, cells: list[Cell], results: pd.DataFrame, history: pd.DataFrame | None,
+def collect_selected(grid: str, cells: list[Cell], results: pd.DataFrame, history: pd.DataFrame | Histories | None,
                      baseline: str | None, key: str = "last", metric: str = DEFAULT.key) -> ReportData:
     """The report of ``metric`` under rule ``key`` (one error line when the grid cannot honour either), with every
-    other rule the grid supports in ``others`` for the side-by-side table and the CSV."""
+    other rule the grid supports in ``others`` for the side-by-side table and the CSV. ``history``: the done
+    cells' histories (:func:`~bench.report.selection.load_histories`), or a frame of history rows."""
     main = rule(key, grid, cells)
     shown = find_metric(metric, grid, cells)
-    hists = histories(results, history) if history is not None and not results.empty else {}
+    hists = history if isinstance(history, Histories) else histories(results, history)
 
     def under(r: Selection) -> ReportData:
         chosen = select(r, cells, hists)
@@ -221,6 +220,23 @@ def collect_selected(grid: str, cells: list[Cell], results: pd.DataFrame, histor
     data = under(main)
     data.others = [under(RULES[k]) for k in applicable(cells) if k != key]
     return data
+
+
+def history_columns(metric: str = DEFAULT.key) -> list[str]:
+    """The history columns a report of ``metric`` reads: the rules' and the metric's."""
+    known = METRICS.get(metric)
+    return list(dict.fromkeys([*RULE_COLUMNS, *([known.column] if known is not None else [])]))
+
+
+def collect_from_store(grid: str, cells: list[Cell], results: pd.DataFrame, store: Store, baseline: str | None,
+                       key: str = "last", metric: str = DEFAULT.key) -> ReportData:
+    """:func:`collect_selected` on ``store``'s histories of the done cells of ``results``, reading only the history
+    columns the report shows (:func:`history_columns`): memory grows with the cells, not with the history's width."""
+    rule(key, grid, cells)
+    find_metric(metric, grid, cells)  # both refusals before anything is read
+    hists = load_histories(store, results, history_columns(metric))
+    return collect_selected(grid, cells, results, hists, baseline, key, metric)
+
 
 def gauss_truths(cells: list[Cell]) -> dict[str, dict[str, float]]:
     """Exact MI and Bayes error of each gauss dataset's generating distribution."""

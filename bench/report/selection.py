@@ -20,14 +20,66 @@ cells, stored rows and history.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from bench.config.cells import Cell
 from bench.errors import BenchError
+
+if TYPE_CHECKING:
+    from bench.store.results import Store
+
+# what every rule reads: the reported value and the validation score
+RULE_COLUMNS = ("test_acc", "val_acc")
+
+
+@dataclass(frozen=True)
+class Histories:
+    """The done cells' histories as columns, one group of rows per cell in epoch order.
+
+    The rows of cell ``cell_ids[g]`` are ``starts[g]:starts[g + 1]`` of every array of ``columns``
+    (float64; NaN where a row has no number). Built by :func:`histories` from a frame, or by
+    :func:`load_histories` from the store reading only the columns a report shows: a report on a
+    large store never makes one Python object per history row.
+    """
+
+    cell_ids: list[str]
+    starts: np.ndarray
+    columns: Mapping[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.cell_ids)
+
+    @cached_property
+    def index(self) -> dict[str, int]:
+        """cell_id -> its group."""
+        return {c: g for g, c in enumerate(self.cell_ids)}
+
+    @property
+    def rows(self) -> int:
+        return int(self.starts[-1]) if len(self.starts) else 0
+
+    def column(self, name: str) -> np.ndarray:
+        """The column ``name`` (all NaN when no row has it, as in a store written before it was recorded)."""
+        col = self.columns.get(name)
+        return col if col is not None else np.full(self.rows, np.nan)
+
+    def at(self, name: str, epochs: Mapping[str, int]) -> dict[str, float]:
+        """cell_id -> column ``name`` at the 1-based ``epochs[cell_id]`` of its rows (cells without history left out)."""
+        ids = [c for c in epochs if c in self.index]
+        if not ids:
+            return {}
+        rows = np.fromiter((self.starts[self.index[c]] + epochs[c] - 1 for c in ids), np.int64, len(ids))
+        return dict(zip(ids, self.column(name)[rows].tolist()))
+
+
+EMPTY = Histories([], np.zeros(1, np.int64), {})
 
 
 @dataclass(frozen=True)
@@ -39,33 +91,43 @@ class Selection:
     needs_validation: bool = False
     across_trials: bool = False
 
-    def epoch(self, history: Sequence[Mapping[str, float]]) -> int:
-        """0-based index of the selected epoch in ``history`` (non-empty, epoch order)."""
+    def pick(self, h: Histories) -> np.ndarray:
+        """Per cell of ``h``, the row (an index into its columns) of the selected epoch."""
         raise NotImplementedError
+
+    def epoch(self, history: Sequence[Mapping[str, float]]) -> int:
+        """0-based index of the selected epoch in ``history`` (non-empty, epoch order): :meth:`pick` on one cell."""
+        names = {k for row in history for k in row}
+        h = Histories(["."], np.array([0, len(history)], np.int64),
+                      {k: np.array([float(row.get(k, math.nan)) for row in history]) for k in names})
+        return int(self.pick(h)[0])
 
 
 class LastEpoch(Selection):
-    def epoch(self, history: Sequence[Mapping[str, float]]) -> int:
-        return len(history) - 1
+    def pick(self, h: Histories) -> np.ndarray:
+        return h.starts[1:] - 1
 
 
-def _argmax_earliest(values: Sequence[float]) -> int:
-    """Index of the largest finite value, the earliest on ties (NaN never wins)."""
-    best = None
-    for i, v in enumerate(values):
-        if math.isfinite(v) and (best is None or v > values[best]):
-            best = i
-    return len(values) - 1 if best is None else best
+def _argmax_earliest(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Per group ``starts[g]:starts[g + 1]`` (none empty), the row of its largest finite value, the earliest on
+    ties; NaN and infinities never win, and a group without a finite value gets its last row."""
+    n = len(values)
+    finite = np.isfinite(values)
+    key = np.where(finite, values, -np.inf)
+    best = np.maximum.reduceat(key, starts[:-1])
+    group = np.repeat(np.arange(len(starts) - 1), np.diff(starts))
+    first = np.minimum.reduceat(np.where(finite & (key == best[group]), np.arange(n), n), starts[:-1])
+    return np.where(first < n, first, starts[1:] - 1)
 
 
 class ValidationEpoch(Selection):
-    def epoch(self, history: Sequence[Mapping[str, float]]) -> int:
-        return _argmax_earliest([float(h.get("val_acc", math.nan)) for h in history])
+    def pick(self, h: Histories) -> np.ndarray:
+        return _argmax_earliest(h.column("val_acc"), h.starts)
 
 
 class OracleEpoch(Selection):
-    def epoch(self, history: Sequence[Mapping[str, float]]) -> int:
-        return _argmax_earliest([float(h["test_acc"]) for h in history])
+    def pick(self, h: Histories) -> np.ndarray:
+        return _argmax_earliest(h.column("test_acc"), h.starts)
 
 
 class TunedTrial(ValidationEpoch):
@@ -135,30 +197,88 @@ class Selected:
     score: dict[str, float] = field(default_factory=dict)
 
 
-def histories(results: pd.DataFrame, history: pd.DataFrame) -> dict[str, list[dict[str, float]]]:
-    """cell_id -> its done attempt's history rows in epoch order."""
-    if results.empty or history.empty:
-        return {}
+def _numbers(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A column as float64, NaN where a row holds no number (null, or text in a damaged file)."""
+    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type):
+        return np.asarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+    return pd.to_numeric(pd.Series(col.to_pylist(), dtype=object), errors="coerce").to_numpy(np.float64)
+
+
+def _attempt_codes(col: pa.ChunkedArray, code_of: Mapping[str, int]) -> np.ndarray:
+    """Per row, the code of its attempt in ``code_of`` (-1 for any other): through each chunk's dictionary,
+    so the distinct ids become Python strings, never the rows."""
+    out = []
+    for chunk in col.chunks:
+        if not pa.types.is_dictionary(chunk.type):
+            chunk = chunk.dictionary_encode()
+        lookup = np.array([code_of.get(a, -1) if a is not None else -1 for a in chunk.dictionary.to_pylist()] + [-1],
+                          dtype=np.int64)
+        idx = chunk.indices.fill_null(len(lookup) - 1).to_numpy(zero_copy_only=False).astype(np.int64)
+        out.append(lookup[idx])
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def histories_from_table(results: pd.DataFrame, table: pa.Table | None) -> Histories:
+    """The done attempts' history rows of ``table`` (columns ``attempt_id``, ``epoch`` and any of values),
+    grouped per cell, each group in epoch order (rows of one epoch in the order read): vectorised."""
+    if table is None or results.empty or table.num_rows == 0 or "attempt_id" not in table.column_names:
+        return EMPTY
     done = results[results["status"] == "done"]
-    attempt_of = dict(zip(done["attempt_id"].tolist(), done["cell_id"].tolist()))
-    out: dict[str, list[dict[str, float]]] = {}
-    hist = history[history["attempt_id"].isin(set(attempt_of))].sort_values("epoch", kind="stable")
-    for rec in hist.to_dict("records"):
-        out.setdefault(attempt_of[rec["attempt_id"]], []).append(rec)
-    return out
+    done_attempts = done["attempt_id"].tolist()
+    code_of = {a: i for i, a in enumerate(done_attempts)}
+    cell_of = done["cell_id"].tolist()
+    codes = _attempt_codes(table.column("attempt_id"), code_of)
+    keep = codes >= 0
+    if not keep.any():
+        return EMPTY
+    epochs = _numbers(table.column("epoch"))[keep]
+    codes = codes[keep]
+    values = {name: _numbers(table.column(name))[keep] for name in table.column_names
+              if name not in ("attempt_id", "cell_id", "epoch")}
+    # a store's files hold each attempt's rows together and in epoch order: sort only when they are not
+    same = codes[1:] == codes[:-1]
+    breaks = np.flatnonzero(~same) + 1
+    if np.count_nonzero(np.bincount(codes)) != len(breaks) + 1 or np.any(same & (epochs[1:] < epochs[:-1])):
+        order = np.lexsort((epochs, codes))  # stable: rows of one epoch stay in the order read
+        codes, values = codes[order], {k: v[order] for k, v in values.items()}
+        breaks = np.flatnonzero(codes[1:] != codes[:-1]) + 1
+    starts = np.concatenate([[0], breaks, [len(codes)]]).astype(np.int64)
+    return Histories([cell_of[c] for c in codes[starts[:-1]].tolist()], starts, values)
 
 
-def select(r: Selection, cells: Sequence[Cell], hists: Mapping[str, list[dict[str, float]]]) -> Selected:
+def histories(results: pd.DataFrame, history: pd.DataFrame | None) -> Histories:
+    """The done attempts' histories in a frame of history rows (e.g. :meth:`Store.history`), as columns."""
+    if history is None or history.empty or results.empty:
+        return EMPTY
+    table = pa.Table.from_pandas(history.reset_index(drop=True), preserve_index=False)
+    return histories_from_table(results, table)
+
+
+def load_histories(store: Store, results: pd.DataFrame, columns: Iterable[str] = RULE_COLUMNS) -> Histories:
+    """The histories of ``results``' done attempts read from ``store``, only ``columns`` (and ``epoch``):
+    what every selection rule, ``--metric`` and a figure of selected epochs need, with memory bounded by
+    the rows of the cells shown times the columns asked for."""
+    if results.empty or "attempt_id" not in results.columns:
+        return EMPTY
+    done = results[results["status"] == "done"]
+    return histories_from_table(results, store.history_table(done["attempt_id"].tolist(), list(columns)))
+
+
+def select(r: Selection, cells: Sequence[Cell], hists: Histories) -> Selected:
     """Apply rule ``r`` to ``cells`` given each done cell's history (cells without one stay unfinished)."""
     acc: dict[str, float] = {}
     epoch: dict[str, int] = {}
     score: dict[str, float] = {}
-    for c in cells:
-        h = hists.get(c.cell_id)
-        if h:
-            i = r.epoch(h)
-            acc[c.cell_id], epoch[c.cell_id] = float(h[i]["test_acc"]), i + 1
-            score[c.cell_id] = float(h[i].get("val_acc", math.nan))
+    if len(hists):
+        rows = r.pick(hists)
+        tests = hists.column("test_acc")[rows].tolist()
+        vals = hists.column("val_acc")[rows].tolist()
+        epochs = (rows - hists.starts[:-1] + 1).tolist()
+        index = hists.index
+        for c in cells:
+            g = index.get(c.cell_id)
+            if g is not None:
+                acc[c.cell_id], epoch[c.cell_id], score[c.cell_id] = tests[g], epochs[g], vals[g]
     if not r.across_trials:
         shown = [c for c in cells if c.trial in (None, 0)]
         trials = {(c.dataset, c.architecture, c.variant, c.loss): TrialChoice(
