@@ -46,9 +46,13 @@ def test_loss_overhead_runs_at_tiny_sizes(tmp_path: Path) -> None:
 
 
 def test_store_scale_runs_at_tiny_sizes(tmp_path: Path) -> None:
-    stdout, fig = run_script("store_scale.py", "--dir", str(tmp_path / "ws"), "--seeds", "20", "--epochs-small", "2",
-                             "--epochs-large", "3", "--rounds", "1", "--scan-rounds", "1", tmp_path=tmp_path)
-    assert "bench status" in stdout and fig
+    stdout, fig = run_script("store_scale.py", "--dir", str(tmp_path / "ws"), "--cells", "400", "--growth", "200,400",
+                             "--rounds", "1", "--scan-rounds", "1", tmp_path=tmp_path)
+    assert "bench status" in stdout and "bench report --select tuned" in stdout
+    # exactly the cells it states, whatever the registry holds; a peak memory beside every time
+    assert fig["workspace"]["cells"] == 400 and fig["workspace"]["history_rows_h100"] == 40_000
+    assert [g["cells"] for g in fig["growth"]] == [200, 400]
+    assert all(r["rss_mb"] > 0 for runs in fig["commands"].values() for r in runs)
 
 
 def test_val_overhead_runs_at_tiny_sizes(tmp_path: Path) -> None:

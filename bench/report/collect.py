@@ -184,6 +184,8 @@ def regime_facts(cells: list[Cell], results: pd.DataFrame) -> dict[tuple[str, st
         done = results[results["status"] == "done"]
         facts = dict(zip(done["cell_id"].tolist(), zip(done["label_noise_rate"].tolist(), done["train_size"].tolist())))
     for cell in cells:
+        if not cell.config.get("regime"):  # no block: the default regime (validating one per cell is costly)
+            continue
         regime = cell.regime
         if regime.is_default:
             continue
