@@ -52,6 +52,8 @@ class Histories:
     cell_ids: list[str]
     starts: np.ndarray
     columns: Mapping[str, np.ndarray]
+    # the rows each rule picked, by the column it maximises ("" for the last epoch): several rules share them
+    _picked: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.cell_ids)
@@ -70,30 +72,53 @@ class Histories:
         col = self.columns.get(name)
         return col if col is not None else np.full(self.rows, np.nan)
 
+    def picked(self, by: str) -> np.ndarray:
+        """Per cell, the row of the epoch a rule picks: the last (``by`` empty), or that of the largest
+        finite value of column ``by``, the earliest on ties (:func:`argmax_earliest`)."""
+        if by not in self._picked:
+            self._picked[by] = self.starts[1:] - 1 if not by else argmax_earliest(self.column(by), self.starts)
+        return self._picked[by]
+
     def at(self, name: str, epochs: Mapping[str, int]) -> dict[str, float]:
         """cell_id -> column ``name`` at the 1-based ``epochs[cell_id]`` of its rows (cells without history left out)."""
-        ids = [c for c in epochs if c in self.index]
+        index = self.index
+        ids = [c for c in epochs if c in index]
         if not ids:
             return {}
-        rows = np.fromiter((self.starts[self.index[c]] + epochs[c] - 1 for c in ids), np.int64, len(ids))
+        rows = self.starts[[index[c] for c in ids]] + np.fromiter((epochs[c] for c in ids), np.int64, len(ids)) - 1
         return dict(zip(ids, self.column(name)[rows].tolist()))
 
 
 EMPTY = Histories([], np.zeros(1, np.int64), {})
 
 
+def argmax_earliest(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Per group ``starts[g]:starts[g + 1]`` (none empty), the row of its largest finite value, the earliest on
+    ties; NaN and infinities never win, and a group without a finite value gets its last row."""
+    finite = np.isfinite(values)
+    key = np.where(finite, values, -np.inf)
+    best = np.maximum.reduceat(key, starts[:-1])
+    hits = np.flatnonzero(finite & (key == np.repeat(best, np.diff(starts))))
+    # the first hit at or after each group's start: that group's, unless it lies past the group's end
+    at = np.searchsorted(hits, starts[:-1])
+    first = np.append(hits, starts[-1])[at]
+    return np.where(first < starts[1:], first, starts[1:] - 1)
+
+
 @dataclass(frozen=True)
 class Selection:
-    """An epoch-selection rule inside one cell."""
+    """An epoch-selection rule inside one cell: the epoch with the largest finite value of column ``by``, the
+    earliest on ties (the last epoch when it has none), or the last epoch when ``by`` is empty."""
 
     key: str
     name: str
+    by: str = ""
     needs_validation: bool = False
     across_trials: bool = False
 
     def pick(self, h: Histories) -> np.ndarray:
         """Per cell of ``h``, the row (an index into its columns) of the selected epoch."""
-        raise NotImplementedError
+        return h.picked(self.by)
 
     def epoch(self, history: Sequence[Mapping[str, float]]) -> int:
         """0-based index of the selected epoch in ``history`` (non-empty, epoch order): :meth:`pick` on one cell."""
@@ -103,43 +128,14 @@ class Selection:
         return int(self.pick(h)[0])
 
 
-class LastEpoch(Selection):
-    def pick(self, h: Histories) -> np.ndarray:
-        return h.starts[1:] - 1
-
-
-def _argmax_earliest(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Per group ``starts[g]:starts[g + 1]`` (none empty), the row of its largest finite value, the earliest on
-    ties; NaN and infinities never win, and a group without a finite value gets its last row."""
-    n = len(values)
-    finite = np.isfinite(values)
-    key = np.where(finite, values, -np.inf)
-    best = np.maximum.reduceat(key, starts[:-1])
-    group = np.repeat(np.arange(len(starts) - 1), np.diff(starts))
-    first = np.minimum.reduceat(np.where(finite & (key == best[group]), np.arange(n), n), starts[:-1])
-    return np.where(first < n, first, starts[1:] - 1)
-
-
-class ValidationEpoch(Selection):
-    def pick(self, h: Histories) -> np.ndarray:
-        return _argmax_earliest(h.column("val_acc"), h.starts)
-
-
-class OracleEpoch(Selection):
-    def pick(self, h: Histories) -> np.ndarray:
-        return _argmax_earliest(h.column("test_acc"), h.starts)
-
-
-class TunedTrial(ValidationEpoch):
-    """Across the trials of a search: inside each cell the ``val`` epoch; the trial by its mean score."""
-
-
+# ``tuned``: across the trials of a search, inside each cell the ``val`` epoch; the trial by its mean score
 RULES: dict[str, Selection] = {
-    "last": LastEpoch("last", "last epoch"),
-    "val": ValidationEpoch("val", "best validation epoch", needs_validation=True),
-    "oracle": OracleEpoch("oracle", "best test epoch (oracle: selects on the test set)"),
-    "tuned": TunedTrial("tuned", "tuned, the search trial with the best mean validation accuracy over seeds, "
-                                 "each cell at its best validation epoch", needs_validation=True, across_trials=True),
+    "last": Selection("last", "last epoch"),
+    "val": Selection("val", "best validation epoch", "val_acc", needs_validation=True),
+    "oracle": Selection("oracle", "best test epoch (oracle: selects on the test set)", "test_acc"),
+    "tuned": Selection("tuned", "tuned, the search trial with the best mean validation accuracy over seeds, "
+                                "each cell at its best validation epoch", "val_acc", needs_validation=True,
+                       across_trials=True),
 }
 
 
@@ -231,10 +227,12 @@ def histories_from_table(results: pd.DataFrame, table: pa.Table | None) -> Histo
     keep = codes >= 0
     if not keep.any():
         return EMPTY
-    epochs = _numbers(table.column("epoch"))[keep]
-    codes = codes[keep]
-    values = {name: _numbers(table.column(name))[keep] for name in table.column_names
+    every = bool(keep.all())  # the store's reader kept only done attempts' rows: nothing to drop then
+    epochs = _numbers(table.column("epoch"))
+    values = {name: _numbers(table.column(name)) for name in table.column_names
               if name not in ("attempt_id", "cell_id", "epoch")}
+    if not every:
+        epochs, codes, values = epochs[keep], codes[keep], {k: v[keep] for k, v in values.items()}
     # a store's files hold each attempt's rows together and in epoch order: sort only when they are not
     same = codes[1:] == codes[:-1]
     breaks = np.flatnonzero(~same) + 1
@@ -271,14 +269,14 @@ def select(r: Selection, cells: Sequence[Cell], hists: Histories) -> Selected:
     score: dict[str, float] = {}
     if len(hists):
         rows = r.pick(hists)
-        tests = hists.column("test_acc")[rows].tolist()
-        vals = hists.column("val_acc")[rows].tolist()
-        epochs = (rows - hists.starts[:-1] + 1).tolist()
-        index = hists.index
-        for c in cells:
-            g = index.get(c.cell_id)
-            if g is not None:
-                acc[c.cell_id], epoch[c.cell_id], score[c.cell_id] = tests[g], epochs[g], vals[g]
+        ids = hists.cell_ids
+        wanted = {c.cell_id for c in cells}
+        keep = None if wanted.issuperset(ids) else [g for g, c in enumerate(ids) if c in wanted]
+        if keep is not None:
+            rows, ids = rows[keep], [ids[g] for g in keep]
+        acc = dict(zip(ids, hists.column("test_acc")[rows].tolist()))
+        epoch = dict(zip(ids, (rows - hists.starts[:-1][keep if keep is not None else slice(None)] + 1).tolist()))
+        score = dict(zip(ids, hists.column("val_acc")[rows].tolist()))
     if not r.across_trials:
         shown = [c for c in cells if c.trial in (None, 0)]
         trials = {(c.dataset, c.architecture, c.variant, c.loss): TrialChoice(

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -395,8 +396,9 @@ class Store:
             table = self._read_table(p, columns, HISTORY_REQUIRED, read_dictionary=["attempt_id"])
             if table is None or table.num_rows == 0:
                 return None
-            ids = table.column("attempt_id")
-            table = table.filter(pc.is_in(ids, value_set=wanted))
+            keep = _is_in(table.column("attempt_id"), wanted)
+            if not keep.all():  # most files hold only wanted rows: no copy then
+                table = table.filter(pa.array(keep))
             if not dictionary:
                 index = table.schema.get_field_index("attempt_id")
                 table = table.set_column(index, "attempt_id", table.column("attempt_id").cast(pa.string()))
@@ -410,6 +412,19 @@ class Store:
     def stale_temp_files(self) -> list[Path]:
         """Temp files whose writer is gone: a dead process of this host, or older than a day."""
         return stale_temp_files(self.root, STALE_TEMP_AGE_S)
+
+
+def _is_in(column: pa.ChunkedArray, wanted: pa.Array) -> np.ndarray:
+    """Which rows of a (dictionary-encoded) column hold one of ``wanted``: tested once per distinct value."""
+    parts = [np.zeros(0, bool)]
+    for chunk in column.chunks:
+        if not pa.types.is_dictionary(chunk.type):
+            parts.append(pc.is_in(chunk, value_set=wanted).fill_null(False).to_numpy(zero_copy_only=False))
+            continue
+        hit = np.append(pc.is_in(chunk.dictionary, value_set=wanted).to_numpy(zero_copy_only=False), False)
+        idx = chunk.indices.fill_null(len(hit) - 1).to_numpy(zero_copy_only=False)  # a null id: not wanted
+        parts.append(hit[idx])
+    return np.concatenate(parts)
 
 
 def _latest(df: pd.DataFrame) -> pd.DataFrame:
