@@ -39,6 +39,7 @@ import pstats
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -235,17 +236,19 @@ def breakdown(ws: Path, profile: bool) -> list[list[object]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dir", default="/tmp/lossbench-store-scale", help="workspaces (reused while their spec matches)")
+    ap.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "lossbench-store-scale"),
+                    help="workspaces (reused while their spec matches; default under $TMPDIR)")
     ap.add_argument("--cells", type=int, default=100_000, help=f"cells of the main workspace (a multiple of {PER_SEED})")
     ap.add_argument("--growth", default="10000,100000", help="comma-separated cell counts of the growth line")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1, help="uncounted rounds first (they warm the file cache)")
     ap.add_argument("--scan-rounds", type=int, default=11)
-    ap.add_argument("--quick", action="store_true", help="small sizes (4,000 cells; growth 2,000 and 8,000), one round")
+    ap.add_argument("--quick", action="store_true", help="small sizes (4,000 cells; growth 2,000 and 8,000), one round, no warm-up")
     ap.add_argument("--profile", action="store_true", help="print cProfile's top functions of the in-process breakdown")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     if args.quick:
-        args.cells, args.growth, args.rounds, args.scan_rounds = 4000, "2000,8000", 1, 3
+        args.cells, args.growth, args.rounds, args.warmup, args.scan_rounds = 4000, "2000,8000", 1, 0, 3
     sizes = [int(s) for s in args.growth.split(",") if s]
     info = _common.header("Benchmark 4: store and report scale")
     root = Path(args.dir)
@@ -258,12 +261,12 @@ def main() -> None:
     commands = {"bench status": ["status"], **{f"bench report --select {k}": ["report", "--select", k] for k in SELECTS}}
     runs: dict[str, list[dict]] = {"python -c 'import torch'": [], **{name: [] for name in commands}}
     outputs: dict[str, str] = {}
-    for r in range(args.rounds + 1):  # round 0 warms the caches and is not counted
+    for r in range(args.warmup + args.rounds):  # the order alternates each round; warm-up rounds are not counted
         names = list(runs) if r % 2 == 0 else list(runs)[::-1]
         for name in names:
             res = floor() if name not in commands else bench_cmd(ws, "h100", *commands[name])
             outputs[name] = res.get("out", "")
-            if r:
+            if r >= args.warmup:
                 runs[name].append(res)
     base = [x["s"] for x in runs["python -c 'import torch'"]]
     rows = []
