@@ -62,7 +62,7 @@ SELECTS = ["last", "val", "oracle", "tuned"]
 # the peak of one command alone: this runs as its own process, so its children are that command only
 PEAK = ("import json, resource, subprocess, sys, time; t = time.perf_counter(); "
         "r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
-        "print(json.dumps({'rc': r.returncode, 's': time.perf_counter() - t, 'out': r.stdout[-4000:], "
+        "print(json.dumps({'rc': r.returncode, 's': time.perf_counter() - t, 'out': r.stdout[:4000], "
         "'err': r.stderr[-2000:], 'rss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))")
 
 
