@@ -54,6 +54,7 @@ class Histories:
     columns: Mapping[str, np.ndarray]
     # the rows each rule picked, by the column it maximises ("" for the last epoch): several rules share them
     _picked: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
+    _absent: dict[int, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.cell_ids)
@@ -70,7 +71,12 @@ class Histories:
     def column(self, name: str) -> np.ndarray:
         """The column ``name`` (all NaN when no row has it, as in a store written before it was recorded)."""
         col = self.columns.get(name)
-        return col if col is not None else np.full(self.rows, np.nan)
+        if col is None:  # made once: every rule asks for the validation column
+            col = self._absent.get(self.rows)
+            if col is None:
+                col = self._absent[self.rows] = np.full(self.rows, np.nan)
+                col.flags.writeable = False
+        return col
 
     def picked(self, by: str) -> np.ndarray:
         """Per cell, the row of the epoch a rule picks: the last (``by`` empty), or that of the largest
@@ -200,18 +206,16 @@ def _numbers(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return pd.to_numeric(pd.Series(col.to_pylist(), dtype=object), errors="coerce").to_numpy(np.float64)
 
 
-def _attempt_codes(col: pa.ChunkedArray, code_of: Mapping[str, int]) -> np.ndarray:
-    """Per row, the code of its attempt in ``code_of`` (-1 for any other): through each chunk's dictionary,
-    so the distinct ids become Python strings, never the rows."""
-    out = []
+def _attempt_codes(col: pa.ChunkedArray, attempts: pd.Index) -> np.ndarray:
+    """Per row, the position of its attempt in ``attempts`` (-1 for any other): through each chunk's dictionary,
+    so only the distinct ids are looked up, never the rows."""
+    out = [np.zeros(0, np.int64)]
     for chunk in col.chunks:
         if not pa.types.is_dictionary(chunk.type):
             chunk = chunk.dictionary_encode()
-        lookup = np.array([code_of.get(a, -1) if a is not None else -1 for a in chunk.dictionary.to_pylist()] + [-1],
-                          dtype=np.int64)
-        idx = chunk.indices.fill_null(len(lookup) - 1).to_numpy(zero_copy_only=False).astype(np.int64)
-        out.append(lookup[idx])
-    return np.concatenate(out) if out else np.zeros(0, np.int64)
+        lookup = np.append(attempts.get_indexer(chunk.dictionary.to_numpy(zero_copy_only=False)), -1).astype(np.int64)
+        out.append(lookup[chunk.indices.fill_null(len(lookup) - 1).to_numpy(zero_copy_only=False)])
+    return np.concatenate(out)
 
 
 def histories_from_table(results: pd.DataFrame, table: pa.Table | None) -> Histories:
@@ -220,10 +224,12 @@ def histories_from_table(results: pd.DataFrame, table: pa.Table | None) -> Histo
     if table is None or results.empty or table.num_rows == 0 or "attempt_id" not in table.column_names:
         return EMPTY
     done = results[results["status"] == "done"]
-    done_attempts = done["attempt_id"].tolist()
-    code_of = {a: i for i, a in enumerate(done_attempts)}
+    attempts = pd.Index(done["attempt_id"].astype(object))
+    if not attempts.is_unique:  # one done row per cell, hence per attempt; a damaged store may repeat one
+        done = done.drop_duplicates("attempt_id", keep="last")
+        attempts = pd.Index(done["attempt_id"].astype(object))
     cell_of = done["cell_id"].tolist()
-    codes = _attempt_codes(table.column("attempt_id"), code_of)
+    codes = _attempt_codes(table.column("attempt_id"), attempts)
     keep = codes >= 0
     if not keep.any():
         return EMPTY
