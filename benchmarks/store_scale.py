@@ -1,28 +1,31 @@
-"""Benchmark 4: `bench status` and `bench report` on a store of 100,000 finished cells.
+"""Benchmark 4: `bench status` and `bench report` on large stores, and how their cost grows with the cells.
 
-Builds (once; reused while its parameters match) a synthetic workspace under ``--dir``:
+Builds (once; reused while its parameters match) synthetic workspaces under ``--dir``:
 
-* ``registry.yaml``: the real registry's datasets, architectures and losses plus a grid
-  ``scale`` (Fashion-MNIST x mlp, cnn x the 5 losses x ``--seeds`` seeds: 100,000 cells for
-  10,000 seeds) so that ``bench status --grid scale`` and ``bench report --grid scale`` resolve
-  every cell;
-* two stores in the store's layout (``results/cells/*.parquet``, ``results/history/*.parquet``),
-  written with pyarrow directly as a few large files (what compaction leaves): one cell row per
-  cell (0.1% failed or diverged, the rest done) with every column ``run_cell`` writes, and
-  ``--epochs-small`` (1M history rows) or ``--epochs-large`` (10M rows) history rows per cell.
+* ``registry.yaml``: the real registry's datasets, architectures and losses plus a grid ``scale``
+  that names its own losses (5 of them), so the cell count does not follow the registry:
+  Fashion-MNIST x mlp, cnn x 5 losses x a search of 4 trials x seeds = exactly ``--cells`` cells
+  (a multiple of 40); its training has a validation split, so every selection rule applies;
+* stores in the store's layout (``cells/*.parquet``, ``history/*.parquet``), written with pyarrow
+  directly as a few large files (what compaction leaves): one cell row per cell (0.1% failed or
+  diverged, the rest done) with every column ``run_cell`` writes, and 10 (``h10``) or 100
+  (``h100``) history rows per cell with the test and validation columns the trainer records.
+  Values lie on a 1e-4 grid, as accuracies on 10,000 test images do.
 
-Then, interleaved in one process:
+Then:
 
-1. ``bench status`` and ``bench report`` on the large store, as subprocesses (wall time,
-   including the interpreter start and imports); target < 2 s each. Also ``python -c "import
-   torch"`` as the floor every ``bench`` command pays.
-2. the resume scan ``Store.statuses()`` on the small and the large store: its time must not
-   grow with history (ratio large / small ~ 1).
-3. an in-process breakdown of where status and report spend their time (``--profile`` adds
-   cProfile's top functions).
+1. ``bench status`` and ``bench report --select last|val|oracle|tuned`` on ``--cells`` cells x 100
+   history rows, each a subprocess (wall time including interpreter start and imports) whose peak
+   resident memory is read with ``resource.getrusage(RUSAGE_CHILDREN)`` in a fresh parent per run;
+   targets < 2 s and < 2 GB each. ``python -c "import torch"`` is the floor every command pays.
+2. the growth line: ``bench report`` at each of ``--growth`` cells (100 history rows each), once
+   each: time and peak memory should grow linearly.
+3. the resume scan ``Store.statuses()`` on 10 and on 100 history rows per cell: its time must not
+   grow with history (ratio ~ 1).
+4. an in-process breakdown of where a report spends its time (``--profile`` adds cProfile's top).
 
-    .venv/bin/python benchmarks/store_scale.py                     # ~2 min the first time (writes ~0.5 GB)
-    .venv/bin/python benchmarks/store_scale.py --profile
+    python benchmarks/store_scale.py                                   # 100k cells; growth 10k, 100k
+    python benchmarks/store_scale.py --growth 10000,100000,1000000     # + 1M cells (~4 GB on disk)
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import pstats
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -45,63 +49,87 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-BENCH = str(Path(sys.executable).with_name("bench"))
+LOSSES = ["celLoss", "celLossLSR", "celLossCP", "celLossLC", "milLoss"]
+ARCHS = ["mlp", "cnn"]
+TRIALS = 4
+PER_SEED = len(LOSSES) * len(ARCHS) * TRIALS
 CELL_FILES = 4
 HISTORY_ROWS_PER_FILE = 1_000_000
+HISTORY_COLUMNS = ["train_loss", "train_acc", "test_acc", "test_loss", "test_h_cond", "test_h_marg", "test_mi",
+                   "test_ece", "test_brier", "test_balanced_acc", "val_acc", "val_nll", "val_ece", "epoch_time",
+                   "eval_time"]
+SELECTS = ["last", "val", "oracle", "tuned"]
+# the peak of one command alone: this runs as its own process, so its children are that command only
+PEAK = ("import json, resource, subprocess, sys, time; t = time.perf_counter(); "
+        "r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+        "print(json.dumps({'rc': r.returncode, 's': time.perf_counter() - t, 'out': r.stdout[:4000], "
+        "'err': r.stderr[-2000:], 'rss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))")
 
 
 def write_registry(path: Path, seeds: int) -> None:
     real = yaml.safe_load((_common.REPO / "registry.yaml").read_text())
     reg = {k: real[k] for k in ("datasets", "architectures", "losses")}
-    reg["grids"] = {"scale": {"description": "synthetic: 100k cells for benchmarks/store_scale.py",
-                              "datasets": ["fashion-mnist"], "architectures": ["mlp", "cnn"], "losses": "all",
-                              "seeds": list(range(seeds)),
-                              "train": {"epochs": 77, "batch_size": 512, "optimizer": "sgd", "lr": 0.001, "momentum": 0.9}}}
+    missing = [name for name in LOSSES if name not in reg["losses"]]
+    if missing:
+        raise SystemExit(f"registry.yaml has no loss {missing[0]!r}: update LOSSES in {Path(__file__).name}")
+    reg["grids"] = {"scale": {
+        "description": "synthetic: benchmarks/store_scale.py", "datasets": ["fashion-mnist"], "architectures": ARCHS,
+        "losses": LOSSES, "seeds": list(range(seeds)),
+        "train": {"epochs": 100, "batch_size": 512, "optimizer": "sgd", "lr": 0.001, "momentum": 0.9, "val_fraction": 0.1},
+        "search": {"trials": TRIALS, "seed": 0,
+                   "space": {"train.lr": "loguniform(1e-4, 1e-1)", "milLoss.lam": "loguniform(0.5, 500)"}}}}
     path.write_text(yaml.safe_dump(reg, sort_keys=False, default_flow_style=None, width=1 << 20))
 
 
 def expand(registry: Path):
-    from bench.plan.planner import make_plan
     from bench.config.registry import load_registry
+    from bench.plan.planner import make_plan
 
     return make_plan(load_registry(registry), "scale", validate=False).cells
+
+
+def grid(n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` values on a 1e-4 grid (what accuracies on 10,000 images are; parquet stores them compactly)."""
+    return np.round(rng.uniform(0, 1, n), 4)
 
 
 def cell_table(cells, rng: np.random.Generator) -> tuple[pa.Table, list[str]]:
     """Rows shaped like bench.train.cell.run_cell's, one per cell."""
     n = len(cells)
     flats = [c.flat() for c in cells]
-    columns: dict[str, list] = {k: [f[k] for f in flats] for k in flats[0]}
+    columns: dict[str, list] = {k: [f.get(k) for f in flats] for k in flats[0]}
+    del flats
     attempts = [f"{i:012x}" for i in range(n)]
     status = np.array(["done"] * n, dtype=object)
     bad = rng.choice(n, size=max(2, n // 1000), replace=False)
     status[bad[: len(bad) // 2]] = "failed"
     status[bad[len(bad) // 2:]] = "diverged"
-    acc = rng.uniform(0.80, 0.92, n)
-    h_cond = rng.uniform(0.2, 0.5, n)
-    h_marg = np.full(n, np.log(10)) - rng.uniform(0, 1e-3, n)
+    acc = 0.80 + 0.12 * grid(n, rng)
+    h_cond = 0.2 + 0.3 * grid(n, rng)
     now = time.time_ns()
     columns.update({
         "attempt_id": attempts, "device": ["cpu"] * n, "host": ["bench"] * n, "torch_version": ["2.14.1"] * n,
         "python_version": ["3.11.7"] * n, "deterministic": [True] * n, "started_at": ["2026-01-01T00:00:00+00:00"] * n,
         "status": status.tolist(),
         "message": ["" if s == "done" else f"synthetic {s} cell; try a smaller lr" for s in status],
-        "epochs_done": [77] * n, "resumed_from_epoch": [0] * n, "num_classes": [10] * n,
-        "final_train_loss": rng.uniform(0.1, 0.4, n), "final_train_acc": rng.uniform(0.85, 0.95, n),
-        "final_test_loss": h_cond, "final_test_acc": acc, "final_test_h_cond": h_cond, "final_test_h_marg": h_marg,
-        "final_test_mi": h_marg - h_cond, "best_test_acc": acc + 0.001, "test_label_entropy": np.full(n, np.log(10)),
-        "wall_time": rng.uniform(20, 400, n), "finished_at": ["2026-01-01T01:00:00+00:00"] * n,
+        "epochs_done": [100] * n, "resumed_from_epoch": [0] * n, "num_classes": [10] * n,
+        "final_train_loss": grid(n, rng), "final_train_acc": grid(n, rng), "final_test_loss": h_cond,
+        "final_test_acc": acc, "final_test_h_cond": h_cond, "final_test_h_marg": np.full(n, np.log(10)),
+        "final_test_mi": np.log(10) - h_cond, "best_test_acc": acc + 0.001, "test_label_entropy": np.full(n, np.log(10)),
+        "wall_time": 20 + 380 * grid(n, rng), "finished_at": ["2026-01-01T01:00:00+00:00"] * n,
         "written_at": now + np.arange(n, dtype=np.int64),
     })
     return pa.table(columns), attempts
 
 
-def write_history(folder: Path, cell_ids: list[str], attempts: list[str], epochs: int, rng: np.random.Generator) -> int:
+def write_history(folder: Path, cell_ids: list[str], attempts: list[str], epochs: int, extra_columns: int,
+                  rng: np.random.Generator) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     ids = np.array(cell_ids, dtype=object)
     att = np.array(attempts, dtype=object)
     cells_per_file = max(1, HISTORY_ROWS_PER_FILE // epochs)
     rows = 0
+    names = HISTORY_COLUMNS + [f"extra_{i}" for i in range(extra_columns)]
     for part, start in enumerate(range(0, len(ids), cells_per_file)):
         sl = slice(start, start + cells_per_file)
         k = len(ids[sl])
@@ -110,54 +138,75 @@ def write_history(folder: Path, cell_ids: list[str], attempts: list[str], epochs
             "cell_id": pa.array(np.repeat(ids[sl], epochs), pa.string()),
             "attempt_id": pa.array(np.repeat(att[sl], epochs), pa.string()),
             "epoch": np.tile(np.arange(1, epochs + 1, dtype=np.int64), k),
-            "train_loss": rng.uniform(0.1, 2.3, m), "train_acc": rng.uniform(0.1, 0.95, m),
-            "test_acc": rng.uniform(0.1, 0.92, m), "test_loss": rng.uniform(0.2, 2.3, m),
-            "test_h_cond": rng.uniform(0.2, 2.3, m), "test_h_marg": rng.uniform(2.2, 2.31, m),
-            "test_mi": rng.uniform(0, 2.1, m), "epoch_time": rng.uniform(0.3, 5, m), "eval_time": rng.uniform(0.01, 0.3, m),
-        })
+            **{name: grid(m, rng) for name in names}})
         pq.write_table(table, folder / f"merged-{time.time_ns():020d}-{part:04d}.parquet")
         rows += m
     return rows
 
 
-def build(root: Path, seeds: int, epochs_small: int, epochs_large: int) -> dict:
-    spec = {"seeds": seeds, "epochs_small": epochs_small, "epochs_large": epochs_large, "version": 2}
+def build(root: Path, cells: int, epochs: tuple[int, ...] = (10, 100), extra_columns: int = 0) -> dict:
+    """A workspace of exactly ``cells`` cells with one store per history length (``root/h<epochs>``)."""
+    if cells <= 0 or cells % PER_SEED:
+        raise SystemExit(f"--cells {cells}: expected a positive multiple of {PER_SEED} "
+                         f"({len(ARCHS)} architectures x {len(LOSSES)} losses x {TRIALS} trials per seed)")
+    spec = {"cells": cells, "epochs": list(epochs), "extra_columns": extra_columns, "version": 3}
     marker = root / "built.json"
     if marker.exists() and json.loads(marker.read_text()).get("spec") == spec:
         return json.loads(marker.read_text())
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     t0 = time.perf_counter()
-    write_registry(root / "registry.yaml", seeds)
-    cells = expand(root / "registry.yaml")
+    write_registry(root / "registry.yaml", cells // PER_SEED)
+    expanded = expand(root / "registry.yaml")
+    if len(expanded) != cells:
+        raise SystemExit(f"the grid expanded to {len(expanded):,} cells, not {cells:,}")
     rng = np.random.default_rng(0)
-    table, attempts = cell_table(cells, rng)
-    info = {"spec": spec, "cells": len(cells)}
-    for name, epochs in (("small", epochs_small), ("large", epochs_large)):
-        store = root / name
+    table, attempts = cell_table(expanded, rng)
+    cell_ids = [c.cell_id for c in expanded]
+    del expanded
+    info: dict = {"spec": spec, "cells": cells}
+    for e in epochs:
+        store = root / f"h{e}"
         (store / "cells").mkdir(parents=True)
-        per = -(-len(cells) // CELL_FILES)
+        per = -(-cells // CELL_FILES)
         for i in range(CELL_FILES):
             pq.write_table(table.slice(i * per, per), store / "cells" / f"merged-{time.time_ns():020d}-{i:04d}.parquet")
-        info[f"history_rows_{name}"] = write_history(store / "history", [c.cell_id for c in cells], attempts, epochs, rng)
-        info[f"bytes_{name}"] = sum(p.stat().st_size for p in store.rglob("*.parquet"))
+        info[f"history_rows_h{e}"] = write_history(store / "history", cell_ids, attempts, e, extra_columns, rng)
+        info[f"bytes_h{e}"] = sum(p.stat().st_size for p in store.rglob("*.parquet"))
     info["build_s"] = time.perf_counter() - t0
     marker.write_text(json.dumps(info))
     return info
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "LOSSBENCH_CACHE": str(CACHE)}
-    return subprocess.run([BENCH, *args], capture_output=True, text=True, env=env, check=False)
+def bench_cmd(ws: Path, store: str, *args: str) -> dict:
+    """One ``bench`` command on ``ws/store`` in a fresh parent: wall seconds, peak resident MB, output."""
+    cmd = [sys.executable, "-m", "bench.cli", *args, "--grid", "scale", "--registry", str(ws / "registry.yaml"),
+           "--results", str(ws / store)]
+    import bench  # the code measured: the package this process imports, in the subprocess too
+
+    path = os.pathsep.join(filter(None, [str(Path(bench.__file__).parents[1]), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "LOSSBENCH_CACHE": str(ws / "cache"), "PYTHONPATH": path}
+    out = subprocess.run([sys.executable, "-c", PEAK, *cmd], capture_output=True, text=True, env=env, check=True)
+    r = json.loads(out.stdout)
+    if r["rc"] != 0:
+        raise SystemExit(f"bench {' '.join(args)} failed ({r['rc']}): {r['err']}")
+    r["load1"] = os.getloadavg()[0]
+    return r
 
 
-def breakdown(root: Path, profile: bool) -> list[list[object]]:
-    """Where status and report spend their time, in process (imports excluded)."""
-    import bench.report as report
+def floor() -> dict:
+    out = subprocess.run([sys.executable, "-c", PEAK, sys.executable, "-c", "import torch"],
+                         capture_output=True, text=True, check=True)
+    return {**json.loads(out.stdout), "load1": os.getloadavg()[0]}
+
+
+def breakdown(ws: Path, profile: bool) -> list[list[object]]:
+    """Where a `--select tuned` report spends its time, in process (imports excluded)."""
     from bench.config.registry import load_registry
+    from bench.report.collect import REPORT_COLUMNS, collect_from_store
+    from bench.report.render import render
     from bench.store.results import Store
 
-    registry, results = root / "registry.yaml", root / "large"
     steps: list[list[object]] = []
 
     def timed(name, fn):
@@ -169,91 +218,98 @@ def breakdown(root: Path, profile: bool) -> list[list[object]]:
     prof = cProfile.Profile() if profile else None
     if prof:
         prof.enable()
-    timed("load_registry (yaml + pydantic)", lambda: load_registry(registry))
-    cells = timed("make_plan (100k cells, identities)", lambda: expand(registry))
-    store = Store(results)
+    timed("load_registry (yaml + pydantic)", lambda: load_registry(ws / "registry.yaml"))
+    cells = timed("make_plan (cells, identities)", lambda: expand(ws / "registry.yaml"))
+    store = Store(ws / "h100")
     timed("Store.statuses() (the resume scan)", store.statuses)
-    timed("Store.cells([cell_id, status, message])", lambda: store.cells(["cell_id", "status", "message"]))
-    full = timed("Store.cells(REPORT_COLUMNS)", lambda: store.cells(report.REPORT_COLUMNS))
-    data = timed("report.collect()", lambda: report.collect("scale", cells, full, "celLoss"))
-    timed("report.render(markdown)", lambda: report.render(data, "markdown", None))
+    results = timed("Store.cells(REPORT_COLUMNS)", lambda: store.cells(REPORT_COLUMNS))
+    data = timed("collect_from_store(tuned; every rule)", lambda: collect_from_store("scale", cells, results, store,
+                                                                                    "celLoss", "tuned"))
+    timed("render(markdown)", lambda: render(data, "markdown", None))
     if prof:
         prof.disable()
         buf = io.StringIO()
-        pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(35)
-        print(buf.getvalue())
-        buf = io.StringIO()
-        pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(20)
+        pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(30)
         print(buf.getvalue())
     return steps
 
 
-CACHE = Path("/nonexistent")
-
-
 def main() -> None:
-    global CACHE
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dir", default="/tmp/lossbench-store-scale", help="workspace (reused while its spec matches)")
-    ap.add_argument("--seeds", type=int, default=10_000, help="seeds in the grid (x 2 archs x 5 losses = cells)")
-    ap.add_argument("--epochs-small", type=int, default=10, help="history rows per cell in the small store")
-    ap.add_argument("--epochs-large", type=int, default=100, help="history rows per cell in the large store")
+    ap.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "lossbench-store-scale"),
+                    help="workspaces (reused while their spec matches; default under $TMPDIR)")
+    ap.add_argument("--cells", type=int, default=100_000, help=f"cells of the main workspace (a multiple of {PER_SEED})")
+    ap.add_argument("--growth", default="10000,100000", help="comma-separated cell counts of the growth line")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1, help="uncounted rounds first (they warm the file cache)")
     ap.add_argument("--scan-rounds", type=int, default=11)
+    ap.add_argument("--quick", action="store_true", help="small sizes (4,000 cells; growth 2,000 and 8,000), one round, no warm-up")
     ap.add_argument("--profile", action="store_true", help="print cProfile's top functions of the in-process breakdown")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    if args.quick:
+        args.cells, args.growth, args.rounds, args.warmup, args.scan_rounds = 4000, "2000,8000", 1, 0, 3
+    sizes = [int(s) for s in args.growth.split(",") if s]
     info = _common.header("Benchmark 4: store and report scale")
     root = Path(args.dir)
-    CACHE = root / "cache"
-    built = build(root, args.seeds, args.epochs_small, args.epochs_large)
-    print(f"  workspace {root}: {built['cells']:,} cells; history {built['history_rows_small']:,} rows "
-          f"({built['bytes_small'] / 1e6:.0f} MB) and {built['history_rows_large']:,} rows "
-          f"({built['bytes_large'] / 1e6:.0f} MB)" + (f"; built in {built['build_s']:.0f} s" if "build_s" in built else ""))
+    ws = root / f"c{args.cells}"
+    built = build(ws, args.cells)
+    print(f"  workspace {ws}: {built['cells']:,} cells; history {built['history_rows_h10']:,} rows "
+          f"({built['bytes_h10'] / 1e6:.0f} MB) and {built['history_rows_h100']:,} rows "
+          f"({built['bytes_h100'] / 1e6:.0f} MB)" + (f"; built in {built['build_s']:.0f} s" if "build_s" in built else ""))
+
+    commands = {"bench status": ["status"], **{f"bench report --select {k}": ["report", "--select", k] for k in SELECTS}}
+    runs: dict[str, list[dict]] = {"python -c 'import torch'": [], **{name: [] for name in commands}}
+    outputs: dict[str, str] = {}
+    for r in range(args.warmup + args.rounds):  # the order alternates each round; warm-up rounds are not counted
+        names = list(runs) if r % 2 == 0 else list(runs)[::-1]
+        for name in names:
+            res = floor() if name not in commands else bench_cmd(ws, "h100", *commands[name])
+            outputs[name] = res.get("out", "")
+            if r >= args.warmup:
+                runs[name].append(res)
+    base = [x["s"] for x in runs["python -c 'import torch'"]]
+    rows = []
+    for name, rs in runs.items():
+        ts = [x["s"] for x in rs]
+        rss = max(x["rss_mb"] for x in rs)
+        is_floor = name.startswith("python")
+        rows.append([name, _common.med(ts), f"{min(ts):.2f}-{max(ts):.2f}",
+                     "" if is_floor else f"{_common.med([a - b for a, b in zip(ts, base)]):.2f}", f"{rss:,.0f}",
+                     f"{_common.med([x['load1'] for x in rs]):.1f}",
+                     "" if is_floor else ("OK" if _common.med(ts) < 2.0 and rss < 2048 else "MISSED")])
+    print(f"\n{built['cells']:,} cells x 100 history rows ({built['history_rows_h100']:,} rows), median of {args.rounds}")
+    print(_common.table(["command (subprocess)", "wall s (median)", "range", "minus `import torch`", "peak RSS MB",
+                         "load (1 min)", "target < 2 s, < 2 GB"], rows))
+    print(f"status says: {outputs['bench status'].splitlines()[0] if outputs['bench status'] else ''}")
+
+    growth = []
+    for n in sizes:
+        gws = ws if n == args.cells else root / f"c{n}"
+        g = build(gws, n) if gws == ws else build(gws, n, epochs=(100,))
+        res = bench_cmd(gws, "h100", "report")
+        growth.append({"cells": n, "history_rows": g["history_rows_h100"], "s": res["s"], "rss_mb": res["rss_mb"],
+                       "load1": res["load1"]})
+    grow_rows = [[f"{g['cells']:,}", f"{g['history_rows']:,}", g["s"], f"{g['rss_mb']:,.0f}",
+                  f"{1e6 * g['s'] / g['cells']:.1f}", f"{g['load1']:.1f}"] for g in growth]
+    print("\ngrowth: `bench report` (every rule computed; --select last shown), one run per size")
+    print(_common.table(["cells", "history rows", "wall s", "peak RSS MB", "us per cell", "load (1 min)"], grow_rows))
 
     from bench.store.results import Store
 
-    common = ["--grid", "scale", "--registry", str(root / "registry.yaml")]
-    outputs: dict[str, str] = {}
-
-    def run(name: str, *a: str):
-        def go() -> None:
-            r = cli(*a, *common, "--results", str(root / "large"))
-            if r.returncode != 0:
-                raise SystemExit(f"bench {' '.join(a)} failed ({r.returncode}): {r.stderr[-2000:]}")
-            outputs[name] = r.stdout
-        return go
-
-    def import_torch() -> None:
-        subprocess.run([sys.executable, "-c", "import torch"], check=True)
-
-    cli_times = _common.interleave({"python -c 'import torch'": import_torch, "bench status": run("status", "status"),
-                                    "bench report": run("report", "report")}, rounds=args.rounds, warmup=1)
-    small, large = Store(root / "small"), Store(root / "large")
-    scan = _common.interleave({"statuses() 1M history": small.statuses, "statuses() 10M history": large.statuses},
+    small, large = Store(ws / "h10"), Store(ws / "h100")
+    scan = _common.interleave({"statuses() 10 rows/cell": small.statuses, "statuses() 100 rows/cell": large.statuses},
                               rounds=args.scan_rounds, warmup=1)
-    n_done = sum(v == "done" for v in large.statuses().values())
-    steps = breakdown(root, args.profile)
-
-    floor = cli_times["python -c 'import torch'"]
-    rows = [[name, _common.med(ts), f"{min(ts):.2f}-{max(ts):.2f}",
-             "" if ts is floor else f"{_common.med([a - b for a, b in zip(ts, floor)]):.2f}",
-             "" if ts is floor else _common.verdict(_common.med(ts), 2.0)] for name, ts in cli_times.items()]
-    print(_common.table(["command (wall, subprocess)", "seconds (median)", "range",
-                         "minus `import torch` (median per round)", "target < 2 s"], rows))
-    print(f"status says: {outputs['status'].splitlines()[0]}")
-    ratio = _common.median_ratio(scan["statuses() 10M history"], scan["statuses() 1M history"])
+    ratio = _common.median_ratio(scan["statuses() 100 rows/cell"], scan["statuses() 10 rows/cell"])
     print(_common.table(["resume scan", "seconds (median)"], [[k, _common.med(v)] for k, v in scan.items()]
-                        + [["ratio 10M / 1M history (median)", ratio]]))
-    extra_rows = built["history_rows_large"] - built["history_rows_small"]
-    growth = (_common.med(scan["statuses() 10M history"]) - _common.med(scan["statuses() 1M history"])) / (extra_rows / 1e6)
-    print(f"  statuses() found {n_done:,} done cells; growth {1e3 * growth:+.1f} ms per million history rows; "
-          f"target: does not grow with history (ratio < 1.25): {'OK' if ratio < 1.25 else 'MISSED'}")
+                        + [["ratio 100 / 10 rows per cell (median)", ratio]]))
+    print(f"  target: does not grow with history (ratio < 1.25): {'OK' if ratio < 1.25 else 'MISSED'}")
+    steps = breakdown(ws, args.profile)
     print(_common.table(["in-process step (imports excluded)", "seconds"], steps))
     _common.write_json(args.json, {"benchmark": "store_scale", "machine": info, "workspace": built,
-                                   "cli_seconds": cli_times, "scan_seconds": scan, "scan_ratio": ratio,
-                                   "scan_growth_s_per_million_rows": growth,
-                                   "breakdown": steps})
+                                   "commands": {k: [{x: r[x] for x in ("s", "rss_mb", "load1")} for r in v]
+                                                for k, v in runs.items()},
+                                   "growth": growth, "scan_seconds": scan, "scan_ratio": ratio, "breakdown": steps})
 
 
 if __name__ == "__main__":

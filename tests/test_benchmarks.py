@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -45,10 +46,27 @@ def test_loss_overhead_runs_at_tiny_sizes(tmp_path: Path) -> None:
     assert "milLoss" in stdout and "milLoss" in json.dumps(fig)
 
 
-def test_store_scale_runs_at_tiny_sizes(tmp_path: Path) -> None:
-    stdout, fig = run_script("store_scale.py", "--dir", str(tmp_path / "ws"), "--seeds", "20", "--epochs-small", "2",
-                             "--epochs-large", "3", "--rounds", "1", "--scan-rounds", "1", tmp_path=tmp_path)
-    assert "bench status" in stdout and fig
+def test_store_scale_runs_at_tiny_sizes_through_run_all(tmp_path: Path) -> None:
+    out = tmp_path / "latest"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run_all.py"), "--quick", "--only", "store_scale",
+                           "--out", str(out)], capture_output=True, text=True, timeout=600, cwd=REPO, check=False,
+                          env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    fig = json.loads((out / "store_scale.json").read_text())
+    stdout = (out / "run_all.md").read_text()
+    assert "bench status" in stdout and "bench report --select tuned" in stdout and "commit `" in stdout
+    # exactly the cells it states, whatever the registry holds; a peak memory beside every time
+    assert fig["workspace"]["cells"] == 400 and fig["workspace"]["history_rows_h100"] == 40_000
+    assert [g["cells"] for g in fig["growth"]] == [200, 400]
+    assert all(r["rss_mb"] > 0 and r["load1"] >= 0 for runs in fig["commands"].values() for r in runs)
+    summary = json.loads((out / "run_all.json").read_text())
+    assert [b["name"] for b in summary["benchmarks"]] == ["store_scale"] and summary["benchmarks"][0]["status"] == "ok"
+
+
+def test_run_all_names_an_unknown_benchmark(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run_all.py"), "--only", "nope", "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=REPO, check=False)
+    assert proc.returncode != 0 and "--only 'nope'" in proc.stderr and "store_scale" in proc.stderr
 
 
 def test_val_overhead_runs_at_tiny_sizes(tmp_path: Path) -> None:

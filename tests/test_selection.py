@@ -14,7 +14,7 @@ from bench.train.cell import failed_outcome
 from bench.config.registry import parse_registry
 from bench.report.collect import REPORT_COLUMNS, collect_selected
 from bench.report.render import render
-from bench.report.selection import RULES, ValidationEpoch
+from bench.report.selection import RULES
 from bench.store.results import Store
 from tests.conftest import gauss_registry
 
@@ -87,7 +87,7 @@ def test_each_rule_picks_the_epoch_computed_by_hand(tmp_path, key):
 
 
 def test_val_epoch_ignores_missing_validation_and_prefers_the_earliest_tie():
-    rule = ValidationEpoch("val", "v")
+    rule = RULES["val"]
     assert rule.epoch([{"val_acc": 0.3}, {"val_acc": 0.9}, {"val_acc": 0.9}]) == 1
     assert rule.epoch([{"val_acc": float("nan")}, {"val_acc": 0.2}]) == 1
 

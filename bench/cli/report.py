@@ -53,7 +53,7 @@ def report(
         from bench.config.cells import parse_filters, parse_set, set_flag
         from bench.config.registry import load_registry
         from bench.plan.planner import plan_read
-        from bench.report import REPORT_COLUMNS, annotate, collect_selected, metric_absent, nothing_finished, render
+        from bench.report import REPORT_COLUMNS, annotate, collect_from_store, metric_absent, nothing_finished, render
         from bench.report.destination import record_source, report_dir, store_source
         from bench.store.overview import other_settings_note
         from bench.store.results import Store
@@ -72,8 +72,7 @@ def report(
             raise BenchError(f"--baseline {baseline!r}: not a loss of grid {grid!r}{closest(baseline, losses)}")
         reference = baseline or _present(reg.grids[grid].baseline_loss(reg.loss_names()), cells)
         results_df = store.cells() if figures else store.cells(REPORT_COLUMNS)  # the figures read the sweep settings too
-        history = store.history(results_df["attempt_id"]) if len(results_df) and "attempt_id" in results_df else None
-        data = collect_selected(grid, cells, results_df, history, reference, select, metric)
+        data = collect_from_store(grid, cells, results_df, store, reference, select, metric)
         annotate(data, reg, grid, read.plan, store, results_df, accept_incomplete)
         run_options = [
             ("--registry", registry if registry != Path("registry.yaml") else None),

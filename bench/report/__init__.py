@@ -5,8 +5,8 @@
 :mod:`bench.report.csv`); the words of every table and note come from :mod:`bench.report.content`.
 """
 
-from bench.report.collect import REPORT_COLUMNS, ReportData, annotate, collect, collect_selected
+from bench.report.collect import REPORT_COLUMNS, ReportData, annotate, collect, collect_from_store, collect_selected
 from bench.report.render import FORMATS, metric_absent, nothing_finished, render
 
-__all__ = ["FORMATS", "REPORT_COLUMNS", "ReportData", "annotate", "collect", "collect_selected", "metric_absent",
+__all__ = ["FORMATS", "REPORT_COLUMNS", "ReportData", "annotate", "collect", "collect_from_store", "collect_selected", "metric_absent",
            "nothing_finished", "render"]

@@ -19,23 +19,29 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from bench.config.cells import Cell
-from bench.metrics.table import DEFAULT, Metric
+from bench.metrics.table import DEFAULT, METRICS, Metric
 from bench.metrics.table import metric as find_metric
 from bench.report.selection import (
+    RULE_COLUMNS,
     RULES,
+    Histories,
     Selected,
     Selection,
     TrialChoice,
     applicable,
     histories,
+    load_histories,
     rule,
     select,
 )
+
+if TYPE_CHECKING:
+    from bench.store.results import Store
 
 
 @dataclass
@@ -112,25 +118,43 @@ PROVENANCE_COLUMNS = ("precision_used", "device")
 _VALUE_COLUMNS = ["final_test_acc", "final_test_mi", "test_label_entropy", "num_classes"]
 
 
+@dataclass(frozen=True)
+class StoredFacts:
+    """The store's cell rows as plain dicts, read once per report (every rule's table reads them):
+    a DataFrame.loc per cell costs ~100 us (10 s at 100k cells)."""
+
+    status: dict[str, str]
+    done: dict[str, tuple]  # cell_id -> the _VALUE_COLUMNS of its done row
+    provenance: dict[str, dict[str, Any]]
+    regime: dict[str, tuple[float, int]]  # cell_id -> (realised noise rate, training size), when stored
+
+
+def stored_facts(results: pd.DataFrame) -> StoredFacts:
+    if results.empty:
+        return StoredFacts({}, {}, {}, {})
+    status = dict(zip(results["cell_id"].tolist(), results["status"].tolist()))
+    done = results[results["status"] == "done"]
+    ids = done["cell_id"].tolist()
+    kept = [c for c in PROVENANCE_COLUMNS if c in done.columns]
+    regime = {}
+    if {"label_noise_rate", "train_size"} <= set(results.columns):
+        regime = dict(zip(ids, zip(done["label_noise_rate"].tolist(), done["train_size"].tolist())))
+    return StoredFacts(status, dict(zip(ids, zip(*(done[c].tolist() for c in _VALUE_COLUMNS)))),
+                       {cid: dict(zip(kept, vals)) for cid, *vals in zip(ids, *(done[c].tolist() for c in kept))},
+                       regime)
+
+
 def collect(grid: str, cells: list[Cell], results: pd.DataFrame, baseline: str | None,
             selected: Selected | None = None, metric: Metric = DEFAULT,
-            values: Mapping[str, float] | None = None) -> ReportData:
+            values: Mapping[str, float] | None = None, facts: StoredFacts | None = None) -> ReportData:
     """The table's data; with ``selected`` its cells and each done cell's accuracy come from a selection rule
     (default: every cell at its last epoch). ``values``: cell_id -> the value of ``metric`` (other than accuracy)
-    at the selected epoch (:func:`metric_values`); a done cell missing from it lacks the metric."""
+    at the selected epoch (:func:`metric_values`); a done cell missing from it lacks the metric. ``facts``:
+    :func:`stored_facts` of ``results``, when the caller has them."""
     # a search grid's trials share their (row, loss): without a rule, its trial 0 (the defaults) is shown
     cells = selected.cells if selected is not None else [c for c in cells if c.trial in (None, 0)]
-    # the columns once into plain dicts: a DataFrame.loc per cell costs ~100 us (10 s at 100k cells)
-    status_of = dict(zip(results["cell_id"].tolist(), results["status"].tolist())) if not results.empty else {}
-    done_rows: dict[str, tuple] = {}
-    if not results.empty:
-        done = results[results["status"] == "done"]
-        done_rows = dict(zip(done["cell_id"].tolist(), zip(*(done[c].tolist() for c in _VALUE_COLUMNS))))
-        kept = [c for c in PROVENANCE_COLUMNS if c in done.columns]
-        provenance = {cid: dict(zip(kept, vals)) for cid, *vals in zip(done["cell_id"].tolist(),
-                                                                          *(done[c].tolist() for c in kept))}
-    else:
-        provenance = {}
+    facts = stored_facts(results) if facts is None else facts
+    status_of, done_rows, provenance = facts.status, facts.done, facts.provenance
     seen: dict[tuple[str, str, str], dict[str, dict[str, int]]] = {}
     rows: list[tuple[str, str, str]] = []
     losses: list[str] = []
@@ -176,61 +200,72 @@ def collect(grid: str, cells: list[Cell], results: pd.DataFrame, baseline: str |
                       {row: cols for row, cols in mixed.items() if cols},
                       selected.rule if selected is not None else RULES["last"],
                       dict(selected.trials) if selected is not None else {}, metric=metric,
-                      regimes=regime_facts(cells, results))
+                      regimes=regime_facts(cells, results, facts))
 
 
-def regime_facts(cells: list[Cell], results: pd.DataFrame) -> dict[tuple[str, str, str], tuple[Any, list[float], list[int]]]:
+def regime_facts(cells: list[Cell], results: pd.DataFrame,
+                 facts: StoredFacts | None = None) -> dict[tuple[str, str, str], tuple[Any, list[float], list[int]]]:
     """Per row under a data regime: the regime, and the realised training noise rates and training
     sizes its done cells stored (older stores have neither column: the lists stay empty)."""
     out: dict[tuple[str, str, str], tuple[Any, list[float], list[int]]] = {}
-    facts: dict[str, tuple[float, int]] = {}
-    if not results.empty and {"label_noise_rate", "train_size"} <= set(results.columns):
-        done = results[results["status"] == "done"]
-        facts = dict(zip(done["cell_id"].tolist(), zip(done["label_noise_rate"].tolist(), done["train_size"].tolist())))
+    stored = (stored_facts(results) if facts is None else facts).regime
     for cell in cells:
+        if not cell.config.get("regime"):  # no block: the default regime (validating one per cell is costly)
+            continue
         regime = cell.regime
         if regime.is_default:
             continue
         row = (cell.dataset, cell.architecture, cell.variant)
         _, rates, sizes = out.setdefault(row, (regime, [], []))
-        if cell.cell_id in facts:
-            rate, size = facts[cell.cell_id]
+        if cell.cell_id in stored:
+            rate, size = stored[cell.cell_id]
             if isinstance(rate, float) and math.isfinite(rate):
                 rates.append(rate)
             if size:
                 sizes.append(int(size))
     return out
 
-def metric_values(metric: Metric, selected: Selected, hists: Mapping[str, list[dict[str, Any]]]) -> dict[str, float]:
+def metric_values(metric: Metric, selected: Selected, hists: Histories) -> dict[str, float]:
     """cell_id -> ``metric``'s history value at the epoch the rule selected, for each done cell that has one
     (an older store's history has no such column, or NaN where other cells' have it)."""
-    out: dict[str, float] = {}
-    for cell_id, epoch in selected.epoch.items():
-        try:
-            value = float(hists[cell_id][epoch - 1].get(metric.column, math.nan))
-        except (TypeError, ValueError):  # None, or text in a damaged store: lacking, as an absent column
-            continue
-        if math.isfinite(value):
-            out[cell_id] = value
-    return out
+    return {c: v for c, v in hists.at(metric.column, selected.epoch).items() if math.isfinite(v)}
 
 
-def collect_selected(grid: str, cells: list[Cell], results: pd.DataFrame, history: pd.DataFrame | None,
+def collect_selected(grid: str, cells: list[Cell], results: pd.DataFrame, history: pd.DataFrame | Histories | None,
                      baseline: str | None, key: str = "last", metric: str = DEFAULT.key) -> ReportData:
     """The report of ``metric`` under rule ``key`` (one error line when the grid cannot honour either), with every
-    other rule the grid supports in ``others`` for the side-by-side table and the CSV."""
+    other rule the grid supports in ``others`` for the side-by-side table and the CSV. ``history``: the done
+    cells' histories (:func:`~bench.report.selection.load_histories`), or a frame of history rows."""
     main = rule(key, grid, cells)
     shown = find_metric(metric, grid, cells)
-    hists = histories(results, history) if history is not None and not results.empty else {}
+    hists = history if isinstance(history, Histories) else histories(results, history)
+    facts = stored_facts(results)
 
     def under(r: Selection) -> ReportData:
         chosen = select(r, cells, hists)
         values = metric_values(shown, chosen, hists) if shown.key != DEFAULT.key else None
-        return collect(grid, cells, results, baseline, chosen, shown, values)
+        return collect(grid, cells, results, baseline, chosen, shown, values, facts)
 
     data = under(main)
     data.others = [under(RULES[k]) for k in applicable(cells) if k != key]
     return data
+
+
+def history_columns(metric: str = DEFAULT.key) -> list[str]:
+    """The history columns a report of ``metric`` reads: the rules' and the metric's."""
+    known = METRICS.get(metric)
+    return list(dict.fromkeys([*RULE_COLUMNS, *([known.column] if known is not None else [])]))
+
+
+def collect_from_store(grid: str, cells: list[Cell], results: pd.DataFrame, store: Store, baseline: str | None,
+                       key: str = "last", metric: str = DEFAULT.key) -> ReportData:
+    """:func:`collect_selected` on ``store``'s histories of the done cells of ``results``, reading only the history
+    columns the report shows (:func:`history_columns`): memory grows with the cells, not with the history's width."""
+    rule(key, grid, cells)
+    find_metric(metric, grid, cells)  # both refusals before anything is read
+    hists = load_histories(store, results, history_columns(metric))
+    return collect_selected(grid, cells, results, hists, baseline, key, metric)
+
 
 def gauss_truths(cells: list[Cell]) -> dict[str, dict[str, float]]:
     """Exact MI and Bayes error of each gauss dataset's generating distribution."""

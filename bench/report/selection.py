@@ -20,64 +20,128 @@ cells, stored rows and history.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from bench.config.cells import Cell
 from bench.errors import BenchError
 
+if TYPE_CHECKING:
+    from bench.store.results import Store
+
+# what every rule reads: the reported value and the validation score
+RULE_COLUMNS = ("test_acc", "val_acc")
+
+
+@dataclass(frozen=True)
+class Histories:
+    """The done cells' histories as columns, one group of rows per cell in epoch order.
+
+    The rows of cell ``cell_ids[g]`` are ``starts[g]:starts[g + 1]`` of every array of ``columns``
+    (float64; NaN where a row has no number). Built by :func:`histories` from a frame, or by
+    :func:`load_histories` from the store reading only the columns a report shows: a report on a
+    large store never makes one Python object per history row.
+    """
+
+    cell_ids: list[str]
+    starts: np.ndarray
+    columns: Mapping[str, np.ndarray]
+    # the rows each rule picked, by the column it maximises ("" for the last epoch): several rules share them
+    _picked: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
+    _absent: dict[int, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.cell_ids)
+
+    @cached_property
+    def index(self) -> dict[str, int]:
+        """cell_id -> its group."""
+        return {c: g for g, c in enumerate(self.cell_ids)}
+
+    @property
+    def rows(self) -> int:
+        return int(self.starts[-1]) if len(self.starts) else 0
+
+    def column(self, name: str) -> np.ndarray:
+        """The column ``name`` (all NaN when no row has it, as in a store written before it was recorded)."""
+        col = self.columns.get(name)
+        if col is None:  # made once: every rule asks for the validation column
+            col = self._absent.get(self.rows)
+            if col is None:
+                col = self._absent[self.rows] = np.full(self.rows, np.nan)
+                col.flags.writeable = False
+        return col
+
+    def picked(self, by: str) -> np.ndarray:
+        """Per cell, the row of the epoch a rule picks: the last (``by`` empty), or that of the largest
+        finite value of column ``by``, the earliest on ties (:func:`argmax_earliest`)."""
+        if by not in self._picked:
+            self._picked[by] = self.starts[1:] - 1 if not by else argmax_earliest(self.column(by), self.starts)
+        return self._picked[by]
+
+    def at(self, name: str, epochs: Mapping[str, int]) -> dict[str, float]:
+        """cell_id -> column ``name`` at the 1-based ``epochs[cell_id]`` of its rows (cells without history left out)."""
+        index = self.index
+        ids = [c for c in epochs if c in index]
+        if not ids:
+            return {}
+        rows = self.starts[[index[c] for c in ids]] + np.fromiter((epochs[c] for c in ids), np.int64, len(ids)) - 1
+        return dict(zip(ids, self.column(name)[rows].tolist()))
+
+
+EMPTY = Histories([], np.zeros(1, np.int64), {})
+
+
+def argmax_earliest(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Per group ``starts[g]:starts[g + 1]`` (none empty), the row of its largest finite value, the earliest on
+    ties; NaN and infinities never win, and a group without a finite value gets its last row."""
+    finite = np.isfinite(values)
+    key = np.where(finite, values, -np.inf)
+    best = np.maximum.reduceat(key, starts[:-1])
+    hits = np.flatnonzero(finite & (key == np.repeat(best, np.diff(starts))))
+    # the first hit at or after each group's start: that group's, unless it lies past the group's end
+    at = np.searchsorted(hits, starts[:-1])
+    first = np.append(hits, starts[-1])[at]
+    return np.where(first < starts[1:], first, starts[1:] - 1)
+
 
 @dataclass(frozen=True)
 class Selection:
-    """An epoch-selection rule inside one cell."""
+    """An epoch-selection rule inside one cell: the epoch with the largest finite value of column ``by``, the
+    earliest on ties (the last epoch when it has none), or the last epoch when ``by`` is empty."""
 
     key: str
     name: str
+    by: str = ""
     needs_validation: bool = False
     across_trials: bool = False
 
+    def pick(self, h: Histories) -> np.ndarray:
+        """Per cell of ``h``, the row (an index into its columns) of the selected epoch."""
+        return h.picked(self.by)
+
     def epoch(self, history: Sequence[Mapping[str, float]]) -> int:
-        """0-based index of the selected epoch in ``history`` (non-empty, epoch order)."""
-        raise NotImplementedError
+        """0-based index of the selected epoch in ``history`` (non-empty, epoch order): :meth:`pick` on one cell."""
+        names = {k for row in history for k in row}
+        h = Histories(["."], np.array([0, len(history)], np.int64),
+                      {k: np.array([float(row.get(k, math.nan)) for row in history]) for k in names})
+        return int(self.pick(h)[0])
 
 
-class LastEpoch(Selection):
-    def epoch(self, history: Sequence[Mapping[str, float]]) -> int:
-        return len(history) - 1
-
-
-def _argmax_earliest(values: Sequence[float]) -> int:
-    """Index of the largest finite value, the earliest on ties (NaN never wins)."""
-    best = None
-    for i, v in enumerate(values):
-        if math.isfinite(v) and (best is None or v > values[best]):
-            best = i
-    return len(values) - 1 if best is None else best
-
-
-class ValidationEpoch(Selection):
-    def epoch(self, history: Sequence[Mapping[str, float]]) -> int:
-        return _argmax_earliest([float(h.get("val_acc", math.nan)) for h in history])
-
-
-class OracleEpoch(Selection):
-    def epoch(self, history: Sequence[Mapping[str, float]]) -> int:
-        return _argmax_earliest([float(h["test_acc"]) for h in history])
-
-
-class TunedTrial(ValidationEpoch):
-    """Across the trials of a search: inside each cell the ``val`` epoch; the trial by its mean score."""
-
-
+# ``tuned``: across the trials of a search, inside each cell the ``val`` epoch; the trial by its mean score
 RULES: dict[str, Selection] = {
-    "last": LastEpoch("last", "last epoch"),
-    "val": ValidationEpoch("val", "best validation epoch", needs_validation=True),
-    "oracle": OracleEpoch("oracle", "best test epoch (oracle: selects on the test set)"),
-    "tuned": TunedTrial("tuned", "tuned, the search trial with the best mean validation accuracy over seeds, "
-                                 "each cell at its best validation epoch", needs_validation=True, across_trials=True),
+    "last": Selection("last", "last epoch"),
+    "val": Selection("val", "best validation epoch", "val_acc", needs_validation=True),
+    "oracle": Selection("oracle", "best test epoch (oracle: selects on the test set)", "test_acc"),
+    "tuned": Selection("tuned", "tuned, the search trial with the best mean validation accuracy over seeds, "
+                                "each cell at its best validation epoch", "val_acc", needs_validation=True,
+                       across_trials=True),
 }
 
 
@@ -139,30 +203,90 @@ class Selected:
     score: dict[str, float] = field(default_factory=dict)
 
 
-def histories(results: pd.DataFrame, history: pd.DataFrame) -> dict[str, list[dict[str, float]]]:
-    """cell_id -> its done attempt's history rows in epoch order."""
-    if results.empty or history.empty:
-        return {}
+def _numbers(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A column as float64, NaN where a row holds no number (null, or text in a damaged file)."""
+    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type):
+        return np.asarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+    return pd.to_numeric(pd.Series(col.to_pylist(), dtype=object), errors="coerce").to_numpy(np.float64)
+
+
+def _attempt_codes(col: pa.ChunkedArray, attempts: pd.Index) -> np.ndarray:
+    """Per row, the position of its attempt in ``attempts`` (-1 for any other): through each chunk's dictionary,
+    so only the distinct ids are looked up, never the rows."""
+    out = [np.zeros(0, np.int64)]
+    for chunk in col.chunks:
+        if not pa.types.is_dictionary(chunk.type):
+            chunk = chunk.dictionary_encode()
+        lookup = np.append(attempts.get_indexer(chunk.dictionary.to_numpy(zero_copy_only=False)), -1).astype(np.int64)
+        out.append(lookup[chunk.indices.fill_null(len(lookup) - 1).to_numpy(zero_copy_only=False)])
+    return np.concatenate(out)
+
+
+def histories_from_table(results: pd.DataFrame, table: pa.Table | None) -> Histories:
+    """The done attempts' history rows of ``table`` (columns ``attempt_id``, ``epoch`` and any of values),
+    grouped per cell, each group in epoch order (rows of one epoch in the order read): vectorised."""
+    if table is None or results.empty or table.num_rows == 0 or "attempt_id" not in table.column_names:
+        return EMPTY
     done = results[results["status"] == "done"]
-    attempt_of = dict(zip(done["attempt_id"].tolist(), done["cell_id"].tolist()))
-    out: dict[str, list[dict[str, float]]] = {}
-    hist = history[history["attempt_id"].isin(set(attempt_of))].sort_values("epoch", kind="stable")
-    for rec in hist.to_dict("records"):
-        out.setdefault(attempt_of[rec["attempt_id"]], []).append(rec)
-    return out
+    attempts = pd.Index(done["attempt_id"].astype(object))
+    if not attempts.is_unique:  # one done row per cell, hence per attempt; a damaged store may repeat one
+        done = done.drop_duplicates("attempt_id", keep="last")
+        attempts = pd.Index(done["attempt_id"].astype(object))
+    cell_of = done["cell_id"].tolist()
+    codes = _attempt_codes(table.column("attempt_id"), attempts)
+    keep = codes >= 0
+    if not keep.any():
+        return EMPTY
+    every = bool(keep.all())  # the store's reader kept only done attempts' rows: nothing to drop then
+    epochs = _numbers(table.column("epoch"))
+    values = {name: _numbers(table.column(name)) for name in table.column_names
+              if name not in ("attempt_id", "cell_id", "epoch")}
+    if not every:
+        epochs, codes, values = epochs[keep], codes[keep], {k: v[keep] for k, v in values.items()}
+    # a store's files hold each attempt's rows together and in epoch order: sort only when they are not
+    same = codes[1:] == codes[:-1]
+    breaks = np.flatnonzero(~same) + 1
+    if np.count_nonzero(np.bincount(codes)) != len(breaks) + 1 or np.any(same & (epochs[1:] < epochs[:-1])):
+        order = np.lexsort((epochs, codes))  # stable: rows of one epoch stay in the order read
+        codes, values = codes[order], {k: v[order] for k, v in values.items()}
+        breaks = np.flatnonzero(codes[1:] != codes[:-1]) + 1
+    starts = np.concatenate([[0], breaks, [len(codes)]]).astype(np.int64)
+    return Histories([cell_of[c] for c in codes[starts[:-1]].tolist()], starts, values)
 
 
-def select(r: Selection, cells: Sequence[Cell], hists: Mapping[str, list[dict[str, float]]]) -> Selected:
+def histories(results: pd.DataFrame, history: pd.DataFrame | None) -> Histories:
+    """The done attempts' histories in a frame of history rows (e.g. :meth:`Store.history`), as columns."""
+    if history is None or history.empty or results.empty:
+        return EMPTY
+    table = pa.Table.from_pandas(history.reset_index(drop=True), preserve_index=False)
+    return histories_from_table(results, table)
+
+
+def load_histories(store: Store, results: pd.DataFrame, columns: Iterable[str] = RULE_COLUMNS) -> Histories:
+    """The histories of ``results``' done attempts read from ``store``, only ``columns`` (and ``epoch``):
+    what every selection rule, ``--metric`` and a figure of selected epochs need, with memory bounded by
+    the rows of the cells shown times the columns asked for."""
+    if results.empty or "attempt_id" not in results.columns:
+        return EMPTY
+    done = results[results["status"] == "done"]
+    return histories_from_table(results, store.history_table(done["attempt_id"].tolist(), list(columns)))
+
+
+def select(r: Selection, cells: Sequence[Cell], hists: Histories) -> Selected:
     """Apply rule ``r`` to ``cells`` given each done cell's history (cells without one stay unfinished)."""
     acc: dict[str, float] = {}
     epoch: dict[str, int] = {}
     score: dict[str, float] = {}
-    for c in cells:
-        h = hists.get(c.cell_id)
-        if h:
-            i = r.epoch(h)
-            acc[c.cell_id], epoch[c.cell_id] = float(h[i]["test_acc"]), i + 1
-            score[c.cell_id] = float(h[i].get("val_acc", math.nan))
+    if len(hists):
+        rows = r.pick(hists)
+        ids = hists.cell_ids
+        wanted = {c.cell_id for c in cells}
+        keep = None if wanted.issuperset(ids) else [g for g, c in enumerate(ids) if c in wanted]
+        if keep is not None:
+            rows, ids = rows[keep], [ids[g] for g in keep]
+        acc = dict(zip(ids, hists.column("test_acc")[rows].tolist()))
+        epoch = dict(zip(ids, (rows - hists.starts[:-1][keep if keep is not None else slice(None)] + 1).tolist()))
+        score = dict(zip(ids, hists.column("val_acc")[rows].tolist()))
     if not r.across_trials:
         shown = [c for c in cells if c.trial in (None, 0)]
         trials = {(c.dataset, c.architecture, c.variant, c.loss): TrialChoice(

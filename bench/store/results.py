@@ -35,8 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
@@ -364,14 +366,47 @@ class Store:
 
         return {i for file_ids in self._each_file(self.history_dir, ids) for i in file_ids}
 
-    def history(self, attempt_ids: Iterable[str] | None = None) -> pd.DataFrame:
-        """History rows of the given attempts (default: of every committed attempt, i.e. one with a cell row)."""
-        df = self._read_folder(self.history_dir, None, HISTORY_REQUIRED)
-        if df.empty:
-            return df
-        if attempt_ids is None:
-            attempt_ids = self.attempts()["attempt_id"]
-        return df[df["attempt_id"].isin(set(attempt_ids))].reset_index(drop=True)
+    def history(self, attempt_ids: Iterable[str] | None = None, columns: list[str] | None = None) -> pd.DataFrame:
+        """History rows of the given attempts (default: of every committed attempt, i.e. one with a cell row);
+        ``columns``: only these (with ``cell_id``, ``attempt_id`` and ``epoch``). Each file's other rows are
+        dropped as it is read, so memory holds the rows asked for, not the whole folder."""
+        wanted = self.attempts()["attempt_id"].tolist() if attempt_ids is None else list(attempt_ids)
+        cols = None if columns is None else list(dict.fromkeys([*HISTORY_REQUIRED, *columns]))
+        tables = self._history_tables(wanted, cols, dictionary=False)
+        if not tables:
+            return pd.DataFrame()
+        frames = [t.to_pandas() for t in tables]
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+    def history_table(self, attempt_ids: Iterable[str], columns: list[str]) -> pa.Table | None:
+        """``attempt_id`` (dictionary-encoded), ``epoch`` and ``columns`` of the history rows of ``attempt_ids``,
+        in file order, as one arrow table (None without any): read file by file keeping only those rows and
+        columns, never a Python object per row. A column a file lacks is null in its rows."""
+        cols = list(dict.fromkeys(["attempt_id", "epoch", *columns]))
+        tables = self._history_tables(list(attempt_ids), cols, dictionary=True)
+        if not tables:
+            return None
+        return pa.concat_tables(tables, promote_options="permissive")
+
+    def _history_tables(self, attempt_ids: list[str], columns: list[str] | None, dictionary: bool) -> list[pa.Table]:
+        """Per history file, its rows of ``attempt_ids`` (files without any left out)."""
+        if not attempt_ids:
+            return []
+        wanted = pa.array(sorted(set(attempt_ids)), pa.string())
+
+        def rows(p: Path) -> pa.Table | None:
+            table = self._read_table(p, columns, HISTORY_REQUIRED, read_dictionary=["attempt_id"])
+            if table is None or table.num_rows == 0:
+                return None
+            keep = _is_in(table.column("attempt_id"), wanted)
+            if not keep.all():  # most files hold only wanted rows: no copy then
+                table = table.filter(pa.array(keep))
+            if not dictionary:
+                index = table.schema.get_field_index("attempt_id")
+                table = table.set_column(index, "attempt_id", table.column("attempt_id").cast(pa.string()))
+            return table if table.num_rows else None
+
+        return self._each_file(self.history_dir, rows)
 
     def remove_checkpoint(self, cell_id: str) -> None:
         self.checkpoint_path(cell_id).unlink(missing_ok=True)
@@ -379,6 +414,19 @@ class Store:
     def stale_temp_files(self) -> list[Path]:
         """Temp files whose writer is gone: a dead process of this host, or older than a day."""
         return stale_temp_files(self.root, STALE_TEMP_AGE_S)
+
+
+def _is_in(column: pa.ChunkedArray, wanted: pa.Array) -> np.ndarray:
+    """Which rows of a (dictionary-encoded) column hold one of ``wanted``: tested once per distinct value."""
+    parts = [np.zeros(0, bool)]
+    for chunk in column.chunks:
+        if not pa.types.is_dictionary(chunk.type):
+            parts.append(pc.is_in(chunk, value_set=wanted).fill_null(False).to_numpy(zero_copy_only=False))
+            continue
+        hit = np.append(pc.is_in(chunk.dictionary, value_set=wanted).to_numpy(zero_copy_only=False), False)
+        idx = chunk.indices.fill_null(len(hit) - 1).to_numpy(zero_copy_only=False)  # a null id: not wanted
+        parts.append(hit[idx])
+    return np.concatenate(parts)
 
 
 def _latest(df: pd.DataFrame) -> pd.DataFrame:
