@@ -297,6 +297,11 @@ def expand_grid(
                                         registry.datasets[substitute.get(d, d)].params)[1] for d in grid.datasets})
     for gl in grid.grid_losses(registry.loss_names()):
         spec = registry.losses[gl.name]
+        searched = sorted(k for k in gl.overrides if f"{gl.name}.{k}" in space)
+        if searched:
+            # the draws would overwrite the grid's values, and the variants' trials collapse into one another
+            raise BenchError(f"grid {grid_name!r}: {gl.name}.{searched[0]} is both set in the grid's losses and searched "
+                             f"in its search: space; drop one (search it, or fix it and leave it out of the space)")
         for ov in _sweep(gl.overrides):
             # every loss gets the grid's one number of trials: the same tuning budget for all
             trials = [(t, draw_trial(search.seed, gl.name, t, space) or _defaults(gl.name, {**spec.params, **ov}, train_grid, space))
