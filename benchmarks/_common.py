@@ -8,6 +8,7 @@ robust to a few disturbed rounds.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -103,6 +104,18 @@ def header(title: str) -> dict[str, str]:
     print("  " + ", ".join(f"{k} {v}" for k, v in info.items()))
     print(f"  command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     return info
+
+
+def parse_torch_args(ap: "argparse.ArgumentParser") -> "argparse.Namespace":
+    """Add ``--threads`` and ``--json`` to a torch benchmark's parser, parse, and set torch's threads."""
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    ap.add_argument("--json", default=None, help=f"also write the figures here (default $OUT/{Path(sys.argv[0]).stem}.json)")
+    args = ap.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return args
 
 
 def write_json(path: str | None, payload: dict) -> None:

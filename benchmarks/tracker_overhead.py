@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import _common
-import torch
 
 from bench.config.cells import expand_grid
 from bench.config.registry import parse_registry
@@ -86,11 +85,7 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=60000, help="first N training images (Fashion-MNIST has 60000)")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
-    ap.add_argument("--json", default=None, help="also write the figures here (default $OUT/tracker_overhead.json)")
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = _common.parse_torch_args(ap)
     info = _common.header("Benchmark: a tracker's cost per epoch (MLP, Fashion-MNIST)")
     cell = make_cell(args.n_train, args.epochs)
     results = Path(tempfile.mkdtemp(prefix="lossbench-trackers-"))

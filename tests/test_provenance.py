@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.plan.provenance import _code_files, code_fingerprint
+from bench.plan.code_fingerprint import _code_files, code_fingerprint
 from tests.conftest import REPO, tiny_registry
 
 
@@ -89,7 +89,7 @@ def test_cells_stored_before_the_target_source_was_added_stay_fresh():
     import hashlib
 
     from bench.config.cells import Cell
-    from bench.plan.provenance import LEGACY_MODEL_FINGERPRINTS, _target_fingerprint, stale_cells
+    from bench.plan.code_fingerprint import LEGACY_MODEL_FINGERPRINTS, _target_fingerprint, stale_cells
 
     def digest(*parts: str) -> str:  # provenance's scheme, written out: sha256 of NUL-terminated parts
         return hashlib.sha256(b"".join(p.encode() + b"\0" for p in parts)).hexdigest()[:12]

@@ -221,3 +221,37 @@ def test_every_registered_architecture_builds_for_its_datasets(pair):
     assert out.shape == (2, classes)
     out.float().logsumexp(1).mean().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
+
+
+def test_one_identity_function_and_data_paths_outside_it(tmp_path):
+    """The expansion's identities equal ``cell_identity`` of each config, and a project folder moved elsewhere
+    keeps every cell's id: the registry's folder locates a user's data files, it is not part of what a cell is."""
+    import shutil
+
+    import numpy as np
+    import yaml
+
+    from bench.config.cells import ROOT, cell_identity, expand_grid
+    from bench.config.registry import load_registry
+
+    def project(folder):
+        folder.mkdir()
+        rng = np.random.default_rng(0)
+        np.savez(folder / "arrays.npz", x_train=rng.integers(0, 255, (8, 4, 4), dtype=np.uint8),
+                 y_train=np.arange(8) % 2, x_test=rng.integers(0, 255, (4, 4, 4), dtype=np.uint8),
+                 y_test=np.arange(4) % 2)
+        (folder / "registry.yaml").write_text(yaml.safe_dump({
+            "datasets": {"mine": {"kind": "npz", "params": {"path": "arrays.npz"}}},
+            "architectures": {"mlp": {"source": "native", "name": "mlp"}},
+            "losses": {"celLoss": {"target": "losses.cross_entropy:CelLoss"}},
+            "grids": {"g": {"datasets": ["mine"], "architectures": ["mlp"], "losses": ["celLoss"], "seeds": [0, 1],
+                            "train": {"epochs": 1}}}}))
+        return expand_grid(load_registry(folder / "registry.yaml"), "g", validate=False)
+
+    here = project(tmp_path / "here")
+    assert all(c.cell_id == cell_identity(c.config) for c in here)
+    assert all(c.config[ROOT] == str((tmp_path / "here").resolve()) for c in here)
+    assert all(c.config["dataset"]["params"]["path"] == str((tmp_path / "here" / "arrays.npz").resolve()) for c in here)
+    shutil.rmtree(tmp_path / "here")
+    there = project(tmp_path / "elsewhere")
+    assert [c.cell_id for c in there] == [c.cell_id for c in here]

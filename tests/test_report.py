@@ -258,3 +258,25 @@ def test_nothing_finished_is_one_line_with_the_command(tmp_path):
     failed = report_of(tmp_path, "t", None, status="failed")
     assert nothing_finished(failed, "res", []).endswith("bench run --grid t --retry-failed")  # a plain run skips them
     assert nothing_finished(report_of(tmp_path / "b", "t", ACC), "res", []) is None
+
+
+def test_a_collapsed_model_is_flagged_and_never_bold(tmp_path):
+    """A model at near-chance accuracy can have the lowest ECE of the row (a constant prediction of the class
+    prior is well calibrated): it is marked collapsed and the bold goes to the best model that learned."""
+    from bench.metrics.table import METRICS
+
+    acc = {("mlp", "celLoss"): [0.86] * 3, ("mlp", "celLossLSR"): [0.85] * 3, ("mlp", "milLoss"): [0.178] * 3}
+    cells = expand_grid(registry(), "t")
+    store = Store(tmp_path / "res")
+    fill(store, cells, acc)
+    ece = {("mlp", "celLoss"): 0.02, ("mlp", "celLossLSR"): 0.09, ("mlp", "milLoss"): 0.0066}
+    values = {c.cell_id: ece[(c.architecture, c.loss)] for c in cells if (c.architecture, c.loss) in ece}
+    data = collect("t", cells, store.cells(), "celLoss", metric=METRICS["ece"], values=values)
+    md = render(data, "markdown")
+    mlp = table_rows(md)[0]
+    assert mlp[2] == "**0.0200 ± 0.0000**" and mlp[4] == "0.0066 ± 0.0000 (collapsed)", mlp
+    assert "never bold" in md
+    tex = render(data, "latex")
+    assert "(collapsed)" in tex and "\\textbf{0.0066" not in tex and "\\textbf{0.0200" in tex
+    # accuracy at 0.25 on 10 classes is above chance's tenth of the way (0.19): not collapsed
+    assert not any(e.collapsed for e in report_of(tmp_path / "b", "t", {("mlp", "celLoss"): [0.25] * 3}).entries.values())

@@ -160,3 +160,24 @@ def test_a_second_run_trains_only_the_missing_trials(tmp_path, cli):
     assert sorted(rows["trial"].tolist()) == [0, 0, 1, 1] and rows["hp.train.lr"].notna().all()
     r = cli("report", *common, "--select", "tuned")
     assert r.exit_code == 0 and "selection: tuned" in r.output and "[trial " in r.output, r.output
+
+
+def test_a_loss_parameter_both_swept_and_searched_is_refused(tmp_path):
+    """A swept (or fixed) loss parameter that the search also draws would be overwritten by the draws, and the
+    variants' trials would collapse into one: one error line, nothing planned."""
+    import yaml
+
+    from bench.config.cells import expand_grid
+    from bench.config.registry import load_registry
+    from bench.errors import BenchError
+
+    reg = tmp_path / "registry.yaml"
+    reg.write_text(yaml.safe_dump({
+        "datasets": {"g": {"kind": "gauss", "params": {"d": 2}}},
+        "architectures": {"mlp": {"source": "native", "name": "mlp"}},
+        "losses": {"milLoss": {"target": "losses.mutual_information:MilLoss", "params": {"lam": 50.0}}},
+        "grids": {"s": {"datasets": ["g"], "architectures": ["mlp"], "losses": [{"milLoss": {"lam": [1, 10]}}],
+                        "seeds": [0], "train": {"epochs": 1, "val_fraction": 0.1},
+                        "search": {"trials": 2, "seed": 0, "space": {"milLoss.lam": "loguniform(0.5, 50)"}}}}}))
+    with pytest.raises(BenchError, match=r"milLoss\.lam is both set in the grid's losses and searched"):
+        expand_grid(load_registry(reg), "s", validate=False)

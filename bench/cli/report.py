@@ -104,7 +104,7 @@ def report(
             ext = {"markdown": "md", "latex": "tex", "csv": "csv"}[fmt]
             # one file per metric, so the accuracy report and, say, the ECE report sit side by side
             _write_text(target / (f"report.{ext}" if metric == "acc" else f"report-{metric}.{ext}"), text)
-            from bench.plan.provenance import code_version
+            from bench.plan.code_fingerprint import code_version
 
             record_source(target, source, grid, code_version())
     except BenchError as err:

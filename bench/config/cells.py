@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -100,8 +102,42 @@ def canonical_json(value: Any) -> str:
     return json.dumps(_normalise(value), sort_keys=True, separators=(",", ":"))
 
 
+# A cell config's key for the registry file's folder, set when the cell's data paths (an ``imagefolder`` or
+# ``npz`` path, a ``target`` module's file, a ``noise_file``) lie under it: where the files are, not what the cell is.
+ROOT = "root"
+
+
+def _under(value: Any, root: str) -> Any:
+    """``value`` with every path string under ``root`` made relative to it (the rest as it is)."""
+    if isinstance(value, str):
+        prefix = root.rstrip(os.sep) + os.sep
+        return value[len(prefix):] if value.startswith(prefix) else value
+    if isinstance(value, dict):
+        return {k: _under(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_under(v, root) for v in value]
+    return value
+
+
+def identity_view(config: dict[str, Any]) -> dict[str, Any]:
+    """What a cell's identity hashes: its config without the registry's folder, its data paths relative to it,
+    so a project folder moved elsewhere (or checked out on another machine) keeps every cell's id."""
+    root = config.get(ROOT)
+    if root is None:
+        return config
+    return {k: _under(v, root) if k in ("dataset", "regime") else v for k, v in config.items() if k != ROOT}
+
+
+def identity_of(parts: dict[str, str]) -> str:
+    """The one identity function: the hash of a config given each top-level part as canonical JSON; the same as
+    hashing ``canonical_json`` of the whole (keys sorted, no spaces), so a grid's expansion can serialise each
+    part once instead of once per cell."""
+    body = ",".join(f"{json.dumps(k)}:{parts[k]}" for k in sorted(parts))
+    return hashlib.sha256(("{" + body + "}").encode()).hexdigest()[:ID_LENGTH]
+
+
 def cell_identity(config: dict[str, Any]) -> str:
-    return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:ID_LENGTH]
+    return identity_of({str(k): canonical_json(v) for k, v in identity_view(config).items()})
 
 
 def _format_value(v: Any) -> str:
@@ -261,6 +297,11 @@ def expand_grid(
                                         registry.datasets[substitute.get(d, d)].params)[1] for d in grid.datasets})
     for gl in grid.grid_losses(registry.loss_names()):
         spec = registry.losses[gl.name]
+        searched = sorted(k for k in gl.overrides if f"{gl.name}.{k}" in space)
+        if searched:
+            # the draws would overwrite the grid's values, and the variants' trials collapse into one another
+            raise BenchError(f"grid {grid_name!r}: {gl.name}.{searched[0]} is both set in the grid's losses and searched "
+                             f"in its search: space; drop one (search it, or fix it and leave it out of the space)")
         for ov in _sweep(gl.overrides):
             # every loss gets the grid's one number of trials: the same tuning budget for all
             trials = [(t, draw_trial(search.seed, gl.name, t, space) or _defaults(gl.name, {**spec.params, **ov}, train_grid, space))
@@ -275,14 +316,17 @@ def expand_grid(
                 loss_variants.append((label, gl.name, spec.target, params, trial, values))
 
     cells: list[Cell] = []
-    # the config's keys in canonical (sorted) order are architecture, dataset, loss, regime, seed, train:
-    # the regime part (absent without a regime) goes between the loss and the seed
-    regime_json = [f'"regime":{canonical_json(regime)},' if regime else "" for _, _, regime in variants]
+    root = str(Path(registry.source).resolve().parent)
+    # each part of the identity serialised once (identity_of), not once per cell
+    regime_json = [canonical_json(_under(regime, root)) if regime else "" for _, _, regime in variants]
+    regime_located = [bool(regime) and _under(regime, root) != regime for _, _, regime in variants]
     train_json = [canonical_json(train) for _, train, _ in variants]
     for ds_name in grid.datasets:
         ds_actual = substitute.get(ds_name, ds_name)
         ds = registry.datasets[ds_actual]
         ds_cfg = {"kind": ds.kind, "params": dict(ds.params)}
+        ds_json = canonical_json(_under(ds_cfg, root))
+        ds_located = _under(ds_cfg, root) != ds_cfg
         for arch_name in grid.architectures:
             arch = registry.architectures[arch_name]
             arch_cfg = {"source": arch.source, "name": arch.name, "params": dict(arch.params)}
@@ -290,22 +334,21 @@ def expand_grid(
                 loss_cfg = {"target": target, "params": dict(params)}
                 if trial is not None:
                     cells += _search_cells(ds_actual, arch_name, label, lname, grid.seeds, ds_cfg, arch_cfg, loss_cfg,
-                                           variants, trial, values)
+                                           variants, trial, values, root)
                     continue
-                # cell_identity(config) hashes '{"architecture":A,"dataset":D,"loss":L[,"regime":R],"seed":S,"train":T}'
-                # (canonical_json sorts keys): serialise the parts once, not once per seed
-                head = (f'{{"architecture":{canonical_json(arch_cfg)},"dataset":{canonical_json(ds_cfg)},'
-                        f'"loss":{canonical_json(loss_cfg)},')
-                for (variant, train, regime), r_json, t_json in zip(variants, regime_json, train_json):
-                    tail = f',"train":{t_json}}}'
+                head = {"architecture": canonical_json(arch_cfg), "dataset": ds_json, "loss": canonical_json(loss_cfg)}
+                for (variant, train, regime), r_json, t_json, r_located in zip(variants, regime_json, train_json,
+                                                                               regime_located):
                     for seed in grid.seeds:
                         # the sub-dicts are shared between cells and never mutated (run_cell copies)
                         config = {"dataset": ds_cfg, "architecture": arch_cfg, "loss": loss_cfg, "seed": seed, "train": train}
+                        parts = {**head, "seed": canonical_json(seed), "train": t_json}
                         if regime:  # only a regime away from the default: every other cell keeps its identity
                             config["regime"] = regime
-                        s_json = str(seed) if type(seed) is int else canonical_json(seed)  # == canonical_json(seed)
-                        cell_id = hashlib.sha256(f'{head}{r_json}"seed":{s_json}{tail}'.encode()).hexdigest()[:ID_LENGTH]
-                        cells.append(Cell(ds_actual, arch_name, label, lname, seed, config, cell_id, variant))
+                            parts["regime"] = r_json
+                        if ds_located or r_located:
+                            config[ROOT] = root
+                        cells.append(Cell(ds_actual, arch_name, label, lname, seed, config, identity_of(parts), variant))
     cells = _apply_filters(cells, filters or {})
     return _dedupe(cells)
 
@@ -343,7 +386,7 @@ def _regime_variants(grid_name: str, blocks: list[dict[str, Any]], overrides: di
 
 def _search_cells(dataset: str, arch_name: str, label: str, lname: str, seeds: list[int], ds_cfg: dict, arch_cfg: dict,
                   loss_cfg: dict, variants: list[tuple[str, dict[str, Any], dict[str, Any]]], trial: int,
-                  values: dict[str, Any]) -> list[Cell]:
+                  values: dict[str, Any], root: str) -> list[Cell]:
     """The cells of one search trial: its drawn training settings applied to every (training, regime)
     variant, the trial number and drawn values part of the configuration (so of the identity)."""
     drawn_train = {k.removeprefix("train."): v for k, v in values.items() if k.startswith("train.")}
@@ -361,6 +404,8 @@ def _search_cells(dataset: str, arch_name: str, label: str, lname: str, seeds: l
                       "search": {"trial": trial, "values": dict(values)}}
             if regime:
                 config["regime"] = regime
+            if _under(ds_cfg, root) != ds_cfg or (regime and _under(regime, root) != regime):
+                config[ROOT] = root
             out.append(Cell(dataset, arch_name, label, lname, seed, config, cell_identity(config), variant, trial))
     return out
 

@@ -93,15 +93,20 @@ def _diagnose(d: Path) -> None:
             raise BenchError(f"{path}: labels range over [{lab.min()}, {lab.max()}], expected [0, 9]; {hint}")
 
 
+def _arrays(tr: Any, te: Any) -> tuple[list[np.ndarray], list[np.ndarray], tuple[str, ...]]:
+    """A torchvision CIFAR dataset pair's images, labels and class names, as numpy arrays."""
+    xs = [np.asarray(tr.data), np.asarray(te.data)]
+    ys = [np.asarray(tr.targets, dtype=np.int64), np.asarray(te.targets, dtype=np.int64)]
+    return xs, ys, tuple(str(c) for c in tr.classes)
+
+
 def _read(spec: KindSpec, root: Path, download: bool) -> Decoded:
     cls = _cifar_class()
     d = root / spec.folder
     try:
         tr = cls(str(root), train=True, download=download)
         te = cls(str(root), train=False, download=False)
-        xs = [np.asarray(tr.data), np.asarray(te.data)]
-        ys = [np.asarray(tr.targets, dtype=np.int64), np.asarray(te.targets, dtype=np.int64)]
-        classes = tuple(str(c) for c in tr.classes)
+        xs, ys, classes = _arrays(tr, te)
         ok = (
             all(x.dtype == np.uint8 and x.ndim == 4 and x.shape[1:] == (32, 32, 3) for x in xs)
             and all(x.shape[0] == y.shape[0] for x, y in zip(xs, ys))
@@ -188,9 +193,7 @@ def _read100(spec: KindSpec, root: Path, download: bool, which: str) -> Decoded:
     try:
         tr = CIFAR100Unchecked(str(root), train=True, download=download)
         te = CIFAR100Unchecked(str(root), train=False, download=False)
-        xs = [np.asarray(tr.data), np.asarray(te.data)]
-        ys = [np.asarray(tr.targets, dtype=np.int64), np.asarray(te.targets, dtype=np.int64)]
-        classes = tuple(str(c) for c in tr.classes)
+        xs, ys, classes = _arrays(tr, te)
         if which == "coarse":
             ys, names = [], None
             for name in (C100_TRAIN, C100_TEST):

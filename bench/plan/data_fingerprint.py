@@ -1,6 +1,6 @@
 """Which finished cells ran on other data than their dataset holds now.
 
-The data side of staleness, beside :mod:`bench.plan.provenance`'s code side. Each cell row
+The data side of staleness, beside :mod:`bench.plan.code_fingerprint`'s code side. Each cell row
 stores ``data_fingerprint`` (:mod:`bench.data.fingerprint`): the content of the decoded
 dataset it trained on. When the dataset found now (another ``--data-root``, files replaced)
 has another fingerprint, the cell's result stands on data that is no longer there: the cell is

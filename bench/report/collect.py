@@ -64,6 +64,15 @@ class Entry:
         return len(self.acc)
 
     @property
+    def collapsed(self) -> bool:
+        """A collapsed model: its mean test accuracy within a tenth of the way from chance (1/K) to perfect, as a
+        constant or near-constant prediction gives. Its calibration numbers can look excellent and mean little."""
+        if not self.acc or self.num_classes < 2:
+            return False
+        chance = 1.0 / self.num_classes
+        return sum(self.acc.values()) / len(self.acc) < chance + (1.0 - chance) / 10
+
+    @property
     def lacking(self) -> int:
         """Finished seeds whose history has no value of the shown metric."""
         return self.n - len(self.value)

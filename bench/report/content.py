@@ -23,6 +23,7 @@ from bench.report.stats import holm, mean_std, paired_diff_ci, paired_p_value
 MISSING = "—"
 LACKING = "‡"  # a finished cell's history has no column for the metric shown
 STALE = "§"  # some finished seeds ran older loss/model code or other data
+COLLAPSED = " (collapsed)"  # near-chance accuracy: never bold, whatever the metric shown
 DIGITS = 3
 THEORY_DOC = "docs/theory.md"
 
@@ -114,6 +115,11 @@ def lacking_note(data: ReportData, count: int, tex: bool = False) -> str:
     return (f"{mark}: {cells} without {code(data.metric.column)} in {'their' if count != 1 else 'its'} history "
             f"(trained before it was recorded): {dash} where no seed has it, else the mean of the seeds that do; "
             f"{code('bench run --force --filter cell_id=...')} on them records it.")
+
+
+COLLAPSED_NOTE = ("`(collapsed)`: a model whose mean test accuracy is within a tenth of the way from chance (1/K) to "
+                  "perfect, as a constant prediction gives; its other numbers (a low ECE, say) mean little, so it is "
+                  "never bold.")
 
 
 def stale_note(data: ReportData, count: int, tex: bool = False) -> str:
@@ -224,7 +230,7 @@ def accuracy_cells(data: ReportData) -> list[list[tuple[str, bool]]]:
         means: dict[str, str] = {}
         for loss in data.losses:
             e = data.entries.get((row, loss))
-            if e is not None and e.value:
+            if e is not None and e.value and not e.collapsed:  # a collapsed model is never the best
                 means[loss] = _mean_text(e.value, digits)[0]
         # ties are decided on the printed digits: 0.8634 and 0.8626 both read 0.863, so both are bold
         pick = min if data.metric.lower_is_better else max
@@ -238,7 +244,7 @@ def accuracy_cells(data: ReportData) -> list[list[tuple[str, bool]]]:
                 head, note = _status_text(e)
                 line.append((head + note, False))
             else:
-                text = value_text(e, digits)
+                text = value_text(e, digits) + (COLLAPSED if e.collapsed else "")
                 hp = trial_text(data.trials.get((*row, loss)))
                 text += f" [{hp}]" if hp else ""
                 line.append((text, best is not None and means.get(loss) == best))
@@ -354,6 +360,7 @@ class Marks:
     tie: bool
     lacking: int = 0  # finished cells without the shown metric
     stale: int = 0  # finished cells that ran older loss/model code or other data
+    collapsed: bool = False  # an entry whose model collapsed to near chance
 
 
 def table_marks(data: ReportData, acc: list[list[tuple[str, bool]]]) -> Marks:
@@ -362,7 +369,8 @@ def table_marks(data: ReportData, acc: list[list[tuple[str, bool]]]) -> Marks:
                   missing=any(e.status == "pending" for e in es),
                   diverged=any(e.diverged for e in es), failed=any(e.failed for e in es),
                   bold=any(b for line in acc for _, b in line), tie=any(sum(b for _, b in line) > 1 for line in acc),
-                  lacking=sum(e.lacking for e in es), stale=sum(len(e.stale) for e in es))
+                  lacking=sum(e.lacking for e in es), stale=sum(len(e.stale) for e in es),
+                 collapsed=any(e.collapsed for e in es))
 
 
 def seeds_phrase(data: ReportData) -> str:
@@ -399,6 +407,8 @@ def accuracy_note(data: ReportData, marks: Marks) -> str:
         notes.append(lacking_note(data, marks.lacking))
     if marks.stale:
         notes.append(stale_note(data, marks.stale))
+    if marks.collapsed:
+        notes.append(COLLAPSED_NOTE)
     if marks.bold:
         best = "Best (lowest) mean" if data.metric.lower_is_better else "Best mean"
         notes.append(f"{best} per row in bold" + (", every entry tied with it at the printed precision too."

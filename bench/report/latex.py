@@ -10,6 +10,7 @@ from typing import Any
 from bench.metrics.table import DEFAULT
 from bench.report.collect import ReportData
 from bench.report.content import (
+    COLLAPSED_NOTE,
     accuracy_cells,
     comparison_rows,
     count_line,
@@ -23,9 +24,9 @@ from bench.report.content import (
     regime_note,
     rule_title,
     search_note,
+    seeds_phrase,
     settings_note,
     stale_note,
-    seeds_phrase,
     table_marks,
     zero_end,
 )
@@ -264,6 +265,8 @@ def render_latex(data: ReportData) -> str:
         notes.append(lacking_note(data, marks.lacking, tex=True))
     if marks.stale:
         notes.append(stale_note(data, marks.stale, tex=True))
+    if marks.collapsed:
+        notes.append(latex_text(COLLAPSED_NOTE.replace("`", "")))
     if marks.bold:
         per = " and ".join(w for w, v in zip(("dataset", "model", "setting"), scope.vary) if v) or "table"
         best = "Best (lowest)" if m.lower_is_better else "Best"

@@ -8,27 +8,7 @@ from tabulate import tabulate
 
 from bench.metrics.table import DEFAULT
 from bench.report.collect import ReportData
-from bench.report.content import (
-    MI_NOTE,
-    MISSING,
-    accuracy_cells,
-    accuracy_note,
-    comparison_rows,
-    diff_note,
-    diff_text,
-    fmt_num,
-    lacking_note,
-    mi_rows,
-    mi_texts,
-    provenance_note,
-    regime_note,
-    rule_title,
-    search_note,
-    settings_note,
-    seeds_phrase,
-    table_marks,
-    value_text,
-)
+from bench.report import content
 from bench.report.selection import (
     RULES,
 )
@@ -51,28 +31,28 @@ def render_markdown(data: ReportData, figures: list[str] | None = None) -> str:
         parts = (r["dataset"], r["architecture"], r["variant"]) if isinstance(r, dict) else r
         return [parts[0], parts[1]] + ([parts[2]] if variants else [])
 
-    acc = accuracy_cells(data)
+    acc = content.accuracy_cells(data)
     body = [label(row) + [f"**{t}**" if best else t for t, best in line] for row, line in zip(data.rows, acc)]
     parts = [
-        f"## Grid `{data.grid}`: {rule_title(data)}{settings_note(data)} ("
-        + ("one seed per cell" if data.seed_counts == [1] else f"mean ± std over {seeds_phrase(data)}") + ")",
+        f"## Grid `{data.grid}`: {content.rule_title(data)}{content.settings_note(data)} ("
+        + ("one seed per cell" if data.seed_counts == [1] else f"mean ± std over {content.seeds_phrase(data)}") + ")",
         "",
         tabulate(body, headers=label_heads + data.losses, tablefmt="pipe", disable_numparse=True),
         "",
-        accuracy_note(data, table_marks(data, acc)),
+        content.accuracy_note(data, content.table_marks(data, acc)),
     ]
     if data.mixed:
-        parts += ["", provenance_note(data)]
+        parts += ["", content.provenance_note(data)]
     if data.regimes:
-        parts += ["", regime_note(data)]
+        parts += ["", content.regime_note(data)]
     if data.incomplete_search:
-        parts += ["", search_note(data)]
-    comp = comparison_rows(data)
+        parts += ["", content.search_note(data)]
+    comp = content.comparison_rows(data)
     if comp:
         m = data.metric
         holm_col = data.select.across_trials  # the tuned comparison carries the adjusted verdict
-        rows = [label(r) + [r["loss"], " ".join(t for t in diff_text(r, digits=m.digits) if t)]
-                + ([f"{r['verdict']} (p={fmt_num(r['p_holm'])})" if r["verdict"] else MISSING] if holm_col else [])
+        rows = [label(r) + [r["loss"], " ".join(t for t in content.diff_text(r, digits=m.digits) if t)]
+                + ([f"{r['verdict']} (p={content.fmt_num(r['p_holm'])})" if r["verdict"] else content.MISSING] if holm_col else [])
                 for r in comp]
         how = "one seed per cell, no interval" if data.seed_counts == [1] else "paired by seed, 95% t interval"
         if m.key == DEFAULT.key:
@@ -88,26 +68,26 @@ def render_markdown(data: ReportData, figures: list[str] | None = None) -> str:
                           "compared in the row, at 5%; each tuned loss is compared with the tuned baseline."
                       + ("" if m.key == DEFAULT.key else
                          f" `better`: a {'lower' if m.lower_is_better else 'higher'} {m.short} than the baseline's.")]
-        note = diff_note(data, comp)
+        note = content.diff_note(data, comp)
         if note:
             parts += ["", note]
     if data.others:
         parts += ["", *rules_table(data, label, label_heads)]
-    mis = mi_rows(data)
+    mis = content.mi_rows(data)
     if mis:
         rows = []
         for r in mis:
-            texts = mi_texts(r)
+            texts = content.mi_texts(r)
             texts[-1] = "**no**" if texts[-1] == "no" else texts[-1]
             rows.append(label(r) + [r["loss"]] + texts)
         parts += ["", "### Learned mutual information and the error lower bounds it implies", "",
                   tabulate(rows, headers=label_heads + ["loss", "test Î (nats)", "H(Y) test", "test error", "Thm 4 bound",
                                                         "Fano bound", "error ≥ bound"],
                            tablefmt="pipe", disable_numparse=True),
-                  "", MI_NOTE]
+                  "", content.MI_NOTE]
     if data.truths:
         parts += ["", "### The generating distribution", "",
-                  tabulate([[ds, fmt_num(t["delta"], 4), fmt_num(t["mi_exact"], 4), fmt_num(t["bayes_error"], 4)]
+                  tabulate([[ds, content.fmt_num(t["delta"], 4), content.fmt_num(t["mi_exact"], 4), content.fmt_num(t["bayes_error"], 4)]
                             for ds, t in data.truths.items()],
                            headers=["dataset", "δ", "exact I(X;Y) (nats)", "Bayes error"], tablefmt="pipe", disable_numparse=True),
                   "", "Read the learned test Î against the exact I(X;Y), and the achieved test error against the Bayes error."]
@@ -128,7 +108,7 @@ def rules_table(data: ReportData, label: Any, label_heads: list[str]) -> list[st
             for d in every:
                 e = d.entries.get((row, loss))
                 # the seeds averaged only: the main table says which diverged or failed
-                text = value_text(e, m.digits, gone_wrong=False) if e is not None and e.n else MISSING
+                text = content.value_text(e, m.digits, gone_wrong=False) if e is not None and e.n else content.MISSING
                 choice = d.trials.get((*row, loss))
                 line.append(text + (f" (trial {choice.trial})" if choice is not None else ""))
             body.append(line)
@@ -142,6 +122,6 @@ def rules_table(data: ReportData, label: Any, label_heads: list[str]) -> list[st
         heading = f"### Test {m.name} under every selection rule (mean ± std over seeds; {m.direction})"
         tail = (f" `tuned` chooses its trial by validation accuracy and shows that trial's test {m.name}."
                 if any(d.select.across_trials for d in every) else "")
-        tail += f" {lacking_note(data, lacking)}" if lacking else ""
+        tail += f" {content.lacking_note(data, lacking)}" if lacking else ""
     return [heading, "", tabulate(body, headers=label_heads + ["loss"] + [d.select.key for d in every],
                                   tablefmt="pipe", disable_numparse=True), "", f"Rules: {names}.{search}{tail}"]

@@ -84,7 +84,7 @@ def prepare_launch(run: PlannedRun, store: Store, registry: Registry, launcher: 
 
 def stale_finished(cells: list[Cell], store: Store, import_paths: tuple[str, ...]) -> set[str]:
     """Finished cells of ``cells`` whose loss or model code changed since they ran."""
-    from bench.plan.provenance import stale_cells
+    from bench.plan.code_fingerprint import stale_cells
 
     df = store.cells(["cell_id", "status", "code_fingerprint"])
     if df.empty or "code_fingerprint" not in df:

@@ -9,7 +9,7 @@ from pathlib import Path
 from bench.config.cells import set_flag
 from bench.plan.data_fingerprint import CurrentData, data_stale_cells, data_stale_note
 from bench.plan.planner import ReadPlan
-from bench.plan.provenance import stale_cells
+from bench.plan.code_fingerprint import stale_cells
 from bench.store.status import COUNTED, PROBLEMS, Status
 from bench.store.results import Store
 

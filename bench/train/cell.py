@@ -32,7 +32,7 @@ from bench.fileio import StoreWriteError
 from bench.metrics.table import TABLE, final_values
 from bench.models.zoo import build_model
 from bench.plan.preflight import where
-from bench.plan.provenance import code_fingerprint, code_version
+from bench.plan.code_fingerprint import code_fingerprint, code_version
 from bench.seams import Seams
 from bench.store.results import corrupt_folder
 from bench.train.checkpoint import checkpoint_path, resume_state
