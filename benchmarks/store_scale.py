@@ -188,7 +188,8 @@ def bench_cmd(ws: Path, store: str, *args: str) -> dict:
     env = {**os.environ, "LOSSBENCH_CACHE": str(ws / "cache"), "PYTHONPATH": path}
     out = subprocess.run([sys.executable, "-c", PEAK, *cmd], capture_output=True, text=True, env=env, check=True)
     r = json.loads(out.stdout)
-    if r["rc"] != 0:
+    # `bench status` exits 1 on a grid holding failed or diverged cells, as this store does (0.1% of them)
+    if r["rc"] not in ((0, 1) if args[0] == "status" else (0,)):
         raise SystemExit(f"bench {' '.join(args)} failed ({r['rc']}): {r['err']}")
     r["load1"] = os.getloadavg()[0]
     return r

@@ -71,6 +71,8 @@ def test_run_store_skip_and_report(workspace, cli, tmp_path):
 
     assert gc.isenabled()
     r = cli("status", "--grid", "two", "--registry", reg, "--results", results, "--data-root", data_root)
+    assert "1 cells of its last run (--filter loss=milLoss; --all: the whole grid): 1 done" in r.output
+    r = cli("status", "--grid", "two", "--registry", reg, "--results", results, "--data-root", data_root, "--all")
     assert "2 done, 0 running, 0 failed, 0 diverged, 0 pending" in r.output
     assert gc.isenabled(), "status pauses the cyclic GC only while it runs"
 
