@@ -10,6 +10,7 @@ from typing import Any
 from bench.metrics.table import DEFAULT
 from bench.report.collect import ReportData
 from bench.report.content import (
+    Marks,
     COLLAPSED_NOTE,
     accuracy_cells,
     comparison_rows,
@@ -235,32 +236,26 @@ def _caption_scope(data: ReportData, scope: _Scope) -> str:
 
 def render_latex(data: ReportData) -> str:
     """Three booktabs tables (the metric, paired differences, Î and bounds), each fitting a plain article's column."""
-    m = data.metric
     scope = _Scope.of(data.rows)
-    acc = accuracy_cells(data)
-    marks = table_marks(data, acc)
     tag = _label(data.grid)
-    out = ["% requires \\usepackage{booktabs}", ""]
+    return "\n".join(["% requires \\usepackage{booktabs}", "", *_metric_table(data, scope, tag),
+                      *_differences_table(data, scope, tag), *_mi_table(data, scope, tag)])
 
-    layouts = _accuracy_layouts(data, scope, acc)
-    tab = next((t for t in layouts if t.fits()), layouts[-1])
-    seeds = "one seed per cell" if data.seed_counts == [1] else f"mean $\\pm$ sample std over {seeds_phrase(data)}"
+
+def _metric_notes(data: ReportData, scope: _Scope, marks: Marks) -> list[str]:
+    """The main table's notes: what it stands on, then each mark it carries."""
+    m = data.metric
     notes = [latex_text(metric_note(data))] if m.key != DEFAULT.key else []
     notes.append(f"Cells: {count_line(data.counts)}.")
-    if data.mixed:
-        notes.append(latex_text(provenance_note(data)))
-    if data.regimes:
-        notes.append(latex_text(regime_note(data)))
-    if data.incomplete_search:
-        notes.append(latex_text(search_note(data)))
-    if marks.partial:
-        notes.append("(n=$k$): only $k$ seeds finished.")
-    if marks.missing:
-        notes.append("--: no finished seed yet.")
-    if marks.diverged:
-        notes.append("diverged: stopped on a non-finite loss.")
-    if marks.failed:
-        notes.append("failed: the cell raised an error.")
+    for present, note in ((data.mixed, provenance_note), (data.regimes, regime_note),
+                          (data.incomplete_search, search_note)):
+        if present:
+            notes.append(latex_text(note(data)))
+    for present, note in ((marks.partial, "(n=$k$): only $k$ seeds finished."), (marks.missing, "--: no finished seed yet."),
+                          (marks.diverged, "diverged: stopped on a non-finite loss."),
+                          (marks.failed, "failed: the cell raised an error.")):
+        if present:
+            notes.append(note)
     if marks.lacking:
         notes.append(lacking_note(data, marks.lacking, tex=True))
     if marks.stale:
@@ -271,76 +266,94 @@ def render_latex(data: ReportData) -> str:
         per = " and ".join(w for w, v in zip(("dataset", "model", "setting"), scope.vary) if v) or "table"
         best = "Best (lowest)" if m.lower_is_better else "Best"
         notes.append(f"{best} per {per} in bold" + (", ties at the printed precision all bold." if marks.tie else "."))
+    return notes
+
+
+def _metric_table(data: ReportData, scope: _Scope, tag: str) -> list[str]:
+    acc = accuracy_cells(data)
+    layouts = _accuracy_layouts(data, scope, acc)
+    tab = next((t for t in layouts if t.fits()), layouts[-1])
+    seeds = "one seed per cell" if data.seed_counts == [1] else f"mean $\\pm$ sample std over {seeds_phrase(data)}"
+    notes = _metric_notes(data, scope, table_marks(data, acc))
     title = (f"{rule_title(data)[0].upper()}{rule_title(data)[1:]}{latex_text(settings_note(data))}, "
              f"{_caption_scope(data, scope)}")
-    out += _table(tab, f"{title} ({seeds}). {' '.join(notes)}", f"{title} (continued).", f"tab:{tag}-accuracy")
+    return _table(tab, f"{title} ({seeds}). {' '.join(notes)}", f"{title} (continued).", f"tab:{tag}-accuracy")
 
+
+def _differences_table(data: ReportData, scope: _Scope, tag: str) -> list[str]:
+    m = data.metric
     comp = comparison_rows(data)
-    if comp:
-        dtab = _Tabular(["Loss", "Δ", "95% CI"], "lcc")
-        last = None
-        dagger = False
-        for r in comp:
-            row = (r["dataset"], r["architecture"], r["variant"])
-            if scope.grouped and row != last:
-                dtab.body.append(scope.label(row))
-                last = row
-            diff, ci = diff_text(r, with_note=False, digits=m.digits)
-            short = r["status"] in ("done", "pending") and 0 < r["n"] < r["expected"]
-            dagger |= short
-            dtab.body.append([Shown(r["loss"] + ("†" if short else "")), Shown(diff), Shown(ci)])
-        one_seed = bool(data.seed_counts) and data.seed_counts[-1] < 2
-        dnotes = []
-        if one_seed:
-            dnotes.append("With one seed per cell there is no interval.")
-        elif any(r["n"] >= 2 for r in comp):
-            dnotes.append(f"* marks an interval that excludes zero; with {seeds_phrase(data)} an interval is wide, "
-                          "so a difference without * is not evidence of a gain.")
-        if zero_end(comp, m.digits):
-            dnotes.append(f"An end printed as {fmt_num(0.0, m.digits)} is non-zero beyond the printed digits.")
-        if dagger:
-            dnotes.append("$^\\dagger$: fewer paired seeds than the grid asks.")
-        title = f"Test {latex_text(m.name)} minus that of \\texttt{{{latex_escape(data.baseline or '')}}}"
-        if m.key != DEFAULT.key:
-            title += f" ({m.direction}; selection: {latex_text(data.select.name)})"
-        out += _table(dtab, f"{title}, paired by seed, with a 95\\% $t$ interval, {_caption_scope(data, scope)}. "
-                            f"{' '.join(dnotes)}", f"{title} (continued).", f"tab:{tag}-differences")
+    if not comp:
+        return []
+    dtab = _Tabular(["Loss", "Δ", "95% CI"], "lcc")
+    last = None
+    dagger = False
+    for r in comp:
+        row = (r["dataset"], r["architecture"], r["variant"])
+        if scope.grouped and row != last:
+            dtab.body.append(scope.label(row))
+            last = row
+        diff, ci = diff_text(r, with_note=False, digits=m.digits)
+        short = r["status"] in ("done", "pending") and 0 < r["n"] < r["expected"]
+        dagger |= short
+        dtab.body.append([Shown(r["loss"] + ("†" if short else "")), Shown(diff), Shown(ci)])
+    one_seed = bool(data.seed_counts) and data.seed_counts[-1] < 2
+    dnotes = []
+    if one_seed:
+        dnotes.append("With one seed per cell there is no interval.")
+    elif any(r["n"] >= 2 for r in comp):
+        dnotes.append(f"* marks an interval that excludes zero; with {seeds_phrase(data)} an interval is wide, "
+                      "so a difference without * is not evidence of a gain.")
+    if zero_end(comp, m.digits):
+        dnotes.append(f"An end printed as {fmt_num(0.0, m.digits)} is non-zero beyond the printed digits.")
+    if dagger:
+        dnotes.append("$^\\dagger$: fewer paired seeds than the grid asks.")
+    title = f"Test {latex_text(m.name)} minus that of \\texttt{{{latex_escape(data.baseline or '')}}}"
+    if m.key != DEFAULT.key:
+        title += f" ({m.direction}; selection: {latex_text(data.select.name)})"
+    return _table(dtab, f"{title}, paired by seed, with a 95\\% $t$ interval, {_caption_scope(data, scope)}. "
+                        f"{' '.join(dnotes)}", f"{title} (continued).", f"tab:{tag}-differences")
 
+
+_MI_NOTE = ("$\\hat I = H_\\theta(Y) - H_\\theta(Y|X)$ on the test split; Thm 4: Theorem 4's closed-form and "
+            "Fano: the exact Fano lower bound on the error at $\\hat I$ and the test label entropy $H(Y)$. "
+            "Holds: error $\\geq$ Fano; both bounds fall as $I$ grows, so one above the achieved error means "
+            "$\\hat I$ understates the true $I(X;Y)$.")
+
+
+def _mi_table(data: ReportData, scope: _Scope, tag: str) -> list[str]:
     mis = mi_rows(data)
-    if mis:
-        mtab = _Tabular(["Loss", "Î (nats)", "Error", "Thm 4", "Fano", "Holds"], "lccccc")
-        groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-        for r in mis:
-            groups.setdefault((r["dataset"], r["architecture"], r["variant"]), []).append(r)
-        dagger = False
-        entropies: list[str] = []
-        for row, members in groups.items():
-            h = _entropy_text([r for r in members if r["n"]])
-            if scope.grouped:
-                mtab.body.append(scope.label(row) + (f": {h}" if h else ""))
-            elif h:
-                entropies.append(h)
-            for r in members:
-                short = r["status"] == "partial"
-                dagger |= short
-                texts = mi_texts(r, with_note=False)
-                del texts[1]  # H(Y) is the test split's, the same for every loss: in the group title
-                mtab.body.append([Shown(r["loss"] + ("†" if short else ""))] + [Shown(t, t == "no") for t in texts])
-        mnotes = ["$\\hat I = H_\\theta(Y) - H_\\theta(Y|X)$ on the test split; Thm 4: Theorem 4's closed-form and "
-                  "Fano: the exact Fano lower bound on the error at $\\hat I$ and the test label entropy $H(Y)$. "
-                  "Holds: error $\\geq$ Fano; both bounds fall as $I$ grows, so one above the achieved error means "
-                  "$\\hat I$ understates the true $I(X;Y)$."]
-        if entropies:
-            mnotes.append(f"Test {entropies[0]}.")
-        if dagger:
-            mnotes.append("$^\\dagger$: fewer finished seeds than the grid asks.")
-        for ds, t in data.truths.items():
-            mnotes.append(f"{latex_text(ds)}: exact $I(X;Y) = {fmt_num(t['mi_exact'])}$ nats, Bayes error "
-                          f"{fmt_num(t['bayes_error'])}.")
-        title = "Learned test $\\hat I$ and the error lower bounds it implies"
-        out += _table(mtab, f"{title}, {_caption_scope(data, scope)}. {' '.join(mnotes)}", f"{title} (continued).",
-                      f"tab:{tag}-mi")
-    return "\n".join(out)
+    if not mis:
+        return []
+    mtab = _Tabular(["Loss", "Î (nats)", "Error", "Thm 4", "Fano", "Holds"], "lccccc")
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in mis:
+        groups.setdefault((r["dataset"], r["architecture"], r["variant"]), []).append(r)
+    dagger = False
+    entropies: list[str] = []
+    for row, members in groups.items():
+        h = _entropy_text([r for r in members if r["n"]])
+        if scope.grouped:
+            mtab.body.append(scope.label(row) + (f": {h}" if h else ""))
+        elif h:
+            entropies.append(h)
+        for r in members:
+            short = r["status"] == "partial"
+            dagger |= short
+            texts = mi_texts(r, with_note=False)
+            del texts[1]  # H(Y) is the test split's, the same for every loss: in the group title
+            mtab.body.append([Shown(r["loss"] + ("†" if short else ""))] + [Shown(t, t == "no") for t in texts])
+    mnotes = [_MI_NOTE]
+    if entropies:
+        mnotes.append(f"Test {entropies[0]}.")
+    if dagger:
+        mnotes.append("$^\\dagger$: fewer finished seeds than the grid asks.")
+    for ds, t in data.truths.items():
+        mnotes.append(f"{latex_text(ds)}: exact $I(X;Y) = {fmt_num(t['mi_exact'])}$ nats, Bayes error "
+                      f"{fmt_num(t['bayes_error'])}.")
+    title = "Learned test $\\hat I$ and the error lower bounds it implies"
+    return _table(mtab, f"{title}, {_caption_scope(data, scope)}. {' '.join(mnotes)}", f"{title} (continued).",
+                  f"tab:{tag}-mi")
 
 
 def _entropy_text(members: list[dict[str, Any]]) -> str:
