@@ -61,6 +61,11 @@ BENCHMARKS = [
     Benchmark("8", "val_overhead", "a validation split against none: the MLP epoch",
               ("--threads", "1"), ("--threads", "1", "--synthetic", "--n-train", "2048", "--n-test", "512",
                                    "--epochs", "1", "--rounds", "1")),
+    Benchmark("9", "imagefolder_decode", "a 50,000-image folder of 32x32 PNGs: the first decode, then a cached read",
+              (), ("--n", "500", "--rounds", "1")),
+    Benchmark("10", "tracker_overhead", "a tracker's cost per epoch (TensorBoard, MLflow, W&B) on the MLP",
+              ("--threads", "1"), ("--threads", "1", "--n-train", "2048", "--epochs", "1", "--rounds", "1"),
+              needs_fashion=True),
 ]
 
 
