@@ -132,7 +132,7 @@ def identity_of(parts: dict[str, str]) -> str:
     """The one identity function: the hash of a config given each top-level part as canonical JSON; the same as
     hashing ``canonical_json`` of the whole (keys sorted, no spaces), so a grid's expansion can serialise each
     part once instead of once per cell."""
-    body = ",".join(f"{json.dumps(k)}:{parts[k]}" for k in sorted(parts))
+    body = ",".join([f'"{k}":{parts[k]}' for k in sorted(parts)])  # the keys are plain names: no escaping
     return hashlib.sha256(("{" + body + "}").encode()).hexdigest()[:ID_LENGTH]
 
 
@@ -391,6 +391,11 @@ def _search_cells(dataset: str, arch_name: str, label: str, lname: str, seeds: l
     variant, the trial number and drawn values part of the configuration (so of the identity)."""
     drawn_train = {k.removeprefix("train."): v for k, v in values.items() if k.startswith("train.")}
     out = []
+    search = {"trial": trial, "values": dict(values)}
+    located = _under(ds_cfg, root) != ds_cfg
+    # each part of the identity serialised once per trial (identity_of), not once per cell
+    head = {"architecture": canonical_json(arch_cfg), "dataset": canonical_json(_under(ds_cfg, root)),
+            "loss": canonical_json(loss_cfg), "search": canonical_json(search)}
     for variant, train, regime in variants:
         if drawn_train:
             try:
@@ -399,14 +404,19 @@ def _search_cells(dataset: str, arch_name: str, label: str, lname: str, seeds: l
                 err = exc.errors()[0]
                 raise BenchError(f"search trial {trial} of {label}: train.{err['loc'][0]}={err.get('input')!r}: "
                                  f"{err['msg']}; narrow the distribution in the grid's search: space") from None
+        parts = {**head, "train": canonical_json(train)}
+        if regime:
+            parts["regime"] = canonical_json(_under(regime, root))
+        here = located or bool(regime and _under(regime, root) != regime)
         for seed in seeds:
             config = {"dataset": ds_cfg, "architecture": arch_cfg, "loss": loss_cfg, "seed": seed, "train": train,
-                      "search": {"trial": trial, "values": dict(values)}}
+                      "search": search}
             if regime:
                 config["regime"] = regime
-            if _under(ds_cfg, root) != ds_cfg or (regime and _under(regime, root) != regime):
+            if here:
                 config[ROOT] = root
-            out.append(Cell(dataset, arch_name, label, lname, seed, config, cell_identity(config), variant, trial))
+            cell_id = identity_of({**parts, "seed": canonical_json(seed)})
+            out.append(Cell(dataset, arch_name, label, lname, seed, config, cell_id, variant, trial))
     return out
 
 
