@@ -86,8 +86,9 @@ def run(
         from bench.config.cells import parse_filters, parse_set
         from bench.config.registry import load_registry
         from bench.run.progress import make_display
-        from bench.run.runner import (data_stale_finished, dry_run_lines, plan_cells, prepare_launch, run_grid,
-                                       stale_finished, stale_note)
+        from bench.plan.code_fingerprint import stale_finished
+        from bench.plan.data_fingerprint import data_stale_finished
+        from bench.run.runner import dry_run_lines, plan_cells, prepare_launch, run_grid, stale_note
         from bench.seams import Seams
         from bench.store.results import Store
 

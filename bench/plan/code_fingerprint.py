@@ -31,6 +31,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.store.status import Status
+
 FINGERPRINT_LENGTH = 12
 
 
@@ -268,5 +270,15 @@ def stale_cells(cells: Sequence[Any], stored: dict[str, str], import_paths: Sequ
     return out
 
 
-__all__ = ["code_fingerprint", "code_version", "module_file", "stale_cells"]
+def stale_finished(cells: Sequence[Any], store: Any, import_paths: tuple[str, ...]) -> set[str]:
+    """Finished cells of ``cells`` whose loss or model code changed since they ran."""
+    df = store.cells(["cell_id", "status", "code_fingerprint"])
+    if df.empty or "code_fingerprint" not in df:
+        return set()
+    done = df[df["status"] == Status.DONE]
+    prints = {c: f for c, f in zip(done["cell_id"].tolist(), done["code_fingerprint"].tolist()) if isinstance(f, str)}
+    return set(stale_cells([c for c in cells if c.cell_id in prints], prints, import_paths))
+
+
+__all__ = ["stale_finished", "code_fingerprint", "code_version", "module_file", "stale_cells"]
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
+from bench.store.status import Status
 
 # (dataset name, {"kind", "params"}) -> the fingerprint of that dataset as found now, or None
 CurrentData = Callable[[str, Mapping[str, Any]], "str | None"]
@@ -69,4 +70,18 @@ def data_stale_note(cells: Sequence[Any], grid: str, command: bool) -> str:
     return f"{head}; they are kept as they are: retrain them with --rerun-stale"
 
 
-__all__ = ["CurrentData", "data_stale_cells", "data_stale_note", "read_only_data"]
+def data_stale_finished(cells: Sequence[Any], store: Any, fingerprints: dict[str, str]) -> set[str]:
+    """Finished cells of ``cells`` that ran on other data than their dataset holds now (``fingerprints``: what the
+    planner read; none judged where no data was read, as on a cluster whose workers hold the data)."""
+    if not fingerprints:
+        return set()
+    df = store.cells(["cell_id", "status", "data_fingerprint"])
+    if df.empty or "data_fingerprint" not in df:
+        return set()
+    done = df[df["status"] == Status.DONE]
+    prints = {c: f for c, f in zip(done["cell_id"].tolist(), done["data_fingerprint"].tolist()) if isinstance(f, str)}
+    return set(data_stale_cells([c for c in cells if c.cell_id in prints], prints,
+                                lambda name, _dataset: fingerprints.get(name)))
+
+
+__all__ = ["data_stale_finished", "CurrentData", "data_stale_cells", "data_stale_note", "read_only_data"]

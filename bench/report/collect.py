@@ -328,7 +328,7 @@ def annotate(data: ReportData, registry: Any, grid: str, plan: Any, store: Any, 
     """What the table stands on beyond its numbers: the settings that differ from the grid's definition, the stale
     cells among those shown, and for ``tuned`` how complete the search is."""
     from bench.config.cells import override_notes
-    from bench.run.runner import stale_finished
+    from bench.plan.code_fingerprint import stale_finished
 
     for d in (data, *data.others):
         d.overrides = override_notes(registry, grid, plan.overrides)

@@ -3,7 +3,7 @@ launch, store each outcome.
 
 The steps, in the order ``bench run`` calls them: :func:`plan_cells` (every check, the data read
 where cells train here), :func:`dry_run_lines` or :func:`prepare_launch` (the store made ready, the
-launcher built, the run recorded), :func:`stale_finished`, then :func:`run_grid`.
+launcher built, the run recorded), :func:`bench.plan.code_fingerprint.stale_finished`, then :func:`run_grid`.
 """
 
 from __future__ import annotations
@@ -80,34 +80,6 @@ def prepare_launch(run: PlannedRun, store: Store, registry: Registry, launcher: 
     chosen = launchers.make_launcher(launcher)  # through the package: a program may wrap it
     store.record_run(run.plan.record())  # every check passed: this run's cells are what status/report show
     return chosen, opts
-
-
-def stale_finished(cells: list[Cell], store: Store, import_paths: tuple[str, ...]) -> set[str]:
-    """Finished cells of ``cells`` whose loss or model code changed since they ran."""
-    from bench.plan.code_fingerprint import stale_cells
-
-    df = store.cells(["cell_id", "status", "code_fingerprint"])
-    if df.empty or "code_fingerprint" not in df:
-        return set()
-    done = df[df["status"] == Status.DONE]
-    prints = {c: f for c, f in zip(done["cell_id"].tolist(), done["code_fingerprint"].tolist()) if isinstance(f, str)}
-    return set(stale_cells([c for c in cells if c.cell_id in prints], prints, import_paths))
-
-
-def data_stale_finished(cells: list[Cell], store: Store, fingerprints: dict[str, str]) -> set[str]:
-    """Finished cells of ``cells`` that ran on other data than their dataset holds now (``fingerprints``: what the
-    planner read; none judged where no data was read, as on a cluster whose workers hold the data)."""
-    from bench.plan.data_fingerprint import data_stale_cells
-
-    if not fingerprints:
-        return set()
-    df = store.cells(["cell_id", "status", "data_fingerprint"])
-    if df.empty or "data_fingerprint" not in df:
-        return set()
-    done = df[df["status"] == Status.DONE]
-    prints = {c: f for c, f in zip(done["cell_id"].tolist(), done["data_fingerprint"].tolist()) if isinstance(f, str)}
-    return set(data_stale_cells([c for c in cells if c.cell_id in prints], prints,
-                                lambda name, _dataset: fingerprints.get(name)))
 
 
 def stale_note(stale: set[str]) -> str:
