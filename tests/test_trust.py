@@ -50,10 +50,10 @@ def registry(folder: Path, epochs: int = 2, search: bool = False, dataset: str =
         "datasets": {"g": {"kind": "gauss", "params": {"d": 4, "n_train": 512, "n_test": 256, "seed": 0}},
                      "mnist": {"kind": "mnist"}},
         "architectures": {"mlp": {"source": "native", "name": "mlp"}},
-        "losses": {"celLoss": {"target": "losses.cross_entropy:CelLoss"}, "mine": {"target": "my_losses:MyLoss"}},
+        "losses": {"celLoss": {"target": "losses.cross_entropy:CelLoss"}, "mine": {"target": "trust_losses:MyLoss"}},
         "grids": {"t": grid},
     }
-    (folder / "my_losses.py").write_text(LOSS_FILE)
+    (folder / "trust_losses.py").write_text(LOSS_FILE)
     path = folder / "registry.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -115,21 +115,22 @@ def test_report_refuses_a_folder_with_a_report_of_unknown_source(tmp_path):
 
 
 # ----------------------------------------------------------------------------- 2. a shortened run
-@pytest.mark.parametrize("fmt", ["markdown", "latex", "csv"])
-def test_a_shortened_run_says_so_in_every_format(tmp_path, fmt):
-    trained(tmp_path, "--set", "train.epochs=1")
-    r = bench("report", "--grid", "t", "--format", fmt, cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    if fmt == "csv":
-        import io
+def test_a_shortened_run_says_so_in_every_format(tmp_path):
+    import io
 
-        import pandas as pd
-        df = pd.read_csv(io.StringIO(r.stdout))
-        assert "overrides" in df.columns and set(df["overrides"]) == {"train.epochs=1 (the grid's 2)"}, df.columns
-    else:
-        title = next(line for line in r.stdout.splitlines() if line.startswith(("## ", "\\caption{")))
-        assert "train.epochs=1" in title, title
-        assert "the grid's 2" in r.stdout.replace("grid’s", "grid's"), r.stdout
+    import pandas as pd
+
+    trained(tmp_path, "--set", "train.epochs=1")
+    for fmt in ("markdown", "latex", "csv"):
+        r = bench("report", "--grid", "t", "--format", fmt, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        if fmt == "csv":
+            df = pd.read_csv(io.StringIO(r.stdout))
+            assert "overrides" in df.columns and set(df["overrides"]) == {"train.epochs=1 (the grid's 2)"}, df.columns
+        else:
+            title = next(line for line in r.stdout.splitlines() if line.startswith(("## ", "\\caption{")))
+            assert "train.epochs=1" in title, title
+            assert "the grid's 2" in r.stdout.replace("grid’s", "grid's"), r.stdout
 
 
 # ----------------------------------------------------------------------------- 3. an incomplete search
@@ -216,7 +217,7 @@ def test_other_data_makes_finished_cells_stale(tmp_path):
 # ----------------------------------------------------------------------------- 6. stale cells in a report
 def test_a_report_marks_stale_cells(tmp_path):
     trained(tmp_path)
-    (tmp_path / "my_losses.py").write_text(LOSS_FILE.replace("F.cross_entropy(logits, targets)",
+    (tmp_path / "trust_losses.py").write_text(LOSS_FILE.replace("F.cross_entropy(logits, targets)",
                                                              "F.cross_entropy(logits, targets) * 1.0"))
     assert "2 finished cells ran an older version" in bench("status", "--grid", "t", cwd=tmp_path).stdout
     r = bench("report", "--grid", "t", cwd=tmp_path)
@@ -248,7 +249,7 @@ def test_status_shows_an_interrupted_cell_and_the_last_runs_cells(tmp_path):
 
 def test_status_exits_1_when_the_grid_holds_failed_cells(tmp_path):
     registry(tmp_path)
-    (tmp_path / "my_losses.py").write_text(LOSS_FILE.replace(
+    (tmp_path / "trust_losses.py").write_text(LOSS_FILE.replace(
         "        return F.cross_entropy(logits, targets)",
         "        self.calls = getattr(self, 'calls', 0) + 1\n"
         "        if self.calls > 3:  # past the one-batch check before training\n"
