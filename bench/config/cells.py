@@ -252,6 +252,59 @@ def parse_filters(items: list[str]) -> dict[str, list[str]]:
     return raw
 
 
+def _settings_variants(grid_name: str, grid: Any, overrides: dict[str, Any]) -> tuple[dict[str, Any], list[tuple]]:
+    """The grid's training settings (with ``--set``) and its variants: (label, training settings, regime identity)
+    for every swept training setting under every regime."""
+    train_overrides = {k: v for k, v in overrides.items() if not k.startswith(REGIME_PREFIX)}
+    regime_overrides = {k.removeprefix(REGIME_PREFIX): v for k, v in overrides.items() if k.startswith(REGIME_PREFIX)}
+    train_grid = {**TrainConfig().model_dump(), **grid.train, **train_overrides}
+    swept = sorted(k for k, v in train_grid.items() if isinstance(v, list) and len(v) > 1)
+    train_variants = []
+    for t in _sweep(train_grid):
+        label = ",".join(f"{k}={_format_value(t[k])}" for k in swept)
+        train_variants.append((label, identity_train(TrainConfig(**t).model_dump())))
+    regime_variants = _regime_variants(grid_name, grid.regime_blocks(), regime_overrides)
+    return train_grid, [(",".join(part for part in (t_label, r_label) if part), train, regime)
+                        for t_label, train in train_variants for r_label, regime in regime_variants]
+
+
+def _loss_variants(registry: Registry, grid_name: str, train_grid: dict[str, Any], substitute: dict[str, str],
+                   validate: bool) -> list[tuple[str, str, str, dict[str, Any], int | None, dict[str, Any]]]:
+    """(label, registry name, target, params, trial, drawn values) of each loss variant (trial None outside a
+    search); with ``validate``, each one checked once (import, parameters, one batch)."""
+    grid = registry.grids[grid_name]
+    search = grid.search
+    space = search.distributions() if search is not None else {}
+    loss_variants: list[tuple[str, str, str, dict[str, Any], int | None, dict[str, Any]]] = []
+    if validate:
+        from bench.data import dataset_shape
+        from bench.plan.preflight import check_loss
+
+        classes = sorted({dataset_shape(registry.datasets[substitute.get(d, d)].kind,
+                                        registry.datasets[substitute.get(d, d)].params)[1] for d in grid.datasets})
+    for gl in grid.grid_losses(registry.loss_names()):
+
+        spec = registry.losses[gl.name]
+        searched = sorted(k for k in gl.overrides if f"{gl.name}.{k}" in space)
+        if searched:
+            # the draws would overwrite the grid's values, and the variants' trials collapse into one another
+            raise BenchError(f"grid {grid_name!r}: {gl.name}.{searched[0]} is both set in the grid's losses and searched "
+                             f"in its search: space; drop one (search it, or fix it and leave it out of the space)")
+        for ov in _sweep(gl.overrides):
+            # every loss gets the grid's one number of trials: the same tuning budget for all
+            trials = [(t, draw_trial(search.seed, gl.name, t, space) or _defaults(gl.name, {**spec.params, **ov}, train_grid, space))
+                      for t in range(search.trials)] if search else [(None, {})]
+            for trial, values in trials:
+                drawn = {k.split(".", 1)[1]: v for k, v in values.items() if not k.startswith("train.")}
+                params = {**spec.params, **ov, **drawn}
+                label = loss_label(gl.name, ov)
+                if validate:
+                    check_loss(label if trial is None else f"{label} (trial {trial})", spec.target, params, classes,
+                               registry.import_paths())
+                loss_variants.append((label, gl.name, spec.target, params, trial, values))
+    return loss_variants
+
+
 def expand_grid(
     registry: Registry,
     grid_name: str,
@@ -271,49 +324,8 @@ def expand_grid(
         raise BenchError(f"unknown grid {grid_name!r}{closest(grid_name, registry.grids)}; `bench list` shows the grids")
     grid = registry.grids[grid_name]
     substitute = dataset_substitute or {}
-    train_overrides = {k: v for k, v in (overrides or {}).items() if not k.startswith(REGIME_PREFIX)}
-    regime_overrides = {k.removeprefix(REGIME_PREFIX): v for k, v in (overrides or {}).items() if k.startswith(REGIME_PREFIX)}
-    train_base = TrainConfig().model_dump()
-    train_grid = {**{k: v for k, v in train_base.items()}, **grid.train, **train_overrides}
-    swept = sorted(k for k, v in train_grid.items() if isinstance(v, list) and len(v) > 1)
-    train_variants = []
-    for t in _sweep(train_grid):
-        label = ",".join(f"{k}={_format_value(t[k])}" for k in swept)
-        train_variants.append((label, identity_train(TrainConfig(**t).model_dump())))
-    regime_variants = _regime_variants(grid_name, grid.regime_blocks(), regime_overrides)
-    # (label, training settings, regime identity): every training variant under every regime
-    variants = [(",".join(part for part in (t_label, r_label) if part), train, regime)
-                for t_label, train in train_variants for r_label, regime in regime_variants]
-
-    search = grid.search
-    space = search.distributions() if search is not None else {}
-    # (label, registry name, target, params, trial, drawn values); trial None outside a search
-    loss_variants: list[tuple[str, str, str, dict[str, Any], int | None, dict[str, Any]]] = []
-    if validate:
-        from bench.data import dataset_shape
-        from bench.plan.preflight import check_loss
-
-        classes = sorted({dataset_shape(registry.datasets[substitute.get(d, d)].kind,
-                                        registry.datasets[substitute.get(d, d)].params)[1] for d in grid.datasets})
-    for gl in grid.grid_losses(registry.loss_names()):
-        spec = registry.losses[gl.name]
-        searched = sorted(k for k in gl.overrides if f"{gl.name}.{k}" in space)
-        if searched:
-            # the draws would overwrite the grid's values, and the variants' trials collapse into one another
-            raise BenchError(f"grid {grid_name!r}: {gl.name}.{searched[0]} is both set in the grid's losses and searched "
-                             f"in its search: space; drop one (search it, or fix it and leave it out of the space)")
-        for ov in _sweep(gl.overrides):
-            # every loss gets the grid's one number of trials: the same tuning budget for all
-            trials = [(t, draw_trial(search.seed, gl.name, t, space) or _defaults(gl.name, {**spec.params, **ov}, train_grid, space))
-                      for t in range(search.trials)] if search else [(None, {})]
-            for trial, values in trials:
-                drawn = {k.split(".", 1)[1]: v for k, v in values.items() if not k.startswith("train.")}
-                params = {**spec.params, **ov, **drawn}
-                label = loss_label(gl.name, ov)
-                if validate:
-                    check_loss(label if trial is None else f"{label} (trial {trial})", spec.target, params, classes,
-                               registry.import_paths())
-                loss_variants.append((label, gl.name, spec.target, params, trial, values))
+    train_grid, variants = _settings_variants(grid_name, grid, overrides or {})
+    loss_variants = _loss_variants(registry, grid_name, train_grid, substitute, validate)
 
     cells: list[Cell] = []
     root = str(Path(registry.source).resolve().parent)
