@@ -7,8 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The extras the test command installs: pytest, and the launchers the tests drive (Ray; SLURM through
-# submitit). A new extra the tests need goes here; the quick start installs none of them.
+# The extras the test command installs: pytest, the launchers the tests drive (Ray; SLURM through
+# submitit) and the trackers they read back. A new extra the tests need goes here; the quick start
+# installs none of them.
 TEST_EXTRAS=(test ray slurm trackers)
 
 test=0 dry=0
