@@ -40,6 +40,20 @@ def bench(*args, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess
                           capture_output=True, text=True, timeout=timeout)
 
 
+def inproc(*args, cwd: Path) -> subprocess.CompletedProcess:
+    """The same command in this process: for a case's setup runs and follow-up checks, so that only the
+    command under test pays a new interpreter (the suite's time)."""
+    import contextlib
+
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    with contextlib.chdir(cwd):
+        r = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    return subprocess.CompletedProcess(args, r.exit_code, r.stdout, r.stderr)
+
+
 def registry(folder: Path, epochs: int = 2, search: bool = False, dataset: str = "g", **train) -> Path:
     grid = {"datasets": [dataset], "architectures": ["mlp"], "losses": ["celLoss", "mine"], "seeds": [0, 1],
             "train": {"epochs": epochs, "batch_size": 64, "lr": 0.05, **train}}
@@ -65,7 +79,7 @@ def files(folder: Path) -> dict[str, bytes]:
 
 def trained(folder: Path, *extra: str) -> Path:
     registry(folder)
-    r = bench("run", "--grid", "t", "--plain", "--no-report", *extra, cwd=folder)
+    r = inproc("run", "--grid", "t", "--plain", "--no-report", *extra, cwd=folder)
     assert r.returncode == 0, r.stdout + r.stderr
     return folder
 
@@ -88,7 +102,7 @@ def test_report_refuses_a_folder_rendered_from_another_source(tmp_path):
     b.mkdir()
     trained(a)
     registry(b, epochs=1)
-    assert bench("run", "--grid", "t", "--plain", "--no-report", "--filter", "seed=0", cwd=b).returncode == 0
+    assert inproc("run", "--grid", "t", "--plain", "--no-report", "--filter", "seed=0", cwd=b).returncode == 0
     out = tmp_path / "site"
     r = bench("report", "--grid", "t", "--out", out, cwd=a)
     assert r.returncode == 0, r.stderr
@@ -136,7 +150,7 @@ def test_a_shortened_run_says_so_in_every_format(tmp_path):
 # ----------------------------------------------------------------------------- 3. an incomplete search
 def test_an_incomplete_search_withholds_its_verdicts(tmp_path):
     registry(tmp_path, search=True)
-    assert bench("run", "--grid", "t", "--plain", "--no-report", "--filter", "trial=0", cwd=tmp_path).returncode == 0
+    assert inproc("run", "--grid", "t", "--plain", "--no-report", "--filter", "trial=0", cwd=tmp_path).returncode == 0
     r = bench("report", "--grid", "t", "--select", "tuned", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "incomplete search" in r.stdout
@@ -164,7 +178,7 @@ def test_a_closed_pipe_never_fails_a_cell(tmp_path, stream):
     pipe.close()  # as `| head -1` does
     out = other.read()
     rc = p.wait(timeout=300)
-    s = bench("status", "--grid", "t", cwd=tmp_path)
+    s = inproc("status", "--grid", "t", cwd=tmp_path)
     assert "4 done" in s.stdout and "0 failed" in s.stdout, s.stdout
     assert rc == 0, out
     if stream == "stderr":  # the display, the summary and the report still reach stdout whole
@@ -189,7 +203,7 @@ def test_a_display_that_raises_leaves_the_cells_done(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     assert r.output.count("warning: the progress display stopped (RuntimeError: terminal gone)") == 1, r.output
     assert "trained 4 (4 done)" in r.output, r.output
-    s = bench("status", "--grid", "t", cwd=tmp_path)
+    s = inproc("status", "--grid", "t", cwd=tmp_path)
     assert "4 done" in s.stdout and "0 failed" in s.stdout, s.stdout
 
 
@@ -199,9 +213,9 @@ def test_other_data_makes_finished_cells_stale(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     write_mnist_idx(one, "MNIST", n_train=128, n_test=64, seed=0)
     write_mnist_idx(two, "MNIST", n_train=128, n_test=64, seed=1)
-    r = bench("run", "--grid", "t", "--plain", "--no-report", "--data-root", one, "--filter", "seed=0", cwd=tmp_path)
+    r = inproc("run", "--grid", "t", "--plain", "--no-report", "--data-root", one, "--filter", "seed=0", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    r = bench("run", "--grid", "t", "--plain", "--no-report", "--data-root", one, "--filter", "seed=0", cwd=tmp_path)
+    r = inproc("run", "--grid", "t", "--plain", "--no-report", "--data-root", one, "--filter", "seed=0", cwd=tmp_path)
     assert "trained 0" in r.stdout and "stale" not in r.stdout + r.stderr
     s = bench("status", "--grid", "t", "--data-root", two, cwd=tmp_path)
     assert "stale" in s.stdout and "data" in s.stdout, s.stdout
@@ -210,7 +224,7 @@ def test_other_data_makes_finished_cells_stale(tmp_path):
     r = bench("run", "--grid", "t", "--plain", "--no-report", "--data-root", two, "--filter", "seed=0", "--rerun-stale",
               cwd=tmp_path)
     assert r.returncode == 0 and "trained 2" in r.stdout, r.stdout
-    s = bench("status", "--grid", "t", "--data-root", two, cwd=tmp_path)
+    s = inproc("status", "--grid", "t", "--data-root", two, cwd=tmp_path)
     assert "stale" not in s.stdout, s.stdout
 
 
@@ -239,7 +253,7 @@ def test_status_shows_an_interrupted_cell_and_the_last_runs_cells(tmp_path):
     head = s.stdout.splitlines()[0]
     assert "of its last run (--filter loss=celLoss; --all: the whole grid)" in head and "1 interrupted" in head, head
     assert "bench run --grid t --filter loss=celLoss" in s.stdout and s.returncode == 0, s.stdout
-    s = bench("status", "--grid", "t", "--all", cwd=tmp_path)
+    s = inproc("status", "--grid", "t", "--all", cwd=tmp_path)
     assert s.stdout.startswith("grid 't': 4 cells: ") and "3 pending, 1 interrupted" in s.stdout, s.stdout
     [checkpoint] = (tmp_path / "results" / "checkpoints").glob("*.pt")
     checkpoint.write_bytes(b"not a checkpoint")
