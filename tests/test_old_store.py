@@ -77,7 +77,7 @@ def test_run_trains_nothing(old_store, monkeypatch):
 
     monkeypatch.chdir(old_store)
     for grid in GRIDS:
-        out = CliRunner().invoke(app, ["run", "--grid", grid, "--results", "results", "--threads", "1", "--no-report"],
+        out = CliRunner().invoke(app, ["run", "--grid", grid, "--results", "results", "--no-report"],
                                  catch_exceptions=False)
         assert out.exit_code == 0, (grid, out.output)
         assert "trained 0" in out.output, (grid, out.output)
