@@ -161,3 +161,31 @@ def test_a_run_counts_stale_cells_apart_from_finished_ones():
     assert summary.line("t", 0.1) == "grid 't': 3 cells; trained 0; skipped 2 finished, 1 stale (--rerun-stale retrains them); 0.1 s"
     summary = RunSummary(total=3)
     assert [c.cell_id for c in select_cells(cells, statuses, False, False, summary, rerun={"b"}, stale={"b"})] == ["b"]
+
+
+def test_read_only_commands_do_not_judge_generated_data_and_import_no_torch(tmp_path):
+    """A generated dataset (gauss) is made from its parameters alone, which the cell's identity holds: `bench
+    status` does not rebuild it to compare (and so imports no torch); `bench run` still compares what it builds."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from bench.plan.data_fingerprint import read_only_data
+
+    assert read_only_data(None, None)("g", {"kind": "gauss", "params": {"d": 2}}) is None
+    (tmp_path / "registry.yaml").write_text(yaml.safe_dump({
+        "datasets": {"g": {"kind": "gauss", "params": {"d": 2, "n_train": 128, "n_test": 64}}},
+        "architectures": {"mlp": {"source": "native", "name": "mlp"}},
+        "losses": {"celLoss": {"target": "losses.cross_entropy:CelLoss"}},
+        "grids": {"t": {"datasets": ["g"], "architectures": ["mlp"], "losses": ["celLoss"], "seeds": [0],
+                        "train": {"epochs": 1}}}}))
+    code = ("import sys; from bench.cli import app\n"
+            "try:\n    app(['{cmd}', '--grid', 't'], prog_name='bench')\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "print('torch' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code.format(cmd="run")], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    status = subprocess.run([sys.executable, "-c", code.format(cmd="status")], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300)
+    assert status.returncode == 0 and status.stdout.strip().splitlines()[-1] == "False", status.stdout + status.stderr

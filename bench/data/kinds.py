@@ -38,6 +38,7 @@ class KindSpec:
     num_classes: int = 0  # 0: the source's shape(spec, params) says
     params: tuple[str, ...] = ()  # the kind's own parameters besides n_train / n_test
     on_disk: bool = False  # read from a path of the user's (params.path), not from the data root
+    generated: bool = False  # made from its parameters alone (which a cell's identity holds), no file read
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ KIND_TABLE: Mapping[str, KindSpec] = MappingProxyType({
         KindSpec("fashion-mnist", "bench.data.mnist", "FashionMNIST", _FASHION_CLASSES, "dataset-fashion-mnist",
                  (1, 28, 28), 10),
         KindSpec("cifar10", "bench.data.cifar", "cifar-10-batches-py", in_shape=(3, 32, 32), num_classes=10),
-        KindSpec("gauss", "bench.data.gauss", num_classes=2),
+        KindSpec("gauss", "bench.data.gauss", num_classes=2, generated=True),
         KindSpec("cifar100", "bench.data.cifar", "cifar-100-python", in_shape=(3, 32, 32), params=("labels",)),
         KindSpec("svhn", "bench.data.svhn", "", in_shape=(3, 32, 32), num_classes=10, params=("extra",)),
         KindSpec("kmnist", "bench.data.mnist", "KMNIST", ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
