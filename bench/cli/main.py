@@ -69,7 +69,10 @@ app = typer.Typer(cls=_OneLineErrors, add_completion=False, pretty_exceptions_en
 RegistryOpt = typer.Option(Path("registry.yaml"), "--registry", help="Registry file.", envvar="LOSSBENCH_REGISTRY")
 ResultsOpt = typer.Option(Path("results"), "--results", help="Results folder (parquet store, checkpoints, locks).",
                           envvar="LOSSBENCH_RESULTS")
-GridOpt = typer.Option("quick", "--grid", "-g", help="Grid name from the registry.")
+GridOpt = typer.Option("quick", "--grid", "-g", help="Grid name from the registry (a suite's name works too).")
+SuiteOpt = typer.Option(None, "--suite", help="Suite name from the registry: its tasks, losses, seeds and search as one grid.")
+LossesOpt = typer.Option([], "--losses", help="Add these registered losses (comma-separated) to the grid or suite, with its search budget: a new loss joins with one command.")
+ReadLossesOpt = typer.Option([], "--losses", help="Show the cells with these losses added (as bench run --losses) instead of the last run's.")
 # status and report: the cells of the grid's last run, or of these flags
 ReadSetOpt = typer.Option([], "--set", help="Show the cells of these training or regime settings instead of the last run's.")
 ReadFilterOpt = typer.Option([], "--filter", help="Keep cells with key=value[,value] (as bench run --filter).")
@@ -98,6 +101,20 @@ def fail(err: Exception) -> NoReturn:
 def cache_dir(results: Path) -> Path:
     """The decoded-dataset cache: ``$LOSSBENCH_CACHE`` (read here, at the edge), else ``<results>/cache``."""
     return Path(os.environ.get("LOSSBENCH_CACHE", results / "cache"))
+
+
+def grid_or_suite(reg, grid: str, suite: str | None) -> str:
+    """The grid a command works on: ``--suite NAME`` (checked against the registry's suites), else ``--grid``."""
+    if suite is None:
+        return grid
+    if grid != "quick":
+        raise BenchError(f"--grid {grid} and --suite {suite}: give one of them")
+    if suite not in reg.suites:
+        from bench.errors import closest
+
+        known = ", ".join(reg.suites) or "none"
+        raise BenchError(f"unknown suite {suite!r}{closest(suite, reg.suites)}; the registry's suites: {known}")
+    return suite
 
 
 def existing_results(results: Path, grid: str) -> None:

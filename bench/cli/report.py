@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from bench.cli.main import (DataRootReadOpt, GridOpt, ReadFilterOpt, ReadSetOpt, RegistryOpt, ResultsOpt, app,
+from bench.cli.main import (DataRootReadOpt, GridOpt, ReadFilterOpt, ReadLossesOpt, ReadSetOpt, RegistryOpt, ResultsOpt,
+                            SuiteOpt, app, grid_or_suite,
                             existing_results, fail, gc_paused, say)
 from bench.errors import BenchError
 
@@ -29,6 +30,8 @@ def _present(baseline: str | None, cells) -> str | None:
 @gc_paused
 def report(
     grid: str = GridOpt,
+    suite: Optional[str] = SuiteOpt,
+    losses: list[str] = ReadLossesOpt,
     registry: Path = RegistryOpt,
     results: Path = ResultsOpt,
     fmt: str = typer.Option("markdown", "--format", "-f", help="markdown, latex or csv."),
@@ -50,7 +53,7 @@ def report(
             raise BenchError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
         if figures and out is None:
             raise BenchError("--figures writes PNG and PDF files: pass --out DIR to say where (they go under DIR/<grid>/)")
-        from bench.config.cells import parse_filters, parse_set, set_flag
+        from bench.config.cells import ADDED_LOSSES, parse_filters, parse_losses, parse_set, set_flag
         from bench.config.registry import load_registry
         from bench.plan.planner import plan_read
         from bench.report import REPORT_COLUMNS, annotate, collect_from_store, metric_absent, nothing_finished, render
@@ -59,9 +62,10 @@ def report(
         from bench.store.results import Store
 
         reg = load_registry(registry)
+        grid = grid_or_suite(reg, grid, suite)
         existing_results(results, grid)
         store = Store(results)
-        read = plan_read(reg, grid, store.runs(grid), parse_set(set_), parse_filters(filter_), data_root)
+        read = plan_read(reg, grid, store.runs(grid), {**parse_set(set_), **parse_losses(losses)}, parse_filters(filter_), data_root)
         cells = read.plan.cells
         for note in [*read.notes, other_settings_note(read, store.statuses())]:
             if note:
@@ -93,9 +97,8 @@ def report(
         if figures:
             from bench.report.figures import draw_all
 
-            search = reg.grids[grid].search
             drawn = draw_all(grid, cells, store, target, results_df,
-                             space=search.distributions() if search is not None else None)
+                             space=reg.search_space(grid, read.plan.overrides.get(ADDED_LOSSES, [])) or None)
             fig_names = drawn.files
             for note in drawn.notes():
                 typer.echo(f"note: {note}", err=True)

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import typer
 
-from bench.cli.main import GridOpt, RegistryOpt, ResultsOpt, app, cache_dir, fail, say
+from bench.cli.main import GridOpt, LossesOpt, RegistryOpt, ResultsOpt, SuiteOpt, app, cache_dir, fail, grid_or_suite, say
 from bench.data.roots import DATA_ROOT_ENV
 from bench.errors import BenchError
 from bench.run.launchers import LAUNCHERS, LauncherOptions, option_groups
@@ -58,6 +58,8 @@ def _with_launcher_options(command):
 def run(
     ctx: typer.Context,
     grid: str = GridOpt,
+    suite: Optional[str] = SuiteOpt,
+    losses: list[str] = LossesOpt,
     registry: Path = RegistryOpt,
     results: Path = ResultsOpt,
     data_root: Optional[Path] = typer.Option(None, "--data-root", envvar=DATA_ROOT_ENV,
@@ -83,7 +85,7 @@ def run(
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
     signal.signal(signal.SIGTERM, _sigterm)
     try:
-        from bench.config.cells import parse_filters, parse_set
+        from bench.config.cells import parse_filters, parse_losses, parse_set
         from bench.config.registry import load_registry
         from bench.run.progress import make_display
         from bench.plan.code_fingerprint import stale_finished
@@ -104,9 +106,10 @@ def run(
         if not dry_run:
             store.check_location()  # a results path under a file: say so before reading any data
         reg = load_registry(registry)
+        grid = grid_or_suite(reg, grid, suite)
         where = LauncherOptions(launcher, log_dir=str(results / "logs"), **launcher_values)
         # --dry-run is read-only: no cache written
-        planned = plan_cells(reg, grid, parse_set(set_), parse_filters(filter_), where, device, data_root,
+        planned = plan_cells(reg, grid, {**parse_set(set_), **parse_losses(losses)}, parse_filters(filter_), where, device, data_root,
                              None if dry_run else cache_dir(results))
         for note in planned.planned.notes:
             say(f"note: {note}", err=True)

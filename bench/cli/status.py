@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from bench.cli.main import (DataRootReadOpt, GridOpt, ReadFilterOpt, ReadSetOpt, RegistryOpt, ResultsOpt, app,
+from bench.cli.main import (DataRootReadOpt, GridOpt, ReadFilterOpt, ReadLossesOpt, ReadSetOpt, RegistryOpt, ResultsOpt,
+                            SuiteOpt, app, grid_or_suite,
                             cache_dir, existing_results, fail, gc_paused)
 from bench.errors import BenchError
 
@@ -16,6 +17,8 @@ from bench.errors import BenchError
 @gc_paused
 def status(
     grid: str = GridOpt,
+    suite: Optional[str] = SuiteOpt,
+    losses: list[str] = ReadLossesOpt,
     registry: Path = RegistryOpt,
     results: Path = ResultsOpt,
     set_: list[str] = ReadSetOpt,
@@ -27,20 +30,21 @@ def status(
     the failed cells' messages and the interrupted cells' checkpoints. Exit code 1 when those cells hold failed or
     diverged ones, else 0."""
     try:
-        from bench.config.cells import parse_filters, parse_set
+        from bench.config.cells import parse_filters, parse_losses, parse_set
         from bench.config.registry import load_registry
         from bench.plan.planner import plan_read
         from bench.store.overview import grid_status
         from bench.store.results import Store
 
         reg = load_registry(registry)
+        grid = grid_or_suite(reg, grid, suite)
         existing_results(results, grid)
         store = Store(results)
-        read = plan_read(reg, grid, store.runs(grid), parse_set(set_), parse_filters(filter_), data_root,
+        read = plan_read(reg, grid, store.runs(grid), {**parse_set(set_), **parse_losses(losses)}, parse_filters(filter_), data_root,
                          last_run_cells=not whole)
         from bench.plan.data_fingerprint import read_only_data
 
-        scoped = not (set_ or filter_ or whole) and read.plan.filters
+        scoped = not (set_ or filter_ or losses or whole) and read.plan.filters
         flags = " ".join(f"--filter {k}={','.join(v)}" for k, v in sorted(read.plan.filters.items()))
         scope = f" of its last run ({flags}; --all: the whole grid)" if scoped else ""
         shown = grid_status(read, store, reg.import_paths(), read_only_data(data_root, cache_dir(results)), scope)

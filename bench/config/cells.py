@@ -201,8 +201,24 @@ def parse_set(items: list[str]) -> dict[str, Any]:
     return out
 
 
+# the override key of ``--losses``: losses joined to a grid (or suite) for a run, with the grid's search budget;
+# kept with the ``--set`` overrides so a run record, and every reader after it, rebuilds the same cells
+ADDED_LOSSES = "losses"
+
+
+def parse_losses(items: list[str]) -> dict[str, Any]:
+    """``--losses a,b`` (repeatable) as an override: {ADDED_LOSSES: [a, b]}; {} when none. Names are checked
+    against the registry when the grid expands."""
+    names = [n.strip() for item in items for n in item.split(",") if n.strip()]
+    if items and not names:
+        raise BenchError("--losses: expected loss names, e.g. --losses focal,my_loss")
+    return {ADDED_LOSSES: list(dict.fromkeys(names))} if names else {}
+
+
 def set_flag(key: str, value: Any) -> str:
-    """The ``--set`` flag of one parsed override (a key of :func:`parse_set`'s result)."""
+    """The flag of one parsed override (a key of :func:`parse_set`'s or :func:`parse_losses`' result)."""
+    if key == ADDED_LOSSES:
+        return f"--losses {','.join(value)}"
     return f"--set {key}={value}" if key.startswith(REGIME_PREFIX) else f"--set train.{key}={value}"
 
 
@@ -212,6 +228,9 @@ def override_notes(registry: Registry, grid_name: str, overrides: dict[str, Any]
     grid = registry.grids[grid_name]
     notes = []
     for key, value in sorted(overrides.items()):
+        if key == ADDED_LOSSES:
+            notes.append(f"losses {', '.join(value)} added to the grid's with the same search (--losses)")
+            continue
         if key.startswith(REGIME_PREFIX):
             name = key.removeprefix(REGIME_PREFIX)
             default = RegimeConfig.model_fields[name].default if name in RegimeConfig.model_fields else None
@@ -255,7 +274,7 @@ def parse_filters(items: list[str]) -> dict[str, list[str]]:
 def _settings_variants(grid_name: str, grid: Any, overrides: dict[str, Any]) -> tuple[dict[str, Any], list[tuple]]:
     """The grid's training settings (with ``--set``) and its variants: (label, training settings, regime identity)
     for every swept training setting under every regime."""
-    train_overrides = {k: v for k, v in overrides.items() if not k.startswith(REGIME_PREFIX)}
+    train_overrides = {k: v for k, v in overrides.items() if not k.startswith(REGIME_PREFIX) and k != ADDED_LOSSES}
     regime_overrides = {k.removeprefix(REGIME_PREFIX): v for k, v in overrides.items() if k.startswith(REGIME_PREFIX)}
     train_grid = {**TrainConfig().model_dump(), **grid.train, **train_overrides}
     swept = sorted(k for k, v in train_grid.items() if isinstance(v, list) and len(v) > 1)
@@ -268,13 +287,26 @@ def _settings_variants(grid_name: str, grid: Any, overrides: dict[str, Any]) -> 
                         for t_label, train in train_variants for r_label, regime in regime_variants]
 
 
+def _added_losses(registry: Registry, grid_name: str, names: list[str]) -> list[str]:
+    """The ``--losses`` names the grid does not already hold at their defaults; an unknown name is one line."""
+    for name in names:
+        if name not in registry.losses:
+            raise BenchError(f"--losses {name}: unknown loss{closest(name, registry.losses)}; register it under "
+                             f"losses: in {registry.source} (`bench list` shows the losses)")
+    plain = {g.name for g in registry.grids[grid_name].grid_losses(registry.loss_names()) if not g.overrides}
+    return [n for n in names if n not in plain]
+
+
 def _loss_variants(registry: Registry, grid_name: str, train_grid: dict[str, Any], substitute: dict[str, str],
-                   validate: bool) -> list[tuple[str, str, str, dict[str, Any], int | None, dict[str, Any]]]:
+                   validate: bool, added: list[str]) -> list[tuple[str, str, str, dict[str, Any], int | None, dict[str, Any]]]:
     """(label, registry name, target, params, trial, drawn values) of each loss variant (trial None outside a
-    search); with ``validate``, each one checked once (import, parameters, one batch)."""
+    search), the grid's losses then ``added``; with ``validate``, each one checked once (import, parameters,
+    one batch)."""
+    from bench.config.registry import GridLoss
+
     grid = registry.grids[grid_name]
     search = grid.search
-    space = search.distributions() if search is not None else {}
+    space = registry.search_space(grid_name, added) if search is not None else {}
     loss_variants: list[tuple[str, str, str, dict[str, Any], int | None, dict[str, Any]]] = []
     if validate:
         from bench.data import dataset_shape
@@ -282,7 +314,7 @@ def _loss_variants(registry: Registry, grid_name: str, train_grid: dict[str, Any
 
         classes = sorted({dataset_shape(registry.datasets[substitute.get(d, d)].kind,
                                         registry.datasets[substitute.get(d, d)].params)[1] for d in grid.datasets})
-    for gl in grid.grid_losses(registry.loss_names()):
+    for gl in grid.grid_losses(registry.loss_names()) + [GridLoss(name=n) for n in added]:
 
         spec = registry.losses[gl.name]
         searched = sorted(k for k in gl.overrides if f"{gl.name}.{k}" in space)
@@ -325,7 +357,8 @@ def expand_grid(
     grid = registry.grids[grid_name]
     substitute = dataset_substitute or {}
     train_grid, variants = _settings_variants(grid_name, grid, overrides or {})
-    loss_variants = _loss_variants(registry, grid_name, train_grid, substitute, validate)
+    added = _added_losses(registry, grid_name, list((overrides or {}).get(ADDED_LOSSES, [])))
+    loss_variants = _loss_variants(registry, grid_name, train_grid, substitute, validate, added)
 
     cells: list[Cell] = []
     root = str(Path(registry.source).resolve().parent)

@@ -70,9 +70,28 @@ class ArchitectureSpec(_Strict):
 
 
 class LossSpec(_Strict):
+    """A loss: its ``target`` class, default ``params`` and, in ``search``, the distribution of each of its
+    parameters a search draws from (``{gamma: "uniform(0, 5)"}``), so a search grid or a suite that adds the
+    loss gives it its own space without naming it; a grid's ``search: space`` entry for the same key wins."""
+
     target: str = Field(pattern=TARGET_PATTERN)
     params: dict[str, Scalar] = Field(default_factory=dict)
+    search: dict[str, str] = Field(default_factory=dict)
     description: str = ""
+
+    @model_validator(mode="after")
+    def _searched_params(self) -> "LossSpec":
+        from bench.config.search import parse_distribution
+
+        for name, text in self.search.items():
+            if name not in self.params:  # trial 0 is the defaults: a searched parameter needs one
+                raise ValueError(f"search.{name}: not a parameter of the loss; give it a default in params: "
+                                 f"({', '.join(self.params) or 'it has none'})")
+            try:
+                parse_distribution(text)
+            except ValueError as exc:
+                raise ValueError(f"search.{name}: {exc}") from None
+        return self
 
 
 class TrainConfig(_Strict):
@@ -189,6 +208,13 @@ class SearchSpec(_Strict):
 
         return {k: parse_distribution(t) for k, t in self.space.items()}
 
+    def with_losses(self, losses: dict[str, "LossSpec"], fixed: dict[str, Any] | None = None) -> "SearchSpec":
+        """The space with each of ``losses``' own ``search`` entries (``LOSS.PARAM``) it does not set itself,
+        leaving out the parameters a grid fixes (``fixed``: loss name -> its overrides there)."""
+        own = {f"{name}.{p}": text for name, spec in losses.items() for p, text in spec.search.items()
+               if p not in (fixed or {}).get(name, {})}
+        return self.model_copy(update={"space": {**own, **self.space}})
+
 
 RegimeBlock = dict[str, Union[Scalar, list[Scalar]]]
 
@@ -273,45 +299,108 @@ class GridSpec(_Strict):
         return out
 
 
+class SuiteSpec(_Strict):
+    """A standard benchmark: a set of tasks, each a (dataset, architecture, data regime), under one training
+    protocol and one search (the same number of trials for every loss, judged on a validation split).
+
+    ``regimes`` names each task's data regime (``clean: {}``, ``sym-40: {noise: symmetric, noise_rate: 0.4}``),
+    one value per setting: a task is one regime. A suite trains as the grid :meth:`as_grid` compiles, so every
+    command that takes ``--grid`` takes the suite's name too.
+    """
+
+    datasets: list[str] = Field(min_length=1)
+    architectures: list[str] = Field(min_length=1)
+    regimes: dict[str, dict[str, Scalar]] = Field(min_length=1)
+    losses: Union[Literal["all"], list[str]] = "all"
+    seeds: list[int] = Field(min_length=1)
+    train: dict[str, Scalar] = Field(default_factory=dict)
+    search: SearchSpec | None = None
+    baseline: str = DEFAULT_BASELINE
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _protocol(self) -> "SuiteSpec":
+        if self.search is None:  # an equal tuning budget is what a suite is for
+            raise ValueError("a suite needs a search: block, e.g. search: {trials: 8, seed: 0, space: "
+                             "{train.lr: 'loguniform(1e-3, 3e-1)'}}")
+        if not float(self.train.get("val_fraction", 0.0)) > 0:  # type: ignore[arg-type]
+            raise ValueError("a suite needs a validation split to select trials on: train: {val_fraction: 0.1}")
+        return self
+
+    def loss_names(self, registry_losses: list[str]) -> list[str]:
+        return list(registry_losses) if self.losses == "all" else list(self.losses)
+
+    def as_grid(self, registry_losses: list[str]) -> GridSpec:
+        """The grid that trains the suite: its datasets x architectures x regimes, each loss's own search space added."""
+        return GridSpec(datasets=self.datasets, architectures=self.architectures,
+                        losses=self.loss_names(registry_losses), seeds=self.seeds, train=self.train,
+                        regime=list(self.regimes.values()), search=self.search, baseline=self.baseline,
+                        description=self.description)
+
+
 class Registry(_Strict):
     datasets: dict[str, DatasetSpec]
     architectures: dict[str, ArchitectureSpec]
     losses: dict[str, LossSpec]
     grids: dict[str, GridSpec]
+    suites: dict[str, SuiteSpec] = Field(default_factory=dict)
     source: str = "registry.yaml"
+
+    def _where(self, gname: str) -> str:
+        """Where a grid is declared, for error lines: ``grids.NAME`` or ``suites.NAME``."""
+        return f"suites.{gname}" if gname in self.suites else f"grids.{gname}"
 
     @model_validator(mode="after")
     def _cross_references(self) -> "Registry":
+        for sname, suite in self.suites.items():
+            if sname in self.grids:
+                raise _RefError(f"suites.{sname}", "", "", [], message=(
+                    f"a grid is named {sname!r} too; a suite and a grid need different names"))
+            for name in suite.loss_names(list(self.losses)):
+                if name not in self.losses:
+                    raise _RefError(f"suites.{sname}.losses", "loss", name, self.losses)
+            for rname, block in suite.regimes.items():
+                bad = [k for k in block if k not in REGIME_FIELDS]
+                if bad:
+                    raise _RefError(f"suites.{sname}.regimes.{rname}.{bad[0]}", "", "", [],
+                                    message=f"unknown regime setting {bad[0]!r}{closest(bad[0], REGIME_FIELDS)}")
+            try:
+                grid = suite.as_grid(list(self.losses))
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                raise _RefError(f"suites.{sname}." + _format_loc(err["loc"]), "", "", [],
+                                message=err["msg"].removeprefix("Value error, ")) from None
+            self.grids[sname] = grid  # the frozen model's dict: a suite is one more grid to every command
         for gname, grid in self.grids.items():
             for i, d in enumerate(grid.datasets):
                 if d not in self.datasets:
-                    raise _RefError(f"grids.{gname}.datasets[{i}]", "dataset", d, self.datasets)
+                    raise _RefError(f"{self._where(gname)}.datasets[{i}]", "dataset", d, self.datasets)
             if grid.fallback_dataset is not None and grid.fallback_dataset not in self.datasets:
-                raise _RefError(f"grids.{gname}.fallback_dataset", "dataset", grid.fallback_dataset, self.datasets)
+                raise _RefError(f"{self._where(gname)}.fallback_dataset", "dataset", grid.fallback_dataset, self.datasets)
             for i, a in enumerate(grid.architectures):
                 if a not in self.architectures:
-                    raise _RefError(f"grids.{gname}.architectures[{i}]", "architecture", a, self.architectures)
+                    raise _RefError(f"{self._where(gname)}.architectures[{i}]", "architecture", a, self.architectures)
             try:
                 gl = grid.grid_losses(list(self.losses))
             except ValueError as exc:
-                raise _RefError(f"grids.{gname}.losses", "", "", [], message=str(exc)) from None
+                raise _RefError(f"{self._where(gname)}.losses", "", "", [], message=str(exc)) from None
             for i, entry in enumerate(gl):
                 if entry.name not in self.losses:
-                    raise _RefError(f"grids.{gname}.losses[{i}]", "loss", entry.name, self.losses)
+                    raise _RefError(f"{self._where(gname)}.losses[{i}]", "loss", entry.name, self.losses)
             for key, value in grid.train.items():
                 for item in value if isinstance(value, list) else [value]:
                     try:
                         TrainConfig(**{key: item})
                     except ValidationError as exc:
                         err = exc.errors()[0]
-                        raise _RefError(f"grids.{gname}.train.{key}", "", "", [],
+                        raise _RefError(f"{self._where(gname)}.train.{key}", "", "", [],
                                         message=f"{err['msg']} (got {item!r})") from None
                 if isinstance(value, list) and not value:
-                    raise _RefError(f"grids.{gname}.train.{key}", "", "", [], message="empty list")
+                    raise _RefError(f"{self._where(gname)}.train.{key}", "", "", [], message="empty list")
             if grid.baseline is not None:
                 plain = [g.name for g in gl if not g.overrides]
                 if grid.baseline not in plain:
-                    raise _RefError(f"grids.{gname}.baseline", "", "", [], message=(
+                    raise _RefError(f"{self._where(gname)}.baseline", "", "", [], message=(
                         f"{grid.baseline!r} is not a loss of the grid; name one it "
                         f"lists without parameter overrides: {', '.join(plain) or 'none does'}"))
             self._check_regime(gname, grid)
@@ -319,14 +408,15 @@ class Registry(_Strict):
                 self._check_search(gname, grid.search, gl)
         return self
 
-    @staticmethod
-    def _check_regime(gname: str, grid: GridSpec) -> None:
+    def _check_regime(self, gname: str, grid: GridSpec) -> None:
         """Each regime value on its own, then each combination a block sweeps (the cross-field checks)."""
         import itertools
 
         blocks = grid.regime_blocks()
+        tasks = list(self.suites[gname].regimes) if gname in self.suites else []
         for i, block in enumerate(blocks):
-            where = f"grids.{gname}.regime" + (f"[{i}]" if isinstance(grid.regime, list) else "")
+            where = (f"suites.{gname}.regimes.{tasks[i]}" if tasks else
+                     f"grids.{gname}.regime" + (f"[{i}]" if isinstance(grid.regime, list) else ""))
             for key, value in block.items():
                 if isinstance(value, list) and not value:
                     raise _RefError(f"{where}.{key}", "", "", [], message="empty list")
@@ -348,12 +438,23 @@ class Registry(_Strict):
             f"{g.name}.{p}" for g in gl for p in {**self.losses[g.name].params, **g.overrides}]
         for key in search.space:
             if key not in names:
-                raise _RefError(f"grids.{gname}.search.space.{key}", "", "", [],
+                raise _RefError(f"{self._where(gname)}.search.space.{key}", "", "", [],
                                 message=f"not a training setting nor a parameter of a loss of the grid"
                                         f"{closest(key, names)}")
 
     def loss_names(self) -> list[str]:
         return list(self.losses)
+
+    def search_space(self, grid: str, added: Sequence[str] = ()) -> dict[str, Any]:
+        """The distributions a grid's search draws from: its ``search: space`` and each of its losses' own
+        (``added``: losses joined to the grid for one run, ``bench run --losses``)."""
+        spec = self.grids[grid]
+        if spec.search is None:
+            return {}
+        gl = spec.grid_losses(self.loss_names()) + [GridLoss(name=n) for n in added]
+        merged = spec.search.with_losses({g.name: self.losses[g.name] for g in gl},
+                                         {g.name: g.overrides for g in gl})
+        return merged.distributions()
 
     def import_paths(self) -> tuple[str, ...]:
         """Folders a loss ``target`` module is looked for in besides the installed packages: the
