@@ -11,7 +11,8 @@ from pathlib import Path
 from tests.conftest import REPO
 
 BENCH = REPO / "bench"
-STAGES = ("config", "plan", "run", "train", "data", "models", "metrics", "store", "report", "paper", "cli")
+STAGES = ("config", "plan", "run", "train", "data", "models", "metrics", "store", "report", "leaderboard", "site",
+          "paper", "cli")
 TOP_LEVEL = {"__init__.py", "errors.py", "fileio.py", "seams.py"}
 
 
