@@ -31,7 +31,7 @@ def cells_of(data: dict):
     return expand_grid(parse_registry(data), "s", validate=False)
 
 
-def test_the_issue_example_parses_inside_a_grid():
+def test_the_documented_example_parses_inside_a_grid():
     data = registry(space={"train.lr": "loguniform(1e-4, 1e-1)", "celLossLSR.epsilon": "uniform(0.0, 0.3)",
                            "milLoss.lam": "loguniform(0.5, 500)"}, losses=("celLoss", "celLossLSR", "milLoss"))
     data["losses"]["celLossLSR"] = {"target": "losses.cross_entropy:CelLossLSR", "params": {"epsilon": 0.1}}

@@ -115,9 +115,25 @@ def _grid_rows(reg: Registry) -> list[list[object]]:
 
     rows: list[list[object]] = []
     for name, g in reg.grids.items():
+        if name in reg.suites:
+            continue
         cells = make_plan(reg, name).cells  # validates: every loss probed, every model built on the meta device
         rows.append([name, len(cells), ", ".join(g.datasets), ", ".join(g.architectures), len(g.seeds),
                      cells[0].config["train"]["epochs"] if cells else "", g.description])
+    return rows
+
+
+def _suite_rows(reg: Registry) -> list[list[object]]:
+    """Each suite: its tasks (datasets x architectures x regimes), losses, the search's trials and its cells."""
+    from bench.plan.planner import make_plan
+
+    rows: list[list[object]] = []
+    for name, s in reg.suites.items():
+        cells = make_plan(reg, name).cells
+        tasks = len(s.datasets) * len(s.architectures) * len(s.regimes)
+        rows.append([name, len(cells), f"{tasks}: {', '.join(s.datasets)} x {', '.join(s.architectures)} x "
+                     f"{', '.join(s.regimes)}", len(s.loss_names(reg.loss_names())), s.search.trials if s.search else "",
+                     len(s.seeds), cells[0].config["train"]["epochs"] if cells else "", s.description])
     return rows
 
 
@@ -125,13 +141,16 @@ def catalog(reg: Registry, data_root: Path | None, cache_dir: Path | None, count
     check_losses(reg)  # first, each broken loss named: the grids' checks would stop at the first
     grids = _grid_rows(reg)
     architectures = _architecture_rows(reg, count)
-    losses = [[n, spec.target, ", ".join(f"{k}={v}" for k, v in spec.params.items()), spec.description]
+    losses = [[n, spec.target, ", ".join(f"{k}={v}" for k, v in spec.params.items()),
+               ", ".join(f"{k} ~ {v}" for k, v in spec.search.items()), spec.description]
               for n, spec in reg.losses.items()]
     return [
         _datasets(reg, data_root, cache_dir),
         Table(["architecture", "source", "name", "input", "classes", "params", "description"], architectures),
-        Table(["loss", "target", "defaults", "description"], losses),
+        Table(["loss", "target", "defaults", "searched", "description"], losses),
         Table(["grid", "cells", "datasets", "architectures", "seeds", "epochs", "description"], grids),
+        *([Table(["suite", "cells", "tasks", "losses", "trials", "seeds", "epochs", "description"], _suite_rows(reg))]
+          if reg.suites else []),
     ]
 
 
