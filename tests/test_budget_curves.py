@@ -233,3 +233,60 @@ def test_trials_to_beat_names_an_unknown_loss():
     curves, summary = budget_curves(beat_frame(), [0])
     with pytest.raises(BenchError, match="unknown loss 'cee'.*'ce'"):
         trials_to_beat(curves, summary, "x", "cee")
+
+
+def suite_frame(losses: int = 13, n_trials: int = 8) -> pd.DataFrame:
+    """One task, ``losses`` losses (the first the baseline ``ce``), two seeds; loss l4's trial 0 fails."""
+    rng = np.random.default_rng(11)
+    names = ["ce"] + [f"l{i}" for i in range(1, losses)]
+    return pd.concat([frame({(t, s): (v, v - 0.01) for t in range(n_trials) for s in (0, 1)
+                             for v in [float(rng.normal(0.8, 0.05))]}, "cifar10 / resnet18", name,
+                            ((0, 1),) if name == "l4" else ())
+                      for name in names], ignore_index=True)
+
+
+@pytest.mark.parametrize("x_scale", ["log2", "linear"])
+def test_the_figure_writes_png_and_pdf(tmp_path, x_scale):
+    from bench.leaderboard.budget_figures import draw_budget_curves
+
+    curves, summary = budget_curves(suite_frame(), [0, 1])
+    paths = draw_budget_curves(curves, summary, "cifar10 / resnet18", "accuracy", tmp_path / f"budget-{x_scale}",
+                               "ce", x_scale=x_scale)
+    assert [p.name for p in paths] == [f"budget-{x_scale}.png", f"budget-{x_scale}.pdf"]
+    assert paths[0].read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and paths[0].stat().st_size > 10_000
+    assert paths[1].read_bytes().startswith(b"%PDF") and paths[1].stat().st_size > 5_000
+
+
+def test_the_figure_draws_the_baseline_apart_and_each_untuned_score_at_the_left():
+    from bench.leaderboard.budget_figures import budget_figure
+
+    curves, summary = budget_curves(suite_frame(), [0, 1])
+    fig = budget_figure(curves, summary, "cifar10 / resnet18", "accuracy", "ce")
+    ax = fig.axes[0]
+    lines = {line.get_gid(): line for line in ax.get_lines() if line.get_gid()}
+    assert len([g for g in lines if g.startswith("curve:")]) == 13
+    assert lines["curve:ce"].get_linewidth() > lines["curve:l1"].get_linewidth()
+    assert lines["curve:ce"].get_color() == "black"
+    assert len({lines[f"curve:l{i}"].get_color() for i in range(1, 13)}) == 12
+    untuned = summary.set_index("loss")["untuned_test"]
+    assert "untuned:l4" not in lines  # its trial 0 is incomplete
+    assert lines["untuned:l1"].get_xdata()[0] == 0.5 and lines["untuned:l1"].get_ydata()[0] == untuned["l1"]
+    assert lines["baseline-untuned"].get_ydata()[0] == untuned["ce"]
+    assert lines["baseline-tuned"].get_ydata()[0] == summary.set_index("loss").loc["ce", "tuned_test"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["untuned", "1", "2", "4", "8"]
+    assert "accuracy" in ax.get_ylabel() and "mean over seeds" in fig.get_suptitle()
+    assert "l4 (trial 0)" in fig.get_suptitle()
+
+
+def test_the_figure_names_an_unknown_task_and_an_ambiguous_convention(tmp_path):
+    from bench.leaderboard.budget_figures import draw_budget_curves
+
+    curves, summary = budget_curves(suite_frame(3), [0, 1])
+    with pytest.raises(BenchError, match="unknown task 'cifar10 / resnet'.*closest"):
+        draw_budget_curves(curves, summary, "cifar10 / resnet", "accuracy", tmp_path / "b", "ce")
+    both = pd.concat([curves, budget_curves(suite_frame(3), [0, 1], "per-seed").curves])
+    with pytest.raises(BenchError, match="several selection conventions"):
+        draw_budget_curves(both, summary, "cifar10 / resnet18", "accuracy", tmp_path / "b", "ce")
+    paths = draw_budget_curves(both, summary, "cifar10 / resnet18", "accuracy", tmp_path / "b", "ce",
+                               selection="per-seed")
+    assert all(p.stat().st_size > 0 for p in paths)
