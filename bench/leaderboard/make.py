@@ -1,0 +1,143 @@
+"""A leaderboard from a store (or an export): plan the suite's cells as ``bench report`` does, read their
+scores, build, and write the files of ``bench leaderboard --out``."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from bench.config.registry import Registry
+from bench.errors import BenchError
+from bench.leaderboard.build import Leaderboard, build
+from bench.leaderboard.scores import trial_scores
+from bench.metrics.table import Metric
+
+STORE_COLUMNS = ["cell_id", "attempt_id", "status", "finished_at", "device_name", "torch_version"]
+
+
+@dataclass
+class Made:
+    board: Leaderboard
+    store: Any
+    cells: list
+    notes: list[str] = field(default_factory=list)
+
+
+def make_leaderboard(reg: Registry, name: str, store: Any, overrides: Mapping[str, Any], metric: Metric,
+                     baseline: str | None, rope: float | None, reps: int, data_root: Path | None,
+                     seed: int = 0) -> Made:
+    """The leaderboard of suite (or search grid) ``name`` under the last run's settings (or ``overrides``)."""
+    from bench.plan.planner import plan_read
+
+    read = plan_read(reg, name, store.runs(name), dict(overrides), {}, data_root)
+    cells = read.plan.cells
+    reference = baseline or reg.grids[name].baseline_loss(reg.loss_names())
+    if reference is None:
+        raise BenchError(f"{name!r} names no baseline: and has no celLoss; pass --baseline LOSS")
+    if metric.needs_validation and not all(float(c.config["train"].get("val_fraction", 0)) > 0 for c in cells):
+        raise BenchError(f"--metric {metric.key}: {name!r} has no validation split to fit the temperature on")
+    stored = store.cells()
+    columns = [c for c in STORE_COLUMNS if c in stored.columns]
+    results = stored[columns] if columns else stored
+    scores = trial_scores(reg, name, cells, results, store, metric)
+    if not scores.frame["status"].eq("done").any():
+        raise BenchError(f"no finished cell of {name!r} in the store yet: train it first "
+                         f"(bench run --{'suite' if name in reg.suites else 'grid'} {name})")
+    board = build(scores, name, name in reg.suites, reference, rope, reps, seed)
+    board.provenance = provenance(reg, name, store, stored, scores)
+    notes = [n for n in read.notes]
+    done = int(scores.frame["status"].eq("done").sum())
+    if done < len(scores.frame):
+        notes.append(f"{done} of {len(scores.frame)} cells of {name!r} are finished; the tables say what each "
+                     f"loss lacks")
+    return Made(board, store, cells, notes)
+
+
+def provenance(reg: Registry, name: str, store: Any, stored: Any, scores: Any) -> dict[str, str]:
+    """Where the numbers come from: the code version, the machines and dates of the cells, the command."""
+    from bench.plan.code_fingerprint import code_version
+
+    ids = set(scores.frame["cell_id"])
+    rows = stored[[c in ids for c in stored["cell_id"].tolist()]] if "cell_id" in stored.columns else stored
+    out = {"code version": code_version(), "command": f"bench run --{'suite' if name in reg.suites else 'grid'} {name}"}
+    if "device_name" in rows.columns:
+        out["devices"] = ", ".join(sorted({str(d) for d in rows["device_name"].dropna().tolist()})) or "—"
+    if "finished_at" in rows.columns and len(rows):
+        finished = rows["finished_at"].dropna().astype(str)
+        if len(finished):
+            out["trained"] = f"{finished.min()[:10]} to {finished.max()[:10]}"
+    if "torch_version" in rows.columns:
+        out["torch"] = ", ".join(sorted({str(v) for v in rows["torch_version"].dropna().tolist()})) or "—"
+    runs = store.runs(name)
+    if runs:
+        last = runs[-1]
+        flags = [f"--losses {','.join(v)}" if k == "losses" else f"--set {k}={v}"
+                 for k, v in sorted(last.get("overrides", {}).items())]
+        if flags:
+            out["command"] += " " + " ".join(flags)
+    return out
+
+
+def draw(board: Leaderboard, target: Path) -> list[str]:
+    """The leaderboard's figures under ``target``: performance profiles, the critical-difference diagram and
+    one tuning-budget figure per task; returns the PNG file names."""
+    from bench.leaderboard.aggregate_figures import draw_cd_diagram, draw_performance_profiles
+    from bench.leaderboard.budget_figures import draw_budget_curves
+    from bench.leaderboard.build import units
+    from bench.leaderboard.render import figure_slug
+
+    names: list[str] = []
+    label = f"test {board.metric.name} ({units(board.metric)})"
+    if board.profiles is not None:
+        names += [p.name for p in draw_performance_profiles(board.profiles, board.taus, target / "profiles",
+                                                            metric_label=f"{label}, Δ vs {board.baseline}")
+                  if p.suffix == ".png"]
+    if board.cd is not None:
+        names += [p.name for p in draw_cd_diagram(board.cd, target / "critical-difference", metric_label=label)
+                  if p.suffix == ".png"]
+    if board.curves is not None:
+        for task in board.tasks:
+            names += [p.name for p in draw_budget_curves(board.curves, board.summary, task, label,
+                                                         target / figure_slug(task), board.baseline)
+                      if p.suffix == ".png"]
+    return names
+
+
+def write_leaderboard(made: Made, fmt: str, out: Path | None, results: Path) -> str:
+    """The leaderboard in ``fmt``; with ``out``, also written under ``OUT/<name>/`` with its figures and CSV."""
+    from bench.leaderboard.render import render
+    from bench.plan.code_fingerprint import code_version
+    from bench.report.destination import record_source, report_dir, store_source
+
+    board = made.board
+    if fmt == "html":
+        from bench.site.leaderboard import standalone_html
+
+        text = standalone_html(board)
+    target = report_dir(out, board.name, store_source(results)) if out is not None else None
+    figures = draw(board, target) if target is not None else []
+    if fmt != "html":
+        text = render(board, fmt, figures)
+    if target is not None:
+        from bench.fileio import StoreWriteError, atomic_write
+
+        files = {"markdown": "leaderboard.md", "latex": "leaderboard.tex", "csv": "leaderboard.csv",
+                 "html": "leaderboard.html"}
+        try:
+            atomic_write(target / files[fmt], text.encode(), "report")
+            if fmt != "csv":
+                atomic_write(target / "leaderboard.csv", render(board, "csv").encode(), "report")
+        except StoreWriteError as exc:
+            raise BenchError(f"cannot write into {target} ({exc.reason}); choose a writable --out folder") from None
+        record_source(target, store_source(results), board.name, code_version())
+    return text
+
+
+def git_commit(folder: Path) -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=folder, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
