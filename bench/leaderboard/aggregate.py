@@ -178,7 +178,11 @@ def score_matrices(normalised: pd.DataFrame, losses: Sequence[str] | None = None
 
 
 def task_means(scores: pd.DataFrame) -> pd.DataFrame:
-    """The mean score over seeds: a (tasks x losses) table, rows sorted by task, losses in order of appearance."""
+    """The mean score over seeds: a (tasks x losses) table, rows sorted by task, losses in order of appearance.
+
+    Raw or :func:`normalise`-d scores give the same ranks and the same loss-minus-baseline differences, as
+    normalising shifts every loss on a task by the same amount.
+    """
     losses = scores["loss"].astype(str).unique().tolist()
     means = scores.assign(loss=scores["loss"].astype(str), task=scores["task"].astype(str)) \
         .pivot_table(index="task", columns="loss", values="score", aggfunc="mean", sort=True)
