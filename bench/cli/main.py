@@ -147,7 +147,7 @@ def gc_paused(command):
 
 
 # the commands register themselves on ``app`` as they are imported (after everything above exists)
-from bench.cli import run, status, report, theory  # noqa: E402,F401,I001 - the order of `bench --help`
+from bench.cli import run, status, report, leaderboard, theory  # noqa: E402,F401,I001 - the order of `bench --help`
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

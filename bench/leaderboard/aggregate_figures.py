@@ -70,7 +70,7 @@ def draw_performance_profiles(
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel(f"τ: {metric} minus {baseline}'s mean on the task")
     ax.set_ylabel(f"fraction of runs with {metric} > τ")
-    ax.set_title(f"Performance profiles of {metric} ({confidence:.0%} bands: stratified bootstrap)")
+    ax.set_title(f"Performance profiles of {metric}\n({confidence:.0%} bands: stratified bootstrap)")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     return _save(fig, path_stem)

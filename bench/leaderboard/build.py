@@ -122,7 +122,8 @@ class Leaderboard:
 
 def build(scores: TrialScores, name: str, is_suite: bool, baseline: str, rope: float | None = None,
           reps: int = 10_000, seed: int = 0) -> Leaderboard:
-    """The leaderboard of ``scores`` against ``baseline`` (a loss of the suite)."""
+    """The leaderboard of ``scores`` against ``baseline`` (a loss of the suite). Every statistic works in the
+    metric's displayed units (accuracy points), signed so that higher is better."""
     metric = scores.metric
     rope = default_rope(metric) if rope is None else rope
     if not rope > 0:
@@ -133,38 +134,44 @@ def build(scores: TrialScores, name: str, is_suite: bool, baseline: str, rope: f
         raise BenchError(f"--baseline {baseline!r}: not a loss of {name!r}{closest(baseline, scores.losses)}")
     scale = display_scale(metric)
     frame = scores.frame
-    trials = frame.rename(columns={"score": "signed"}).assign(
-        test=frame["score"], status=frame["status"].where(frame["status"].eq("done"), "missing"))
-    curves = pd.concat([budget.budget_curves(trials, scores.seeds, selection=s)[0] for s in budget.SELECTIONS])
-    _, summary = budget.budget_curves(trials, scores.seeds, selection="mean")
+    # the budget module's input: one row per cell, the test value signed and in displayed units
+    trials = frame[["task", "loss", "trial", "seed", "val", "status"]].assign(test=frame["score"] * scale)
+    curves = pd.concat([budget.budget_curves(trials, scores.seeds, selection=s, n_trials=scores.trials).curves
+                        for s in budget.SELECTIONS], ignore_index=True)
+    summary = budget.budget_curves(trials, scores.seeds, selection="mean", n_trials=scores.trials).summary
     entries = _entries(scores, summary, scale)
+    tuned = {key for key, e in entries.items() if e.trial is not None}
     notes: list[str] = []
-    tuned = {(t, l): e for (t, l), e in entries.items() if e.trial is not None}
     base_tasks = [t for t in scores.tasks if (t, baseline) in tuned]
     if not base_tasks:
-        notes.append(f"the baseline {baseline} has no complete trial on any task: no loss can be compared with it yet")
-    rows: list[LossRow] = []
-    for loss in scores.losses:
-        have = [t for t in base_tasks if (t, loss) in tuned]
-        missing = [t for t in scores.tasks if (t, loss) not in tuned]
-        rows.append(_compare(scores, entries, loss, baseline, have, missing, rope, reps, seed, curves, summary))
-    cd = profiles = taus = None
+        notes.append(f"the baseline {baseline} has no trial finished on every seed on any task: no loss can be "
+                     f"compared with it yet")
     complete = [loss for loss in scores.losses if all((t, loss) in tuned for t in scores.tasks)]
+    cd = profiles = taus = None
+    ranks: dict[str, float] = {}
     if len(complete) >= 2 and len(scores.tasks) >= 2:
-        means = pd.DataFrame({loss: [tuned[(t, loss)].mean * (-1 if metric.lower_is_better else 1)
-                                     for t in scores.tasks] for loss in complete}, index=scores.tasks)
+        means = pd.DataFrame({loss: [_signed(metric, entries[(t, loss)].mean) for t in scores.tasks]
+                              for loss in complete}, index=scores.tasks)
         cd = aggregate.critical_difference(means)
-        matrices = {loss: aggregate.score_matrix(_normalised(scores, entries, complete, baseline), loss)
-                    for loss in complete}
-        taus = np.linspace(min(m.min() for m in matrices.values()), max(m.max() for m in matrices.values()), 101)
-        profiles = aggregate.performance_profile(matrices, taus)
+        ranks = {str(k): float(v) for k, v in cd.mean_ranks.items()}
+        if baseline in complete:
+            norm = aggregate.normalise(_runs(scores, entries, complete, scores.tasks), baseline)
+            matrices = aggregate.score_matrices(norm, complete)
+            low = min(float(m.min()) for m in matrices.values())
+            high = max(float(m.max()) for m in matrices.values())
+            taus = np.linspace(low, high, 101) if high > low else np.array([low - 1, low, low + 1])
+            profiles = aggregate.performance_profile(matrices, taus, seed=seed)
+        dropped = [loss for loss in scores.losses if loss not in complete]
+        if dropped:
+            notes.append(f"mean ranks, the critical-difference diagram and the performance profiles cover the "
+                         f"losses with a tuned trial on every task; left out: {', '.join(dropped)}")
     elif len(scores.tasks) < 2:
-        notes.append("one task: no cross-task ranking or critical-difference diagram")
-    dropped = [loss for loss in scores.losses if loss not in complete]
-    if cd is not None and dropped:
-        notes.append(f"the ranks and the critical-difference diagram cover the losses with a tuned trial on every "
-                     f"task; left out: {', '.join(dropped)}")
-    rows.sort(key=lambda r: (r.loss != baseline, -_key(r.iqm[0])))
+        notes.append("one task: no cross-task ranks or critical-difference diagram")
+    beats = {loss: budget.trials_to_beat(curves, summary, loss, baseline, selection="mean")
+             for loss in scores.losses if loss != baseline}
+    rows = [_compare(scores, entries, loss, baseline, base_tasks, tuned, rope, reps, seed, ranks, beats.get(loss))
+            for loss in scores.losses]
+    rows.sort(key=lambda r: (r.loss != baseline, -_key(r.iqm[0]), r.loss))
     return Leaderboard(name, is_suite, metric, baseline, rope, reps, scores.tasks, scores.losses, scores.seeds,
                        scores.trials, entries, rows, cd, profiles, taus, curves, summary, notes)
 
@@ -174,66 +181,61 @@ def units(metric: Metric) -> str:
         f"{metric.short} points" if metric.key in PERCENT else metric.unit or f"{metric.short} units")
 
 
+def _signed(metric: Metric, value: float) -> float:
+    return -value if metric.lower_is_better else value
+
+
 def _key(x: float) -> float:
     return x if math.isfinite(x) else -math.inf
 
 
 def _entries(scores: TrialScores, summary: pd.DataFrame, scale: float) -> dict[tuple[str, str], TaskEntry]:
+    """Per (task, loss): the tuned trial the budget summary chose (complete trials only), its per-seed test
+    values in displayed units (unsigned), and the untuned trial's mean."""
     frame = scores.frame
-    out: dict[tuple[str, str], TaskEntry] = {}
     by = {k: g for k, g in frame.groupby(["task", "loss"], sort=False)}
+    out: dict[tuple[str, str], TaskEntry] = {}
     for row in summary.itertuples(index=False):
         group = by[(row.task, row.loss)]
-        chosen = row.tuned_trial if row.tuned_trial is not None and not pd.isna(row.tuned_trial) else None
+        chosen = None if pd.isna(row.tuned_trial) else int(row.tuned_trial)
         test: dict[int, float] = {}
         values: dict[str, Any] = {}
         if chosen is not None:
-            chosen = int(chosen)
-            members = group[group["trial"] == chosen]
+            members = group[(group["trial"] == chosen) & group["seed"].isin(scores.seeds)]
             test = {int(s): float(v) * scale for s, v in zip(members["seed"], members["test"])}
             values = dict(members["values"].iloc[0])
-        zero = group[(group["trial"] == 0) & group["status"].eq("done")]
-        untuned = float(zero["test"].mean()) * scale if len(zero) == len(scores.seeds) else math.nan
+        untuned = float(row.untuned_test) if bool(row.untuned_complete) else math.nan
         failed = int(group["status"].isin(["failed", "diverged"]).sum())
-        out[(row.task, row.loss)] = TaskEntry(chosen, values, test, untuned, int(row.complete),
-                                              list(row.incomplete), failed)
+        out[(row.task, row.loss)] = TaskEntry(chosen, values, test, _signed(scores.metric, untuned),
+                                              int(row.complete), [int(t) for t in row.incomplete], failed)
     return out
 
 
-def _normalised(scores: TrialScores, entries: dict, losses: list[str], baseline: str) -> pd.DataFrame:
-    """Per (task, loss, seed) of the tuned trials, the signed score in displayed units (higher is better),
-    as aggregate.normalise takes it."""
-    sign = -1.0 if scores.metric.lower_is_better else 1.0
-    rows = [{"task": t, "loss": loss, "seed": s, "score": sign * v}
-            for loss in dict.fromkeys([baseline, *losses]) for t in scores.tasks
-            for s, v in entries[(t, loss)].test.items()]
-    return aggregate.normalise(pd.DataFrame(rows), baseline)
+def _runs(scores: TrialScores, entries: dict, losses: list[str], tasks: list[str]) -> pd.DataFrame:
+    """(task, loss, seed, score) of the tuned trials, signed (higher is better), in displayed units."""
+    rows = [{"task": t, "loss": loss, "seed": s, "score": _signed(scores.metric, v)}
+            for loss in losses for t in tasks for s, v in entries[(t, loss)].test.items()]
+    return pd.DataFrame(rows, columns=["task", "loss", "seed", "score"])
 
 
-def _compare(scores: TrialScores, entries: dict, loss: str, baseline: str, tasks: list[str], missing: list[str],
-             rope: float, reps: int, seed: int, curves: pd.DataFrame, summary: pd.DataFrame) -> LossRow:
+def _compare(scores: TrialScores, entries: dict, loss: str, baseline: str, base_tasks: list[str], tuned: set,
+             rope: float, reps: int, seed: int, ranks: dict[str, float], beat: pd.DataFrame | None) -> LossRow:
+    """One loss against the baseline on the tasks both have a tuned trial on."""
     nan3 = (math.nan, math.nan, math.nan)
-    beat = budget.trials_to_beat(curves[curves["selection"] == "mean"], summary, loss, baseline)
-    beat_untuned = {t: beat[t][0] for t in beat}
-    beat_tuned = {t: beat[t][1] for t in beat}
-    if not tasks:
-        return LossRow(loss, [], missing, math.nan, nan3, nan3, None, "no data", beat_untuned, beat_tuned)
-    sign = -1.0 if scores.metric.lower_is_better else 1.0
-    norm = _normalised(ScoresOn(scores, tasks), entries, [loss], baseline)
-    mine = aggregate.score_matrix(norm, loss)
+    tasks = [t for t in base_tasks if (t, loss) in tuned]
+    missing = [t for t in scores.tasks if (t, loss) not in tuned]
+    beat_untuned = {} if beat is None else {r.task: r.beats_untuned_at for r in beat.itertuples(index=False)}
+    beat_tuned = {} if beat is None else {r.task: r.beats_tuned_at for r in beat.itertuples(index=False)}
+    rank = ranks.get(loss, math.nan)
     if loss == baseline:
-        return LossRow(loss, tasks, missing, math.nan, (0.0, 0.0, 0.0), nan3, None, "baseline", beat_untuned, beat_tuned)
-    theirs = aggregate.score_matrix(norm, baseline)
-    iqm = aggregate.iqm({loss: mine}, reps=reps, seed=seed)[loss]
-    poi = aggregate.probability_of_improvement(mine, theirs, reps=reps, seed=seed)
-    diffs = np.array([sign * (entries[(t, loss)].mean - entries[(t, baseline)].mean) for t in tasks])
-    verdict_result = aggregate.rope_verdict(diffs, rope, seed=seed)
-    return LossRow(loss, tasks, missing, math.nan, iqm, poi, verdict_result, aggregate.verdict(verdict_result),
-                   beat_untuned, beat_tuned)
-
-
-class ScoresOn:
-    """``scores`` seen on some tasks only (the tasks both losses have)."""
-
-    def __init__(self, scores: TrialScores, tasks: list[str]):
-        self.metric, self.tasks = scores.metric, tasks
+        return LossRow(loss, tasks, missing, rank, (0.0, 0.0, 0.0) if tasks else nan3, nan3, None, "baseline",
+                       beat_untuned, beat_tuned)
+    if not tasks:
+        return LossRow(loss, [], missing, rank, nan3, nan3, None, "no data", beat_untuned, beat_tuned)
+    norm = aggregate.normalise(_runs(scores, entries, [baseline, loss], tasks), baseline)
+    mine, theirs = aggregate.score_matrix(norm, loss), aggregate.score_matrix(norm, baseline)
+    iqm = tuple(aggregate.iqm({loss: mine}, reps=reps, seed=seed)[loss])
+    poi = tuple(aggregate.probability_of_improvement(mine, theirs, reps=reps, seed=seed))
+    diffs = [_signed(scores.metric, entries[(t, loss)].mean - entries[(t, baseline)].mean) for t in tasks]
+    result = aggregate.rope_verdict(diffs, rope, seed=seed)
+    return LossRow(loss, tasks, missing, rank, iqm, poi, result, aggregate.verdict(result), beat_untuned, beat_tuned)

@@ -89,19 +89,18 @@ def draw(board: Leaderboard, target: Path) -> list[str]:
     from bench.leaderboard.render import figure_slug
 
     names: list[str] = []
-    label = f"test {board.metric.name} ({units(board.metric)})"
+    label = f"{board.metric.name} ({units(board.metric)})"
+    written: list[Path] = []
     if board.profiles is not None:
-        names += [p.name for p in draw_performance_profiles(board.profiles, board.taus, target / "profiles",
-                                                            metric_label=f"{label}, Δ vs {board.baseline}")
-                  if p.suffix == ".png"]
+        written += draw_performance_profiles(board.profiles, board.taus, target / "profiles", metric=label,
+                                             baseline=board.baseline)
     if board.cd is not None:
-        names += [p.name for p in draw_cd_diagram(board.cd, target / "critical-difference", metric_label=label)
-                  if p.suffix == ".png"]
+        written += draw_cd_diagram(board.cd, target / "critical-difference", metric=label)
     if board.curves is not None:
         for task in board.tasks:
-            names += [p.name for p in draw_budget_curves(board.curves, board.summary, task, label,
-                                                         target / figure_slug(task), board.baseline)
-                      if p.suffix == ".png"]
+            written += draw_budget_curves(board.curves, board.summary, task, label, target / figure_slug(task),
+                                          board.baseline, selection="mean")
+    names = [p.name for p in written if p.suffix == ".png"]
     return names
 
 
