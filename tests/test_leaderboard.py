@@ -1,0 +1,161 @@
+"""``bench leaderboard`` end to end, as a user runs it: a tiny suite trained by the console script, the
+leaderboard's numbers against the store read independently, what it says of missing and incomplete
+results, its files, and its bad input."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import bench_subprocess
+
+SUITE = {
+    "datasets": {"g": {"kind": "gauss", "params": {"d": 2, "n_train": 1000, "n_test": 500}}},
+    "architectures": {"mlp": {"source": "native", "name": "mlp"}},
+    "losses": {
+        "celLoss": {"target": "losses.cross_entropy:CelLoss"},
+        "lsr": {"target": "losses.cross_entropy:CelLossLSR", "params": {"epsilon": 0.1},
+                "search": {"epsilon": "uniform(0.0, 0.3)"}},
+        "milLoss": {"target": "losses.mutual_information:MilLoss", "params": {"lam": 5.0},
+                    "search": {"lam": "loguniform(0.5, 50)"}},
+    },
+    "grids": {"plain": {"datasets": ["g"], "architectures": ["mlp"], "losses": ["celLoss"], "seeds": [0],
+                        "train": {"epochs": 1}}},
+    "suites": {"s": {
+        "datasets": ["g"], "architectures": ["mlp"],
+        "regimes": {"clean": {}, "sym-30": {"noise": "symmetric", "noise_rate": 0.3}},
+        "losses": ["celLoss", "lsr", "milLoss"], "seeds": [0, 1],
+        "train": {"epochs": 2, "batch_size": 256, "lr": 0.05, "val_fraction": 0.1},
+        "search": {"trials": 3, "seed": 0, "space": {"train.lr": "loguniform(1e-2, 3e-1)"}}}},
+}
+
+
+def bench(folder: Path, *args: str):
+    return bench_subprocess(*args, "--threads", "1", cwd=folder) if args[0] == "run" else \
+        bench_subprocess(*args, cwd=folder)
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+    """The suite trained in two steps: first only some trials of two losses (the baseline absent), the
+    leaderboard rendered then; then the rest."""
+    folder = tmp_path_factory.mktemp("suite")
+    (folder / "registry.yaml").write_text(yaml.safe_dump(SUITE, sort_keys=False))
+    r = bench(folder, "run", "--suite", "s", "--filter", "loss=lsr,milLoss", "--filter", "trial=0,1", "--no-report")
+    assert r.returncode == 0, r.stderr
+    partial = bench(folder, "leaderboard", "--suite", "s", "--reps", "500")
+    r = bench(folder, "run", "--suite", "s", "--no-report")
+    assert r.returncode == 0, r.stderr
+    return folder, partial
+
+
+def leaderboard_csv(folder: Path, *extra: str) -> list[dict]:
+    r = bench(folder, "leaderboard", "--suite", "s", "--format", "csv", "--reps", "500", *extra)
+    assert r.returncode == 0, r.stderr
+    return list(csv.DictReader(io.StringIO(r.stdout)))
+
+
+def independent_tuned(folder: Path) -> dict[tuple[str, str], tuple[int, float]]:
+    """Per (regime label, loss): the tuned trial and its mean test accuracy (points), from the parquet files."""
+    cells = pd.concat([pd.read_parquet(p) for p in (folder / "results" / "cells").glob("*.parquet")])
+    hist = pd.concat([pd.read_parquet(p) for p in (folder / "results" / "history").glob("*.parquet")])
+    cells = cells[cells["status"] == "done"]
+    out: dict[tuple[str, str], list] = {}
+    for row in cells.to_dict("records"):
+        h = hist[hist["attempt_id"] == row["attempt_id"]].sort_values("epoch")
+        val = h["val_acc"].to_numpy()
+        at = int(np.flatnonzero(val == val.max())[0])  # the earliest best validation epoch
+        task = "clean" if row["regime.noise_rate"] == 0 else "sym-30"
+        out.setdefault((task, row["loss"]), []).append((int(row["trial"]), val[at], h["test_acc"].to_numpy()[at]))
+    tuned = {}
+    for key, rows in out.items():
+        by_trial: dict[int, list] = {}
+        for trial, v, t in rows:
+            by_trial.setdefault(trial, []).append((v, t))
+        best = max(sorted(by_trial), key=lambda tr: (np.mean([v for v, _ in by_trial[tr]]), -tr))
+        tuned[key] = (best, 100 * float(np.mean([t for _, t in by_trial[best]])))
+    return tuned
+
+
+def test_the_leaderboard_numbers_are_the_stores(suite):
+    folder, _ = suite
+    rows = leaderboard_csv(folder)
+    per_task = {(r["task"].split("/")[-1], r["loss"]): r for r in rows if r["task"] != "all"}
+    truth = independent_tuned(folder)
+    assert set(per_task) == set(truth) and len(truth) == 6
+    for key, (trial, mean) in truth.items():
+        assert int(per_task[key]["trial"]) == trial, key
+        assert math.isclose(float(per_task[key]["mean"]), mean, abs_tol=1e-9), key
+    overall = {r["loss"]: r for r in rows if r["task"] == "all"}
+    assert overall["celLoss"]["verdict"] == "baseline"
+    for loss in ("lsr", "milLoss"):
+        r = overall[loss]
+        assert r["verdict"] in ("better", "worse", "equivalent", "undecided")
+        p = [float(r[k]) for k in ("p_worse", "p_equivalent", "p_better")]
+        assert math.isclose(sum(p), 1.0, abs_tol=1e-9)
+        lo, point, hi = float(r["iqm_low"]), float(r["iqm_delta"]), float(r["iqm_high"])
+        assert lo <= point <= hi
+        assert 0.0 <= float(r["p_improvement_low"]) <= float(r["p_improvement"]) <= float(r["p_improvement_high"]) <= 1
+        # a loss's IQM difference is its own against the baseline's per-task mean: two tasks x two seeds
+        deltas = [float(per_task[(t, loss)]["mean"]) - float(per_task[(t, "celLoss")]["mean"]) for t in ("clean", "sym-30")]
+        assert min(deltas) - 50 <= point <= max(deltas) + 50
+
+
+def test_the_markdown_names_metric_rule_and_rope_and_the_partial_run_said_what_was_missing(suite):
+    folder, partial = suite
+    r = bench(folder, "leaderboard", "--suite", "s", "--reps", "500", "--rope", "1")
+    assert r.returncode == 0, r.stderr
+    text = r.stdout
+    assert "test accuracy" in text and "tuned: per task" in text and "ROPE ±1 accuracy points" in text
+    assert "| celLoss (baseline) |" in text and "## g/clean" in text and "## g/sym-30" in text
+    assert "read the diagram as ranks only" in text  # two tasks: no pair can differ
+    # before the baseline had trained, and with a trial of the others missing
+    assert partial.returncode == 0, partial.stderr
+    assert "the baseline celLoss has no trial finished on every seed" in partial.stdout
+    assert "2/3 (incomplete: 2)" in partial.stdout and "0/3 (incomplete: 0, 1, 2)" in partial.stdout
+    assert "no data" in partial.stdout
+    assert "finished" in partial.stderr  # the note: how many of the suite's cells are finished
+
+
+def test_out_writes_the_tables_and_figures_and_nothing_else_writes(suite, tmp_path):
+    folder, _ = suite
+    before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+    r = bench(folder, "leaderboard", "--suite", "s", "--reps", "500", "--format", "latex")
+    assert r.returncode == 0 and r.stdout.startswith("% lossbench leaderboard")
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before  # read-only without --out
+    out = tmp_path / "lb"
+    r = bench(folder, "leaderboard", "--suite", "s", "--reps", "500", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    files = {p.name for p in (out / "s").iterdir()}
+    assert {"leaderboard.md", "leaderboard.csv", "source.json", "profiles.png", "profiles.pdf",
+            "critical-difference.png", "budget-g-clean.png", "budget-g-sym-30.pdf"} <= files
+    assert json.loads((out / "s" / "source.json").read_text())["grid"] == "s"
+    assert all((out / "s" / f).stat().st_size > 1000 for f in files if f.endswith((".png", ".pdf")))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--suite", "nope"], "unknown suite 'nope'"),
+    (["--suite", "s", "--rope", "0"], "--rope 0: the region of practical equivalence must be > 0"),
+    (["--suite", "s", "--rope", "-1"], "must be > 0"),
+    (["--suite", "s", "--metric", "bogus"], "--metric 'bogus': not a report metric"),
+    (["--suite", "s", "--baseline", "nope"], "--baseline 'nope': not a loss of 's'"),
+    (["--suite", "s", "--losses", "nope"], "--losses nope: unknown loss"),
+    (["--suite", "s", "--format", "pdf"], "--format 'pdf': expected one of markdown, latex, csv, html"),
+    (["--grid", "plain"], "has no search: block"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(suite, tmp_path, args, message):
+    folder, _ = suite
+    out = tmp_path / "never"
+    r = bench(folder, "leaderboard", *args, "--out", str(out))
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], r.stderr
+    assert not out.exists()
