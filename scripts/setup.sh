@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up lossbench in ./.venv (Python >= 3.11) and, where it can, installs Debian's Fashion-MNIST.
 #   bash scripts/setup.sh            what `bench run` and `bench report` need (the quick start)
-#   bash scripts/setup.sh --test     and what the tests need: their extras (see TEST_EXTRAS) and pdflatex
+#   bash scripts/setup.sh --test     and what the tests need: their extras (see TEST_EXTRAS), pdflatex and Chromium
 #   bash scripts/setup.sh --dry-run  print the apt-get and pip commands it would run, run nothing
 # Idempotent: a second run only checks. Used by the README's two commands and by .ci/run.
 set -euo pipefail
@@ -59,6 +59,8 @@ if command -v apt-get >/dev/null 2>&1; then
   if [ "$test" = 1 ]; then
     # pdflatex + booktabs: the tests compile the LaTeX tables the report renders
     command -v pdflatex >/dev/null 2>&1 || apt_install --no-install-recommends texlive-latex-base texlive-latex-recommended
+    # Chromium and its driver: the results page's tests open it in a headless browser (selenium)
+    command -v chromium >/dev/null 2>&1 || apt_install chromium chromium-driver
   fi
   "$PY" -c 'import ensurepip' 2>/dev/null || apt_install "$(basename "$PY")-venv"
 fi

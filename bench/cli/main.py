@@ -1,5 +1,5 @@
 """The ``bench`` app: its error handling, the options several commands share, and the commands'
-registration (one module per command group: :mod:`~bench.cli.run`, :mod:`~bench.cli.report`,
+registration (one module per command group: :mod:`~bench.cli.run`, :mod:`~bench.cli.report`, :mod:`~bench.cli.site`,
 :mod:`~bench.cli.status` with ``list``, :mod:`~bench.cli.theory` with ``bound`` and ``gauss``).
 
 Exit codes: 0 ok, 1 some cells failed, 2 bad input, 130/143 interrupted.
@@ -147,7 +147,7 @@ def gc_paused(command):
 
 
 # the commands register themselves on ``app`` as they are imported (after everything above exists)
-from bench.cli import run, status, report, leaderboard, theory  # noqa: E402,F401,I001 - the order of `bench --help`
+from bench.cli import run, status, report, leaderboard, site, theory  # noqa: E402,F401,I001 - the order of `bench --help`
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

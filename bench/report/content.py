@@ -417,6 +417,26 @@ def accuracy_note(data: ReportData, marks: Marks) -> str:
     return " ".join([about, *notes] if about else notes)
 
 
+def diff_heading(data: ReportData) -> str:
+    """The title of the paired differences against the baseline: the metric, the pairing and the rule."""
+    m = data.metric
+    how = "one seed per cell, no interval" if data.seed_counts == [1] else "paired by seed, 95% t interval"
+    if m.key == DEFAULT.key:
+        which = "" if data.select.key == "last" else f"; selection: {data.select.name}"
+        return f"Difference to `{data.baseline}` ({how}{which})"
+    return (f"Difference in test {m.name} to `{data.baseline}` (loss minus baseline, {m.direction}; "
+            f"{how}; selection: {data.select.name})")
+
+
+def holm_note(data: ReportData) -> str:
+    """What a tuned comparison's verdict column means (the rules across trials carry one)."""
+    m = data.metric
+    return ("The verdict is the paired t test's p-value adjusted by Holm–Bonferroni across the losses "
+            "compared in the row, at 5%; each tuned loss is compared with the tuned baseline."
+            + ("" if m.key == DEFAULT.key else
+               f" `better`: a {'lower' if m.lower_is_better else 'higher'} {m.short} than the baseline's."))
+
+
 def diff_note(data: ReportData, comp: list[dict[str, Any]]) -> str:
     notes = []
     if data.seed_counts and data.seed_counts[-1] < 2:
@@ -443,3 +463,14 @@ MI_NOTE = (f"Î = H_θ(Y) − H_θ(Y|X) on the test split ({THEORY_DOC}); the bo
            "the exact Fano bound evaluated at the learned Î and the test label entropy. Both bounds fall as I grows "
            "and the achieved error obeys them at the true I(X;Y), so a bound above the achieved error "
            "(error ≥ bound: no) means Î understates the true I(X;Y).")
+
+MI_TITLE = "Learned mutual information and the error lower bounds it implies"
+MI_HEADS = ["test Î (nats)", "H(Y) test", "test error", "Thm 4 bound", "Fano bound", "error ≥ bound"]  # mi_texts' order
+TRUTH_TITLE = "The generating distribution"
+TRUTH_HEADS = ["dataset", "δ", "exact I(X;Y) (nats)", "Bayes error"]
+TRUTH_NOTE = "Read the learned test Î against the exact I(X;Y), and the achieved test error against the Bayes error."
+
+
+def truth_texts(dataset: str, truth: dict[str, float]) -> list[str]:
+    """A row of the generating distribution's table: the dataset, δ, the exact I(X;Y) and the Bayes error."""
+    return [dataset, fmt_num(truth["delta"], 4), fmt_num(truth["mi_exact"], 4), fmt_num(truth["bayes_error"], 4)]

@@ -54,20 +54,11 @@ def render_markdown(data: ReportData, figures: list[str] | None = None) -> str:
         rows = [label(r) + [r["loss"], " ".join(t for t in content.diff_text(r, digits=m.digits) if t)]
                 + ([f"{r['verdict']} (p={content.fmt_num(r['p_holm'])})" if r["verdict"] else content.MISSING] if holm_col else [])
                 for r in comp]
-        how = "one seed per cell, no interval" if data.seed_counts == [1] else "paired by seed, 95% t interval"
-        if m.key == DEFAULT.key:
-            which = "" if data.select.key == "last" else f"; selection: {data.select.name}"
-            heading = f"### Difference to `{data.baseline}` ({how}{which})"
-        else:
-            heading = (f"### Difference in test {m.name} to `{data.baseline}` (loss minus baseline, {m.direction}; "
-                       f"{how}; selection: {data.select.name})")
         heads = label_heads + ["loss", f"Δ {m.short}"] + (["Holm–Bonferroni verdict"] if holm_col else [])
-        parts += ["", heading, "", tabulate(rows, headers=heads, tablefmt="pipe", disable_numparse=True)]
+        parts += ["", f"### {content.diff_heading(data)}", "",
+                  tabulate(rows, headers=heads, tablefmt="pipe", disable_numparse=True)]
         if holm_col:
-            parts += ["", "The verdict is the paired t test's p-value adjusted by Holm–Bonferroni across the losses "
-                          "compared in the row, at 5%; each tuned loss is compared with the tuned baseline."
-                      + ("" if m.key == DEFAULT.key else
-                         f" `better`: a {'lower' if m.lower_is_better else 'higher'} {m.short} than the baseline's.")]
+            parts += ["", content.holm_note(data)]
         note = content.diff_note(data, comp)
         if note:
             parts += ["", note]
@@ -80,17 +71,14 @@ def render_markdown(data: ReportData, figures: list[str] | None = None) -> str:
             texts = content.mi_texts(r)
             texts[-1] = "**no**" if texts[-1] == "no" else texts[-1]
             rows.append(label(r) + [r["loss"]] + texts)
-        parts += ["", "### Learned mutual information and the error lower bounds it implies", "",
-                  tabulate(rows, headers=label_heads + ["loss", "test Î (nats)", "H(Y) test", "test error", "Thm 4 bound",
-                                                        "Fano bound", "error ≥ bound"],
-                           tablefmt="pipe", disable_numparse=True),
+        parts += ["", f"### {content.MI_TITLE}", "",
+                  tabulate(rows, headers=label_heads + ["loss", *content.MI_HEADS], tablefmt="pipe", disable_numparse=True),
                   "", content.MI_NOTE]
     if data.truths:
-        parts += ["", "### The generating distribution", "",
-                  tabulate([[ds, content.fmt_num(t["delta"], 4), content.fmt_num(t["mi_exact"], 4), content.fmt_num(t["bayes_error"], 4)]
-                            for ds, t in data.truths.items()],
-                           headers=["dataset", "δ", "exact I(X;Y) (nats)", "Bayes error"], tablefmt="pipe", disable_numparse=True),
-                  "", "Read the learned test Î against the exact I(X;Y), and the achieved test error against the Bayes error."]
+        parts += ["", f"### {content.TRUTH_TITLE}", "",
+                  tabulate([content.truth_texts(ds, t) for ds, t in data.truths.items()],
+                           headers=content.TRUTH_HEADS, tablefmt="pipe", disable_numparse=True),
+                  "", content.TRUTH_NOTE]
     for fig in figures or []:
         parts += ["", f"![{fig}]({fig})"]
     return "\n".join(parts) + "\n"

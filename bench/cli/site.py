@@ -1,0 +1,45 @@
+"""``bench site``: parse the flags, build a page per grid of the store, write the static site."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from bench.cli.main import DataRootReadOpt, RegistryOpt, ResultsOpt, app, fail, gc_paused, say
+from bench.errors import BenchError
+
+
+@app.command()
+@gc_paused
+def site(
+    out: Path = typer.Option(..., "--out", help="The folder to write: a new or empty one, or one `bench site` wrote before (its pages are replaced)."),
+    registry: Path = RegistryOpt,
+    results: Path = ResultsOpt,
+    grids: list[str] = typer.Option([], "--grid", "-g", help="Only these grids (repeat the flag), in this order; default: every grid of the registry with cells in the store."),
+    title: str = typer.Option("lossbench results", "--title", help="The site's title, on every page."),
+    data_root: Optional[Path] = DataRootReadOpt,
+) -> None:
+    """A static results page: index.html and a page per grid with cells in the store (its tables under every
+    selection rule, paired differences, chosen trials, figures, provenance), under the settings of each grid's last
+    run, as bench report shows them. Opens from file://, offline. A store with no cells of any grid is an error
+    (exit 2): there is nothing to publish."""
+    try:
+        import tempfile
+
+        from bench.config.registry import load_registry
+        from bench.site.grids import grid_pages
+        from bench.site.render import previous_files, write_site
+        from bench.store.results import Store
+
+        previous_files(out)  # a refused --out before anything is read or drawn
+        reg = load_registry(registry)
+        if not results.is_dir():
+            raise BenchError(f"--results {results}: no such folder; pass the folder `bench run` wrote to")
+        with tempfile.TemporaryDirectory(prefix="bench-site-") as drawn:  # figures, copied into --out with the pages
+            pages = grid_pages(reg, Store(results), Path(drawn), grids, data_root)
+            write_site(out, pages, title)
+    except BenchError as err:
+        fail(err)
+    say(f"wrote {out / 'index.html'}: {len(pages)} page{'s' * (len(pages) != 1)} ({', '.join(p.slug for p in pages)})")
