@@ -21,7 +21,8 @@ def site(
     title: str = typer.Option("lossbench results", "--title", help="The site's title, on every page."),
     data_root: Optional[Path] = DataRootReadOpt,
 ) -> None:
-    """A static results page: index.html and a page per grid with cells in the store (its tables under every
+    """A static results page: index.html, a leaderboard page per suite with finished cells, and a page per grid
+    (a suite's too) with cells in the store (its tables under every
     selection rule, paired differences, chosen trials, figures, provenance), under the settings of each grid's last
     run, as bench report shows them. Opens from file://, offline. A store with no cells of any grid is an error
     (exit 2): there is nothing to publish."""
@@ -30,6 +31,7 @@ def site(
 
         from bench.config.registry import load_registry
         from bench.site.grids import grid_pages
+        from bench.site.leaderboard import leaderboard_pages
         from bench.site.render import previous_files, write_site
         from bench.store.results import Store
 
@@ -38,7 +40,10 @@ def site(
         if not results.is_dir():
             raise BenchError(f"--results {results}: no such folder; pass the folder `bench run` wrote to")
         with tempfile.TemporaryDirectory(prefix="bench-site-") as drawn:  # figures, copied into --out with the pages
-            pages = grid_pages(reg, Store(results), Path(drawn), grids, data_root)
+            store = Store(results)
+            boards = leaderboard_pages(reg, store, Path(drawn), [g for g in grids if g in reg.suites], data_root) \
+                if not grids or any(g in reg.suites for g in grids) else []
+            pages = boards + grid_pages(reg, store, Path(drawn), grids, data_root)
             write_site(out, pages, title)
     except BenchError as err:
         fail(err)

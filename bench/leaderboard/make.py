@@ -111,14 +111,13 @@ def write_leaderboard(made: Made, fmt: str, out: Path | None, results: Path) -> 
     from bench.report.destination import record_source, report_dir, store_source
 
     board = made.board
+    target = report_dir(out, board.name, store_source(results)) if out is not None else None
     if fmt == "html":
         from bench.site.leaderboard import standalone_html
 
-        text = standalone_html(board)
-    target = report_dir(out, board.name, store_source(results)) if out is not None else None
-    figures = draw(board, target) if target is not None else []
-    if fmt != "html":
-        text = render(board, fmt, figures)
+        text = standalone_html(board, target)  # draws its figures into the folder it is written to
+    else:
+        text = render(board, fmt, draw(board, target) if target is not None else [])
     if target is not None:
         from bench.fileio import StoreWriteError, atomic_write
 
