@@ -1,6 +1,7 @@
 """The ``bench`` app: its error handling, the options several commands share, and the commands'
-registration (one module per command group: :mod:`~bench.cli.run`, :mod:`~bench.cli.report`, :mod:`~bench.cli.site`,
-:mod:`~bench.cli.status` with ``list``, :mod:`~bench.cli.theory` with ``bound`` and ``gauss``).
+registration (one module per command group: :mod:`~bench.cli.run`, :mod:`~bench.cli.report`,
+:mod:`~bench.cli.leaderboard`, :mod:`~bench.cli.site`, :mod:`~bench.cli.status` with ``list``, :mod:`~bench.cli.export`,
+:mod:`~bench.cli.theory` with ``bound`` and ``gauss``).
 
 Exit codes: 0 ok, 1 some cells failed, 2 bad input, 130/143 interrupted.
 """
@@ -76,6 +77,8 @@ ReadLossesOpt = typer.Option([], "--losses", help="Show the cells with these los
 # status and report: the cells of the grid's last run, or of these flags
 ReadSetOpt = typer.Option([], "--set", help="Show the cells of these training or regime settings instead of the last run's.")
 ReadFilterOpt = typer.Option([], "--filter", help="Keep cells with key=value[,value] (as bench run --filter).")
+FromOpt = typer.Option(None, "--from", help="Read the results of this export file (written by bench export) instead "
+                                             "of --results; the grid is the export's unless --grid/--suite names it.")
 # the data root's environment variable is read here, at the edge, and nowhere else: the value travels
 # as an argument from here to the planner, the launchers and every worker
 DataRootReadOpt = typer.Option(None, "--data-root", envvar=DATA_ROOT_ENV,
@@ -117,6 +120,22 @@ def grid_or_suite(reg, grid: str, suite: str | None) -> str:
     return suite
 
 
+def given(ctx: typer.Context, name: str) -> bool:
+    """Whether the option ``name`` was given on the command line (or its environment variable), not defaulted."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name != "DEFAULT"
+
+
+def read_grid(ctx: typer.Context, reg, grid: str, suite: str | None, store) -> str:
+    """The grid a read-only command shows: ``--grid``/``--suite``, or with ``--from`` the export's own grid
+    (which ``--grid``/``--suite``, when given, must name)."""
+    from bench.store.export import ExportStore
+
+    if not isinstance(store, ExportStore):
+        return grid_or_suite(reg, grid, suite)
+    return store.shown_grid(grid_or_suite(reg, grid, suite) if suite is not None or given(ctx, "grid") else None)
+
+
 def existing_results(results: Path, grid: str) -> None:
     """Read-only commands read a results folder; a missing one is a typo, not an empty store."""
     if not results.is_dir():
@@ -147,7 +166,7 @@ def gc_paused(command):
 
 
 # the commands register themselves on ``app`` as they are imported (after everything above exists)
-from bench.cli import run, status, report, leaderboard, site, theory  # noqa: E402,F401,I001 - the order of `bench --help`
+from bench.cli import run, status, report, leaderboard, site, export, theory  # noqa: E402,F401,I001 - the order of `bench --help`
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

@@ -7,9 +7,8 @@ from typing import Optional
 
 import typer
 
-from bench.cli.main import (DataRootReadOpt, GridOpt, ReadFilterOpt, ReadLossesOpt, ReadSetOpt, RegistryOpt, ResultsOpt,
-                            SuiteOpt, app, grid_or_suite,
-                            existing_results, fail, gc_paused, say)
+from bench.cli.main import (DataRootReadOpt, FromOpt, GridOpt, ReadFilterOpt, ReadLossesOpt, ReadSetOpt, RegistryOpt,
+                            ResultsOpt, SuiteOpt, app, existing_results, fail, gc_paused, read_grid, say)
 from bench.errors import BenchError
 
 
@@ -29,11 +28,13 @@ def _present(baseline: str | None, cells) -> str | None:
 @app.command()
 @gc_paused
 def report(
+    ctx: typer.Context,
     grid: str = GridOpt,
     suite: Optional[str] = SuiteOpt,
     losses: list[str] = ReadLossesOpt,
     registry: Path = RegistryOpt,
     results: Path = ResultsOpt,
+    from_: Optional[Path] = FromOpt,
     fmt: str = typer.Option("markdown", "--format", "-f", help="markdown, latex or csv."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the report (and figures) under OUT/<grid>/, with a record of the results it was rendered from; a folder holding a report of other results is refused. Without --out nothing is written."),
     figures: bool = typer.Option(False, "--figures", help="Draw learning curves, sweeps and Î-vs-error plots (PNG and PDF) under --out."),
@@ -57,17 +58,21 @@ def report(
         from bench.config.registry import load_registry
         from bench.plan.planner import plan_read
         from bench.report import REPORT_COLUMNS, annotate, collect_from_store, metric_absent, nothing_finished, render
-        from bench.report.destination import record_source, report_dir, store_source
+        from bench.report.destination import export_source, record_source, report_dir, store_source
+        from bench.store.export import left_out_note, open_source
         from bench.store.overview import other_settings_note
-        from bench.store.results import Store
 
         reg = load_registry(registry)
-        grid = grid_or_suite(reg, grid, suite)
-        existing_results(results, grid)
-        store = Store(results)
-        read = plan_read(reg, grid, store.runs(grid), {**parse_set(set_), **parse_losses(losses)}, parse_filters(filter_), data_root)
+        store = open_source(results, from_)  # an export is read and checked here, before anything else
+        grid = read_grid(ctx, reg, grid, suite, store)
+        if from_ is None:
+            existing_results(results, grid)
+        overrides, filters = {**parse_set(set_), **parse_losses(losses)}, parse_filters(filter_)
+        read = plan_read(reg, grid, store.runs(grid), overrides, filters, data_root)
         cells = read.plan.cells
-        for note in [*read.notes, other_settings_note(read, store.statuses())]:
+        left_out = (left_out_note(store, read.plan.cell_ids, registry, {"overrides": overrides, "filters": filters})
+                    if from_ is not None else None)
+        for note in [*read.notes, other_settings_note(read, store.statuses()), left_out]:
             if note:
                 typer.echo(f"note: {note}", err=True)
         losses = {c.loss for c in cells}
@@ -83,12 +88,12 @@ def report(
             ("--results", results if results != Path("results") else None), ("--data-root", data_root),
             *(tuple(set_flag(k, v).split(" ", 1)) for k, v in sorted(read.plan.overrides.items())),
             *(("--filter", f"{k}={','.join(map(str, v))}") for k, v in sorted(read.plan.filters.items()))]
-        empty = nothing_finished(data, results, run_options)
+        empty = nothing_finished(data, from_ or results, run_options)
         absent = metric_absent(data, run_options) if empty is None else None
         if absent is not None:
             raise BenchError(absent)
         # the output folder only once the input is known good: a refused report leaves nothing behind
-        source = store_source(results)
+        source = export_source(from_) if from_ is not None else store_source(results)
         target = report_dir(out, grid, source)
         if empty is not None:
             typer.echo(empty)  # one line, not tables of dashes

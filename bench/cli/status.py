@@ -7,20 +7,21 @@ from typing import Optional
 
 import typer
 
-from bench.cli.main import (DataRootReadOpt, GridOpt, ReadFilterOpt, ReadLossesOpt, ReadSetOpt, RegistryOpt, ResultsOpt,
-                            SuiteOpt, app, grid_or_suite,
-                            cache_dir, existing_results, fail, gc_paused)
+from bench.cli.main import (DataRootReadOpt, FromOpt, GridOpt, ReadFilterOpt, ReadLossesOpt, ReadSetOpt, RegistryOpt,
+                            ResultsOpt, SuiteOpt, app, cache_dir, existing_results, fail, gc_paused, read_grid)
 from bench.errors import BenchError
 
 
 @app.command()
 @gc_paused
 def status(
+    ctx: typer.Context,
     grid: str = GridOpt,
     suite: Optional[str] = SuiteOpt,
     losses: list[str] = ReadLossesOpt,
     registry: Path = RegistryOpt,
     results: Path = ResultsOpt,
+    from_: Optional[Path] = FromOpt,
     set_: list[str] = ReadSetOpt,
     filter_: list[str] = ReadFilterOpt,
     data_root: Optional[Path] = DataRootReadOpt,
@@ -33,13 +34,14 @@ def status(
         from bench.config.cells import parse_filters, parse_losses, parse_set
         from bench.config.registry import load_registry
         from bench.plan.planner import plan_read
+        from bench.store.export import open_source
         from bench.store.overview import grid_status
-        from bench.store.results import Store
 
         reg = load_registry(registry)
-        grid = grid_or_suite(reg, grid, suite)
-        existing_results(results, grid)
-        store = Store(results)
+        store = open_source(results, from_)  # an export is read and checked here, before anything else
+        grid = read_grid(ctx, reg, grid, suite, store)
+        if from_ is None:
+            existing_results(results, grid)
         read = plan_read(reg, grid, store.runs(grid), {**parse_set(set_), **parse_losses(losses)}, parse_filters(filter_), data_root,
                          last_run_cells=not whole)
         from bench.plan.data_fingerprint import read_only_data

@@ -1,10 +1,10 @@
 """Where a report is written, and what it was rendered from: a folder never receives a report of another source.
 
 ``bench report --out OUT`` writes into ``OUT/<grid>/`` and records there, in ``source.json``, which results it was
-rendered from: the store (by a digest of its folder's resolved path, so no path of the machine is written into a
-folder that may be committed). A folder that already holds a report of another source, or a report without a
-record (one made elsewhere, or by an older version), is refused before anything is drawn or written: a committed
-two-hour table cannot be overwritten by a one-cell run.
+rendered from: the store, or an export file (by a digest of the folder's or the file's resolved path, so no path
+of the machine is written into a folder that may be committed). A folder that already holds a report of another
+source, or a report without a record (one made elsewhere, or by an older version), is refused before anything is
+drawn or written: a committed two-hour table cannot be overwritten by a one-cell run.
 """
 
 from __future__ import annotations
@@ -23,6 +23,11 @@ SOURCE_FILE = "source.json"
 def store_source(results: Path) -> str:
     """The source id of a results folder: ``store:`` and a digest of its resolved path."""
     return "store:" + hashlib.sha256(str(results.resolve()).encode()).hexdigest()[:16]
+
+
+def export_source(path: Path) -> str:
+    """The source id of an export file (``bench export``): ``export:`` and a digest of its resolved path."""
+    return "export:" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
 
 
 def recorded_source(target: Path) -> str | None:

@@ -88,8 +88,7 @@ def grid_status(read: ReadPlan, store: Store, import_paths: tuple[str, ...] = ()
                                       current_data)) if current_data is not None else set()
     stale = code_stale | data_stale
     running = store.running(c.cell_id for c in cells if c.cell_id not in current)
-    # one listing of the checkpoint folder, not a stat per unfinished cell
-    checkpoints = {p.name for p in store.checkpoints_dir.glob("*.pt")} if store.checkpoints_dir.is_dir() else set()
+    checkpoints = store.checkpointed(c.cell_id for c in cells if c.cell_id not in current)
     counts = {s: 0 for s in (*COUNTED, Status.INTERRUPTED, Status.STALE)}
     problems, interrupted = [], []
     for c in cells:
@@ -97,9 +96,9 @@ def grid_status(read: ReadPlan, store: Store, import_paths: tuple[str, ...] = ()
         if status is None and c.cell_id in running:
             counts[Status.RUNNING] += 1
             continue
-        if status is None and store.checkpoint_path(c.cell_id).name in checkpoints:
+        if status is None and c.cell_id in checkpoints:
             counts[Status.INTERRUPTED] += 1
-            interrupted.append(interrupted_line(c, store.checkpoint_path(c.cell_id)))
+            interrupted.append(interrupted_line(c, checkpoints[c.cell_id]))
             continue
         if status is None:
             counts[Status.PENDING] += 1
@@ -109,8 +108,8 @@ def grid_status(read: ReadPlan, store: Store, import_paths: tuple[str, ...] = ()
             continue
         counts[status] = counts.get(status, 0) + 1
         if status in PROBLEMS:
-            tb = store.traceback_path(c.cell_id)
-            kept = f" (traceback: {tb})" if tb.is_file() else ""
+            tb = store.kept_traceback(c.cell_id)
+            kept = f" (traceback: {tb})" if tb is not None else ""
             problems.append(f"  {status}: {c.cell_id} {c.title}: {messages.get(c.cell_id, '')}{kept}")
     notes = list(read.notes)
     if interrupted:

@@ -128,6 +128,11 @@ class Store:
         """Where the full traceback of a cell that raised is kept (``bench status`` points to it)."""
         return self.logs_dir / f"{safe_name(cell_id)}.traceback.txt"
 
+    def kept_traceback(self, cell_id: str) -> Path | None:
+        """The traceback file of a cell that raised, when one is kept."""
+        path = self.traceback_path(cell_id)
+        return path if path.is_file() else None
+
     def write_traceback(self, cell_id: str, text: str) -> Path:
         path = self.traceback_path(cell_id)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -211,6 +216,15 @@ class Store:
 
     def checkpoint_path(self, cell_id: str) -> Path:
         return checkpoint_path(self.checkpoints_dir, cell_id)
+
+    def checkpointed(self, cell_ids: Iterable[str]) -> dict[str, Path]:
+        """cell_id -> checkpoint file, for those of ``cell_ids`` that have one: the folder is listed once, not
+        stat'ed per cell (``status`` asks this of every unfinished cell)."""
+        if not self.checkpoints_dir.is_dir():
+            return {}
+        present = {p.name for p in self.checkpoints_dir.glob("*.pt")}
+        paths = ((c, self.checkpoint_path(c)) for c in cell_ids)
+        return {c: p for c, p in paths if p.name in present}
 
     # ---------------------------------------------------------------- writing
     def write_result(self, row: dict, history: list[dict]) -> None:
@@ -335,21 +349,7 @@ class Store:
         Reads a few columns only, so it does not grow with the width of the history; with
         ``cell_ids``, only those cells, and the history is read only if one of them trained.
         """
-        df = self.cells(["cell_id", "attempt_id", "status", "epochs_done"])
-        if cell_ids is not None and not df.empty:
-            wanted = set(cell_ids)
-            df = df[[c in wanted for c in df["cell_id"].tolist()]]
-        if df.empty:
-            return {}
-        if "epochs_done" in df.columns:
-            trained = df[df["epochs_done"].fillna(0) > 0]
-            if len(trained):
-                have = self._history_attempts()
-                # plain sets: pandas' isin on arrow strings loops in Python (slow on large stores)
-                lost = {c for c, a in zip(trained["cell_id"].tolist(), trained["attempt_id"].tolist()) if a not in have}
-                if lost:
-                    return {c: s for c, s in zip(df["cell_id"].tolist(), df["status"].tolist()) if c not in lost}
-        return dict(zip(df["cell_id"].tolist(), df["status"].tolist()))
+        return latest_statuses(self.cells(STATUS_COLUMNS), cell_ids, self._history_attempts)
 
     def _history_attempts(self) -> set[str]:
         """Attempt ids that have history rows: each file's ``attempt_id`` column read as a dictionary.
@@ -416,6 +416,29 @@ class Store:
         return stale_temp_files(self.root, STALE_TEMP_AGE_S)
 
 
+STATUS_COLUMNS = ["cell_id", "attempt_id", "status", "epochs_done"]
+
+
+def latest_statuses(df: pd.DataFrame, cell_ids: Iterable[str] | None,
+                    history_attempts: Callable[[], set[str]]) -> dict[str, str]:
+    """cell_id -> status of the latest rows ``df`` (:data:`STATUS_COLUMNS`), leaving out the cells that trained
+    but whose attempt has no history (``history_attempts``: asked only when one of them trained)."""
+    if cell_ids is not None and not df.empty:
+        wanted = set(cell_ids)
+        df = df[[c in wanted for c in df["cell_id"].tolist()]]
+    if df.empty:
+        return {}
+    if "epochs_done" in df.columns:
+        trained = df[df["epochs_done"].fillna(0) > 0]
+        if len(trained):
+            have = history_attempts()
+            # plain sets: pandas' isin on arrow strings loops in Python (slow on large stores)
+            lost = {c for c, a in zip(trained["cell_id"].tolist(), trained["attempt_id"].tolist()) if a not in have}
+            if lost:
+                return {c: s for c, s in zip(df["cell_id"].tolist(), df["status"].tolist()) if c not in lost}
+    return dict(zip(df["cell_id"].tolist(), df["status"].tolist()))
+
+
 def _is_in(column: pa.ChunkedArray, wanted: pa.Array) -> np.ndarray:
     """Which rows of a (dictionary-encoded) column hold one of ``wanted``: tested once per distinct value."""
     parts = [np.zeros(0, bool)]
@@ -461,4 +484,5 @@ def clean_temp_files(store: Store) -> None:
             pass
 
 
-__all__ = ["Store", "StoreReadError", "StoreWriteError", "clean_temp_files", "corrupt_folder"]
+__all__ = ["STATUS_COLUMNS", "Store", "StoreReadError", "StoreWriteError", "clean_temp_files", "corrupt_folder",
+           "latest_statuses"]
