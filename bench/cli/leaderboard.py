@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from bench.cli.main import (DataRootReadOpt, GridOpt, ReadLossesOpt, ReadSetOpt, RegistryOpt, ResultsOpt, SuiteOpt,
-                            app, existing_results, fail, gc_paused, grid_or_suite, say)
+from bench.cli.main import (DataRootReadOpt, FromOpt, GridOpt, ReadLossesOpt, ReadSetOpt, RegistryOpt, ResultsOpt,
+                            SuiteOpt, app, existing_results, fail, gc_paused, read_grid, say)
 from bench.errors import BenchError
 
 LEADERBOARD_FORMATS = ("markdown", "latex", "csv", "html")
@@ -17,11 +17,13 @@ LEADERBOARD_FORMATS = ("markdown", "latex", "csv", "html")
 @app.command()
 @gc_paused
 def leaderboard(
+    ctx: typer.Context,
     suite: Optional[str] = SuiteOpt,
     grid: str = GridOpt,
     losses: list[str] = ReadLossesOpt,
     registry: Path = RegistryOpt,
     results: Path = ResultsOpt,
+    from_: Optional[Path] = FromOpt,
     fmt: str = typer.Option("markdown", "--format", "-f", help="markdown, latex, csv or html."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the leaderboard, its figures (performance profiles, critical-difference diagram, a tuning-budget curve per task) and its CSV under OUT/<suite>/. Without --out nothing is written."),
     metric: str = typer.Option("acc", "--metric", help="What is compared: acc, balanced_acc, nll, ece, ece_ts or brier (test split, at each cell's best validation epoch)."),
@@ -42,17 +44,21 @@ def leaderboard(
         from bench.config.registry import load_registry
         from bench.leaderboard.make import make_leaderboard, write_leaderboard
         from bench.metrics.table import metric as find_metric
-        from bench.store.results import Store
+
+        from bench.report.destination import export_source, store_source
+        from bench.store.export import open_source
 
         reg = load_registry(registry)
-        name = grid_or_suite(reg, grid, suite)
-        shown = find_metric(metric, name, [])
-        existing_results(results, name)
-        made = make_leaderboard(reg, name, Store(results), {**parse_set(set_), **parse_losses(losses)}, shown,
+        shown = find_metric(metric, "", [])
+        if from_ is None:
+            existing_results(results, suite or grid)
+        store = open_source(results, from_)  # an export is read and checked here, before anything else
+        name = read_grid(ctx, reg, grid, suite, store)
+        made = make_leaderboard(reg, name, store, {**parse_set(set_), **parse_losses(losses)}, shown,
                                 baseline, rope, reps, data_root)
         for note in made.notes:
             typer.echo(f"note: {note}", err=True)
-        text = write_leaderboard(made, fmt, out, results)
+        text = write_leaderboard(made, fmt, out, export_source(from_) if from_ is not None else store_source(results))
     except BenchError as err:
         fail(err)
     say(text)

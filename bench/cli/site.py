@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from bench.cli.main import DataRootReadOpt, RegistryOpt, ResultsOpt, app, fail, gc_paused, say
+from bench.cli.main import DataRootReadOpt, FromOpt, RegistryOpt, ResultsOpt, app, fail, gc_paused, say
 from bench.errors import BenchError
 
 
@@ -17,6 +17,7 @@ def site(
     out: Path = typer.Option(..., "--out", help="The folder to write: a new or empty one, or one `bench site` wrote before (its pages are replaced)."),
     registry: Path = RegistryOpt,
     results: Path = ResultsOpt,
+    from_: Optional[Path] = FromOpt,
     grids: list[str] = typer.Option([], "--grid", "-g", help="Only these grids (repeat the flag), in this order; default: every grid of the registry with cells in the store."),
     title: str = typer.Option("lossbench results", "--title", help="The site's title, on every page."),
     data_root: Optional[Path] = DataRootReadOpt,
@@ -33,14 +34,16 @@ def site(
         from bench.site.grids import grid_pages
         from bench.site.leaderboard import leaderboard_pages
         from bench.site.render import previous_files, write_site
-        from bench.store.results import Store
 
         previous_files(out)  # a refused --out before anything is read or drawn
         reg = load_registry(registry)
-        if not results.is_dir():
+        if from_ is None and not results.is_dir():
             raise BenchError(f"--results {results}: no such folder; pass the folder `bench run` wrote to")
+        from bench.store.export import open_source
+
+        source = open_source(results, from_)  # an export is read and checked here, before anything is drawn
         with tempfile.TemporaryDirectory(prefix="bench-site-") as drawn:  # figures, copied into --out with the pages
-            store = Store(results)
+            store = source
             boards = leaderboard_pages(reg, store, Path(drawn), [g for g in grids if g in reg.suites], data_root) \
                 if not grids or any(g in reg.suites for g in grids) else []
             pages = boards + grid_pages(reg, store, Path(drawn), grids, data_root)

@@ -104,14 +104,14 @@ def draw(board: Leaderboard, target: Path) -> list[str]:
     return names
 
 
-def write_leaderboard(made: Made, fmt: str, out: Path | None, results: Path) -> str:
+def write_leaderboard(made: Made, fmt: str, out: Path | None, source: str) -> str:
     """The leaderboard in ``fmt``; with ``out``, also written under ``OUT/<name>/`` with its figures and CSV."""
     from bench.leaderboard.render import render
     from bench.plan.code_fingerprint import code_version
-    from bench.report.destination import record_source, report_dir, store_source
+    from bench.report.destination import record_source, report_dir
 
     board = made.board
-    target = report_dir(out, board.name, store_source(results)) if out is not None else None
+    target = report_dir(out, board.name, source) if out is not None else None
     if fmt == "html":
         from bench.site.leaderboard import standalone_html
 
@@ -129,7 +129,7 @@ def write_leaderboard(made: Made, fmt: str, out: Path | None, results: Path) -> 
                 atomic_write(target / "leaderboard.csv", render(board, "csv").encode(), "report")
         except StoreWriteError as exc:
             raise BenchError(f"cannot write into {target} ({exc.reason}); choose a writable --out folder") from None
-        record_source(target, store_source(results), board.name, code_version())
+        record_source(target, source, board.name, code_version())
     return text
 
 
