@@ -159,3 +159,36 @@ def test_bad_input_is_one_line_and_writes_nothing(suite, tmp_path, args, message
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], r.stderr
     assert not out.exists()
+
+
+def test_the_site_shows_the_leaderboard_first_and_its_numbers_in_a_browser(suite, tmp_path):
+    from tests.test_site import TABLES_JS, browser
+
+    folder, _ = suite
+    out = tmp_path / "site"
+    r = bench(folder, "site", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "leaderboard-s" in r.stdout.split(":")[-1].split(",")[0]
+    overall = {row["loss"]: row for row in leaderboard_csv(folder) if row["task"] == "all"}
+    driver = browser()
+    try:
+        driver.get((out / "index.html").as_uri())
+        links = [a.get_attribute("textContent") for a in driver.find_elements("css selector", "main a")]
+        assert links[0] == "Leaderboard s" and "Grid s" in links
+        driver.get((out / "leaderboard-s.html").as_uri())
+        first = driver.execute_script(TABLES_JS)[0]
+        heads = [h["text"] for h in first["heads"]]
+        iqm = heads.index("IQM Δ vs celLoss [95% CI]")
+        shown = {row[0]["key"]: row for row in first["rows"]}
+        assert set(shown) == set(overall)
+        for loss in ("lsr", "milLoss"):  # the page's sort key is the CSV's unrounded IQM
+            assert math.isclose(float(shown[loss][iqm]["key"]), float(overall[loss]["iqm_delta"]), rel_tol=1e-9)
+        driver.find_elements("css selector", "thead th button")[iqm].click()
+        keys = [float(row[iqm]["key"]) for row in driver.execute_script(TABLES_JS)[0]["rows"]]
+        assert keys == sorted(keys) or keys == sorted(keys, reverse=True)
+        images = driver.find_elements("css selector", "figure img")
+        assert len(images) >= 4 and all(driver.execute_script(
+            "return arguments[0].complete && arguments[0].naturalWidth > 0", i) for i in images)
+        assert not [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    finally:
+        driver.quit()
