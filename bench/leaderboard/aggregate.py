@@ -29,12 +29,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import baycomp
 import numpy as np
 import pandas as pd
-import scikit_posthocs
 import scipy.stats
-from rliable import metrics as rliable_metrics
 
 from bench.errors import BenchError, unknown
 
@@ -63,6 +60,13 @@ class ProfileEstimate(NamedTuple):
 
 # ---------------------------------------------------------------------------------------------------------
 # The table: validation, normalisation, matrices
+
+
+def _rliable_metrics():
+    """``rliable.metrics``, imported when used, as scikit_posthocs."""
+    from rliable import metrics
+
+    return metrics
 
 
 def validate_scores(scores: pd.DataFrame, baseline: str) -> pd.DataFrame:
@@ -278,7 +282,7 @@ def iqm(
     _same_tasks(checked)
     out = {}
     for name, m in checked.items():
-        point = float(rliable_metrics.aggregate_iqm(m))
+        point = float(_rliable_metrics().aggregate_iqm(m))
         low, high = _percentile_interval([m], lambda r: _iqm_rows(r[0]), reps, seed, confidence)
         out[name] = Estimate(point, float(low[0]), float(high[0]))
     return out
@@ -314,7 +318,7 @@ def probability_of_improvement(
     x = _check_matrix(loss_matrix, "the loss")
     y = _check_matrix(baseline_matrix, "the baseline")
     _same_tasks({"the loss": x, "the baseline": y})
-    point = float(rliable_metrics.probability_of_improvement(x, y))
+    point = float(_rliable_metrics().probability_of_improvement(x, y))
     low, high = _percentile_interval([x, y], lambda r: _improvement_rows(r[0], r[1]), reps, seed, confidence)
     return Estimate(point, float(low[0]), float(high[0]))
 
@@ -436,6 +440,8 @@ def critical_difference(task_means: pd.DataFrame, alpha: float = 0.05) -> Critic
     # Long form: within each loss the tasks keep the table's row order, which pairs the observations.
     long = values.rename_axis(index="task", columns="loss").melt(var_name="loss", value_name="score",
                                                                  ignore_index=True)
+    import scikit_posthocs  # imported when used: it loads statsmodels and seaborn, seconds a command not drawing it skips
+
     p_values = scikit_posthocs.posthoc_wilcoxon(long, val_col="score", group_col="loss", p_adjust="holm")
     p_values = p_values.reindex(index=values.columns, columns=values.columns)
     friedman_p = None
@@ -504,6 +510,8 @@ def rope_verdict(
     if not isinstance(nsamples, (int, np.integer)) or nsamples < 1:
         raise BenchError(f"nsamples must be a positive integer, got {nsamples!r}: pass e.g. nsamples=50000")
     # baycomp's left region is "x better" (y - x < -rope): with x = 0 and y = the differences it is "worse".
+    import baycomp  # imported when used, as scikit_posthocs
+
     p_worse, p_equivalent, p_better = baycomp.SignedRankTest.probs(
         np.zeros_like(diffs), diffs, float(rope), nsamples=int(nsamples), random_state=int(seed), prior=prior)
     method = (f"Bayesian signed-rank test (Benavoli et al. 2014, 2017; baycomp) over {diffs.size} task(s), "
