@@ -43,6 +43,14 @@ def bench(folder: Path, *args: str):
         bench_subprocess(*args, cwd=folder)
 
 
+def inproc(folder: Path, *args: str):
+    """The same command in this process: for the repeated checks of one path (bad input, read-only), so only
+    the main paths pay a new interpreter."""
+    from tests.test_trust import inproc as run_here
+
+    return run_here(*args, cwd=folder)
+
+
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory):
     """The suite trained in two steps: first only some trials of two losses (the baseline absent), the
@@ -55,6 +63,12 @@ def suite(tmp_path_factory):
     r = bench(folder, "run", "--suite", "s", "--no-report")
     assert r.returncode == 0, r.stderr
     return folder, partial
+
+
+@pytest.fixture(scope="module")
+def board_csv(suite) -> list[dict]:
+    """The leaderboard's CSV, as the console script prints it."""
+    return leaderboard_csv(suite[0])
 
 
 def leaderboard_csv(folder: Path, *extra: str) -> list[dict]:
@@ -85,9 +99,9 @@ def independent_tuned(folder: Path) -> dict[tuple[str, str], tuple[int, float]]:
     return tuned
 
 
-def test_the_leaderboard_numbers_are_the_stores(suite):
+def test_the_leaderboard_numbers_are_the_stores(suite, board_csv):
     folder, _ = suite
-    rows = leaderboard_csv(folder)
+    rows = board_csv
     per_task = {(r["task"].split("/")[-1], r["loss"]): r for r in rows if r["task"] != "all"}
     truth = independent_tuned(folder)
     assert set(per_task) == set(truth) and len(truth) == 6
@@ -128,11 +142,11 @@ def test_the_markdown_names_metric_rule_and_rope_and_the_partial_run_said_what_w
 def test_out_writes_the_tables_and_figures_and_nothing_else_writes(suite, tmp_path):
     folder, _ = suite
     before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
-    r = bench(folder, "leaderboard", "--suite", "s", "--reps", "500", "--format", "latex")
+    r = inproc(folder, "leaderboard", "--suite", "s", "--reps", "500", "--format", "latex")
     assert r.returncode == 0 and r.stdout.startswith("% lossbench leaderboard")
     assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before  # read-only without --out
     out = tmp_path / "lb"
-    r = bench(folder, "leaderboard", "--suite", "s", "--reps", "500", "--out", str(out))
+    r = inproc(folder, "leaderboard", "--suite", "s", "--reps", "500", "--out", str(out))
     assert r.returncode == 0, r.stderr
     files = {p.name for p in (out / "s").iterdir()}
     assert {"leaderboard.md", "leaderboard.csv", "source.json", "profiles.png", "profiles.pdf",
@@ -154,14 +168,14 @@ def test_out_writes_the_tables_and_figures_and_nothing_else_writes(suite, tmp_pa
 def test_bad_input_is_one_line_and_writes_nothing(suite, tmp_path, args, message):
     folder, _ = suite
     out = tmp_path / "never"
-    r = bench(folder, "leaderboard", *args, "--out", str(out))
+    r = inproc(folder, "leaderboard", *args, "--out", str(out))
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], r.stderr
     assert not out.exists()
 
 
-def test_the_site_shows_the_leaderboard_first_and_its_numbers_in_a_browser(suite, tmp_path):
+def test_the_site_shows_the_leaderboard_first_and_its_numbers_in_a_browser(suite, board_csv, tmp_path):
     from tests.test_site import TABLES_JS, browser
 
     folder, _ = suite
@@ -169,7 +183,7 @@ def test_the_site_shows_the_leaderboard_first_and_its_numbers_in_a_browser(suite
     r = bench(folder, "site", "--out", str(out))
     assert r.returncode == 0, r.stderr
     assert "leaderboard-s" in r.stdout.split(":")[-1].split(",")[0]
-    overall = {row["loss"]: row for row in leaderboard_csv(folder) if row["task"] == "all"}
+    overall = {row["loss"]: row for row in board_csv if row["task"] == "all"}
     driver = browser()
     try:
         driver.get((out / "index.html").as_uri())
