@@ -31,8 +31,6 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-import scipy.stats
-
 from bench.errors import BenchError, unknown
 
 COLUMNS = ("task", "loss", "seed", "score")
@@ -260,6 +258,8 @@ def _percentile_interval(
 
 def _iqm_rows(stack: np.ndarray) -> np.ndarray:
     """rliable's ``aggregate_iqm`` (scipy's 25% trimmed mean of all runs and tasks) of each replicate."""
+    import scipy.stats  # imported when used: seconds that a command printing no statistic skips
+
     return scipy.stats.trim_mean(stack.reshape(len(stack), -1), proportiontocut=0.25, axis=1)
 
 
@@ -385,6 +385,8 @@ def mean_ranks(task_means: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     critical-difference diagram (Demšar 2006).
     """
     values = _check_task_means(task_means)
+    import scipy.stats
+
     ranks = scipy.stats.rankdata(-values.to_numpy(), method="average", axis=1)
     per_task = pd.DataFrame(ranks, index=values.index, columns=values.columns)
     return per_task, per_task.mean(axis=0).sort_values(kind="stable")
@@ -446,6 +448,8 @@ def critical_difference(task_means: pd.DataFrame, alpha: float = 0.05) -> Critic
     p_values = p_values.reindex(index=values.columns, columns=values.columns)
     friedman_p = None
     if n_losses >= 3:
+        import scipy.stats
+
         friedman_p = float(scipy.stats.friedmanchisquare(*(values[c].to_numpy() for c in values.columns)).pvalue)
     pairs = n_losses * (n_losses - 1) // 2
     smallest = smallest_wilcoxon_p(n_tasks)

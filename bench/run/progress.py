@@ -20,8 +20,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Column
 
+from typing import TYPE_CHECKING
+
 from bench.config.cells import Cell
-from bench.train.loop import TrainProgress as StepProgress
+
+if TYPE_CHECKING:  # annotations only: printing a line (every command's `say`) must not import torch
+    from bench.train.loop import TrainProgress as StepProgress
 
 
 # Fixed widths, so that no column moves as the cells, their titles and their numbers change: a title is
