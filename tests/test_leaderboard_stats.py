@@ -343,3 +343,16 @@ def test_figures_write_png_and_pdf(tmp_path):
         assert data.startswith(b"\x89PNG" if path.suffix == ".png" else b"%PDF")
     with pytest.raises(BenchError, match="taus"):
         draw_performance_profiles(profiles, taus[:-1], tmp_path / "bad", metric="accuracy")
+
+
+@pytest.mark.parametrize("diffs, rope", [([0.3, 0.8, -0.2, 0.5], 0.5), ([2.0, 2.1, 1.9, 2.5, 3.0], 0.5),
+                                         ([0.05, -0.05, 0.1], 0.5), ([1.0, 0.5, -0.5, 0.25], 0.25)])
+def test_the_signed_rank_probabilities_are_baycomps_own(diffs, rope):
+    import baycomp
+
+    from bench.leaderboard.aggregate import signed_rank_probs
+
+    d = np.array(diffs)
+    theirs = baycomp.SignedRankTest.probs(np.zeros_like(d), d, rope, nsamples=3000, random_state=7, prior=0.5)
+    mine = signed_rank_probs(d, rope, 3000, 7, 0.5)
+    assert np.allclose(mine, theirs, atol=1e-12), (mine, theirs)
