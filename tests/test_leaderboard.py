@@ -164,6 +164,7 @@ def test_out_writes_the_tables_and_figures_and_nothing_else_writes(suite, tmp_pa
     (["--suite", "s", "--losses", "nope"], "--losses nope: unknown loss"),
     (["--suite", "s", "--format", "pdf"], "--format 'pdf': expected one of markdown, latex, csv, html"),
     (["--grid", "plain"], "has no search: block"),
+    (["--suite", "s", "--trials", "4"], "--trials 4: 's' searches 3 trials per loss; give 1 to 3"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(suite, tmp_path, args, message):
     folder, _ = suite
@@ -206,3 +207,13 @@ def test_the_site_shows_the_leaderboard_first_and_its_numbers_in_a_browser(suite
         assert not [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     finally:
         driver.quit()
+
+
+def test_trials_compares_every_loss_on_an_equal_smaller_budget(suite):
+    folder, _ = suite
+    r = inproc(folder, "leaderboard", "--suite", "s", "--reps", "500", "--trials", "2", "--format", "csv")
+    assert r.returncode == 0, r.stderr
+    rows = [row for row in csv.DictReader(io.StringIO(r.stdout)) if row["task"] != "all"]
+    assert rows and all(int(row["trial"]) in (0, 1) and row["complete_trials"] == "2" for row in rows)
+    md = inproc(folder, "leaderboard", "--suite", "s", "--reps", "500", "--trials", "2").stdout
+    assert "an equal budget of the first 2 of the search's 3 trials per loss" in md

@@ -30,6 +30,7 @@ def leaderboard(
     baseline: Optional[str] = typer.Option(None, "--baseline", help="The loss every other is compared with (default: the suite's baseline:, else celLoss)."),
     rope: Optional[float] = typer.Option(None, "--rope", help="Region of practical equivalence, in the metric's displayed units (default 0.5 accuracy or ECE points; 0.01 for nll and brier)."),
     reps: int = typer.Option(10_000, "--reps", min=100, help="Stratified-bootstrap resamples of the intervals."),
+    trials: Optional[int] = typer.Option(None, "--trials", help="Compare on the first N trials of every loss only: an equal budget below the search's (a suite still training, or the question 'with N trials each?')."),
     set_: list[str] = ReadSetOpt,
     data_root: Optional[Path] = DataRootReadOpt,
 ) -> None:
@@ -55,7 +56,7 @@ def leaderboard(
         store = open_source(results, from_)  # an export is read and checked here, before anything else
         name = read_grid(ctx, reg, grid, suite, store)
         made = make_leaderboard(reg, name, store, {**parse_set(set_), **parse_losses(losses)}, shown,
-                                baseline, rope, reps, data_root)
+                                baseline, rope, reps, data_root, trials=trials)
         for note in made.notes:
             typer.echo(f"note: {note}", err=True)
         text = write_leaderboard(made, fmt, out, export_source(from_) if from_ is not None else store_source(results))

@@ -27,12 +27,19 @@ class Made:
 
 def make_leaderboard(reg: Registry, name: str, store: Any, overrides: Mapping[str, Any], metric: Metric,
                      baseline: str | None, rope: float | None, reps: int, data_root: Path | None,
-                     seed: int = 0) -> Made:
-    """The leaderboard of suite (or search grid) ``name`` under the last run's settings (or ``overrides``)."""
+                     seed: int = 0, trials: int | None = None) -> Made:
+    """The leaderboard of suite (or search grid) ``name`` under the last run's settings (or ``overrides``);
+    ``trials``: compare on the first ``trials`` trials of every loss only (an equal budget below the search's)."""
     from bench.plan.planner import plan_read
 
     read = plan_read(reg, name, store.runs(name), dict(overrides), {}, data_root)
     cells = read.plan.cells
+    searched = reg.grids[name].search
+    if trials is not None:
+        if searched is None or not 1 <= trials <= searched.trials:
+            top = searched.trials if searched is not None else 0
+            raise BenchError(f"--trials {trials}: {name!r} searches {top} trials per loss; give 1 to {top}")
+        cells = [c for c in cells if (c.trial or 0) < trials]
     reference = baseline or reg.grids[name].baseline_loss(reg.loss_names())
     if reference is None:
         raise BenchError(f"{name!r} names no baseline: and has no celLoss; pass --baseline LOSS")
@@ -46,6 +53,9 @@ def make_leaderboard(reg: Registry, name: str, store: Any, overrides: Mapping[st
         raise BenchError(f"no finished cell of {name!r} in the store yet: train it first "
                          f"(bench run --{'suite' if name in reg.suites else 'grid'} {name})")
     board = build(scores, name, name in reg.suites, reference, rope, reps, seed)
+    if trials is not None and searched is not None and trials < searched.trials:
+        board.notes.insert(0, f"an equal budget of the first {trials} of the search's {searched.trials} trials "
+                              f"per loss (--trials {trials}): trial 0, the protocol, and {trials - 1} random ones")
     board.provenance = provenance(reg, name, store, stored, scores)
     notes = [n for n in read.notes]
     done = int(scores.frame["status"].eq("done").sum())
