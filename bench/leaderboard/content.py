@@ -61,9 +61,15 @@ def _beats(row: LossRow, lb: Leaderboard, which: dict[str, int | None]) -> Shown
     for t in lb.tasks:
         if t not in which:
             continue
+        entry = lb.entries.get((t, row.loss))
+        if entry is None or entry.trial is None:  # no complete trial: nothing to count, not "never"
+            parts.append("—")
+            continue
         k = which[t]
         parts.append(str(k) if k is not None else f">{lb.trials}")
         ks.append(k if k is not None else lb.trials + 1)
+    if not ks:
+        return Shown(" · ".join(parts) if any(p != "—" for p in parts) else "—")
     ks.sort()
     return Shown(" · ".join(parts), float(ks[len(ks) // 2]) if ks else None)
 
