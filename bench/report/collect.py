@@ -27,9 +27,11 @@ from bench.config.cells import Cell
 from bench.metrics.table import DEFAULT, METRICS, Metric
 from bench.metrics.table import metric as find_metric
 from bench.report.selection import (
+    PICK_COLUMNS,
     RULE_COLUMNS,
     RULES,
     Histories,
+    Picks,
     Selected,
     Selection,
     TrialChoice,
@@ -38,6 +40,7 @@ from bench.report.selection import (
     load_histories,
     rule,
     select,
+    stored_picks,
 )
 
 if TYPE_CHECKING:
@@ -121,7 +124,7 @@ class ReportData:
 
 
 REPORT_COLUMNS = ["cell_id", "attempt_id", "status", "final_test_acc", "final_test_mi", "test_label_entropy", "num_classes",
-                  "precision_used", "device", "label_noise_rate", "train_size"]
+                  "precision_used", "device", "label_noise_rate", "train_size", *PICK_COLUMNS]
 # what a cell's declared settings resolved to where it ran: a row mixing them is footnoted
 PROVENANCE_COLUMNS = ("precision_used", "device")
 _VALUE_COLUMNS = ["final_test_acc", "final_test_mi", "test_label_entropy", "num_classes"]
@@ -240,14 +243,18 @@ def metric_values(metric: Metric, selected: Selected, hists: Histories) -> dict[
     return {c: v for c, v in hists.at(metric.column, selected.epoch).items() if math.isfinite(v)}
 
 
-def collect_selected(grid: str, cells: list[Cell], results: pd.DataFrame, history: pd.DataFrame | Histories | None,
-                     baseline: str | None, key: str = "last", metric: str = DEFAULT.key) -> ReportData:
+def collect_selected(grid: str, cells: list[Cell], results: pd.DataFrame,
+                     history: pd.DataFrame | Histories | Picks | None, baseline: str | None, key: str = "last",
+                     metric: str = DEFAULT.key) -> ReportData:
     """The report of ``metric`` under rule ``key`` (one error line when the grid cannot honour either), with every
     other rule the grid supports in ``others`` for the side-by-side table and the CSV. ``history``: the done
-    cells' histories (:func:`~bench.report.selection.load_histories`), or a frame of history rows."""
+    cells' histories (:func:`~bench.report.selection.load_histories`), or a frame of history rows; for accuracy
+    their :class:`~bench.report.selection.Picks` do."""
     main = rule(key, grid, cells)
     shown = find_metric(metric, grid, cells)
-    hists = history if isinstance(history, Histories) else histories(results, history)
+    hists = history if isinstance(history, (Histories, Picks)) else histories(results, history)
+    if isinstance(hists, Picks) and shown.key != DEFAULT.key:
+        raise TypeError(f"a report of {shown.key} reads its value from the histories: pass them, not their picks")
     facts = stored_facts(results)
 
     def under(r: Selection) -> ReportData:
@@ -269,10 +276,20 @@ def history_columns(metric: str = DEFAULT.key) -> list[str]:
 def collect_from_store(grid: str, cells: list[Cell], results: pd.DataFrame, store: Store, baseline: str | None,
                        key: str = "last", metric: str = DEFAULT.key) -> ReportData:
     """:func:`collect_selected` on ``store``'s histories of the done cells of ``results``, reading only the history
-    columns the report shows (:func:`history_columns`): memory grows with the cells, not with the history's width."""
+    columns the report shows (:func:`history_columns`): memory grows with the cells, not with the history's width.
+    A report of accuracy reads the rules' picks the cells' rows store (:func:`~bench.report.selection.stored_picks`)
+    and the histories only of rows written without them."""
     rule(key, grid, cells)
-    find_metric(metric, grid, cells)  # both refusals before anything is read
-    hists = load_histories(store, results, history_columns(metric))
+    shown = find_metric(metric, grid, cells)  # both refusals before anything is read
+    if shown.key != DEFAULT.key:  # the metric's column at the picked epochs: in the histories only
+        return collect_selected(grid, cells, results, load_histories(store, results, history_columns(metric)),
+                                baseline, key, metric)
+    hists: Histories | Picks
+    hists, rest = stored_picks(results)
+    if len(rest):
+        older = load_histories(store, rest, RULE_COLUMNS)
+        if len(older):
+            hists = older if not len(hists) else hists + Picks.of(older)
     return collect_selected(grid, cells, results, hists, baseline, key, metric)
 
 

@@ -216,19 +216,29 @@ class Store:
     def write_result(self, row: dict, history: list[dict]) -> None:
         """Write one cell attempt: history first, then the cell row (the commit marker).
 
+        The row is written with the selection rules' epochs in ``history`` and the accuracies there
+        (:data:`bench.report.selection.PICK_COLUMNS`), so a report of accuracy reads no history.
         If the cell row cannot be written, the history part just written is removed again, so a
         failed write leaves no file behind; :class:`StoreWriteError` names the file and the reason.
         """
+        # here, not where the row is built: the row's summary of the selection rules' epochs is then always that
+        # of the history committed with it (imported when writing only: reading never needs the rules' code)
+        from bench.report.selection import history_picks
+
         attempt = safe_name(row["attempt_id"])
         cell_id = str(row["cell_id"])
+        hist_table = None
+        if history:
+            hist = pd.DataFrame(history)
+            hist.insert(0, "attempt_id", row["attempt_id"])
+            hist.insert(0, "cell_id", cell_id)
+            hist_table = pa.Table.from_pandas(hist, preserve_index=False)
+        row = {**row, **history_picks(hist_table if hist_table is not None else pa.table({}))}
         with self.lock():
             hist_path = None
-            if history:
-                hist = pd.DataFrame(history)
-                hist.insert(0, "attempt_id", row["attempt_id"])
-                hist.insert(0, "cell_id", cell_id)
+            if hist_table is not None:
                 hist_path = self.history_dir / f"part-{_stamp()}-{attempt}.parquet"
-                self._write(hist_path, _parquet_bytes(hist), "history", cell_id)
+                self._write(hist_path, _table_bytes(hist_table), "history", cell_id)
             try:
                 self._write(self.cells_dir / f"part-{_stamp()}-{attempt}.parquet", _parquet_bytes(pd.DataFrame([row])),
                             "result", cell_id)
@@ -447,8 +457,12 @@ def _stamp() -> str:
 
 def _parquet_bytes(df: pd.DataFrame) -> bytes:
     """A frame as one parquet file with page checksums (verified on every read), in memory."""
+    return _table_bytes(pa.Table.from_pandas(df, preserve_index=False))
+
+
+def _table_bytes(table: pa.Table) -> bytes:
     buf = io.BytesIO()
-    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), buf, write_page_checksum=True)
+    pq.write_table(table, buf, write_page_checksum=True)
     return buf.getvalue()
 
 
