@@ -388,23 +388,44 @@ def _at(source: Histories | Picks, by: str) -> tuple[list[str], np.ndarray, dict
 def select(r: Selection, cells: Sequence[Cell], hists: Histories | Picks) -> Selected:
     """Apply rule ``r`` to ``cells`` given each done cell's history, or the :class:`Picks` of it (cells without
     one stay unfinished)."""
-    acc: dict[str, float] = {}
-    epoch: dict[str, int] = {}
-    score: dict[str, float] = {}
-    if len(hists):
-        ids, epochs, at = _at(hists, r.by)
-        tests, vals = at["test_acc"], at["val_acc"]
-        wanted = {c.cell_id for c in cells}
-        keep = None if wanted.issuperset(ids) else [g for g, c in enumerate(ids) if c in wanted]
-        if keep is not None:
-            ids, epochs, tests, vals = [ids[g] for g in keep], epochs[keep], tests[keep], vals[keep]
-        acc = dict(zip(ids, tests.tolist()))
-        epoch = dict(zip(ids, epochs.tolist()))
-        score = dict(zip(ids, vals.tolist()))
+    return select_all([r], cells, hists)[0]
+
+
+def select_all(rules: Sequence[Selection], cells: Sequence[Cell], hists: Histories | Picks) -> list[Selected]:
+    """:func:`select` of each of ``rules``; the rules maximising the same column (``val`` and ``tuned``) look up
+    their cells' epochs once."""
+    wanted = {c.cell_id for c in cells} if len(hists) else set()
+    at_by: dict[str, tuple[dict[str, float], dict[str, int], dict[str, float]]] = {}
+    out = []
+    for r in rules:
+        if r.by not in at_by:
+            at_by[r.by] = _selected_at(hists, r.by, wanted)
+            out.append(_select(r, cells, *at_by[r.by]))
+        else:  # each Selected its own dicts
+            out.append(_select(r, cells, *(dict(d) for d in at_by[r.by])))
+    return out
+
+
+def _selected_at(hists: Histories | Picks, by: str, wanted: set[str]
+                 ) -> tuple[dict[str, float], dict[str, int], dict[str, float]]:
+    """cell_id -> test accuracy, 1-based epoch and validation accuracy at the epoch a rule maximising ``by`` picks,
+    for the cells of ``hists`` among ``wanted``."""
+    if not len(hists):
+        return {}, {}, {}
+    ids, epochs, at = _at(hists, by)
+    tests, vals = at["test_acc"], at["val_acc"]
+    keep = None if wanted.issuperset(ids) else [g for g, c in enumerate(ids) if c in wanted]
+    if keep is not None:
+        ids, epochs, tests, vals = [ids[g] for g in keep], epochs[keep], tests[keep], vals[keep]
+    return dict(zip(ids, tests.tolist())), dict(zip(ids, epochs.tolist())), dict(zip(ids, vals.tolist()))
+
+
+def _select(r: Selection, cells: Sequence[Cell], acc: dict[str, float], epoch: dict[str, int],
+            score: dict[str, float]) -> Selected:
     if not r.across_trials:
         shown = [c for c in cells if c.trial in (None, 0)]
-        trials = {(c.dataset, c.architecture, c.variant, c.loss): TrialChoice(
-            0, dict(c.config["search"]["values"]), math.nan, 0) for c in shown if c.trial == 0}
+        last = {(c.dataset, c.architecture, c.variant, c.loss): c for c in shown if c.trial == 0}
+        trials = {key: TrialChoice(0, dict(c.config["search"]["values"]), math.nan, 0) for key, c in last.items()}
         return Selected(r, shown, acc, epoch, trials, score)
     by_entry: dict[tuple[str, str, str, str], dict[int, list[Cell]]] = {}
     for c in cells:
