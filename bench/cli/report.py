@@ -58,7 +58,7 @@ def report(
         from bench.plan.planner import plan_read
         from bench.report import REPORT_COLUMNS, annotate, collect_from_store, metric_absent, nothing_finished, render
         from bench.report.destination import record_source, report_dir, store_source
-        from bench.store.overview import other_settings_note
+        from bench.store.overview import other_run_cells, other_settings_note
         from bench.store.results import Store
 
         reg = load_registry(registry)
@@ -67,7 +67,8 @@ def report(
         store = Store(results)
         read = plan_read(reg, grid, store.runs(grid), {**parse_set(set_), **parse_losses(losses)}, parse_filters(filter_), data_root)
         cells = read.plan.cells
-        for note in [*read.notes, other_settings_note(read, store.statuses())]:
+        other = other_run_cells(read)  # the statuses of those only: most grids have none (100,000 cells: 0.35 s)
+        for note in [*read.notes, other_settings_note(read, store.statuses(other)) if other else None]:
             if note:
                 typer.echo(f"note: {note}", err=True)
         losses = {c.loss for c in cells}
