@@ -126,7 +126,7 @@ class ReportData:
 
 
 REPORT_COLUMNS = ["cell_id", "attempt_id", "status", "final_test_acc", "final_test_mi", "test_label_entropy", "num_classes",
-                  "precision_used", "device", "label_noise_rate", "train_size", *PICK_COLUMNS]
+                  "precision_used", "device", "label_noise_rate", "train_size", "code_fingerprint", *PICK_COLUMNS]
 # what a cell's declared settings resolved to where it ran: a row mixing them is footnoted
 PROVENANCE_COLUMNS = ("precision_used", "device")
 _VALUE_COLUMNS = ["final_test_acc", "final_test_mi", "test_label_entropy", "num_classes"]
@@ -379,6 +379,8 @@ def gauss_truths(cells: list[Cell]) -> dict[str, dict[str, float]]:
 def mark_stale(data: ReportData, cells: list[Cell], stale: set[str]) -> None:
     """Mark the finished seeds of the shown cells that are stale (ran an older version of their loss or model
     code, or other data): a report shows them, marked, never mixed in silently."""
+    if not stale:
+        return
     for d in (data, *data.others):
         for cell in cells:
             if cell.cell_id not in stale:
@@ -410,13 +412,15 @@ def mark_search(data: ReportData, cells: list[Cell], finished: set[str], trials:
 def annotate(data: ReportData, registry: Any, grid: str, plan: Any, store: Any, results: pd.DataFrame,
              accept_incomplete: bool = False) -> None:
     """What the table stands on beyond its numbers: the settings that differ from the grid's definition, the stale
-    cells among those shown, and for ``tuned`` how complete the search is."""
+    cells among those shown, and for ``tuned`` how complete the search is. ``results``: the store's latest rows
+    as the report read them (:data:`REPORT_COLUMNS`, or every column), so with their code fingerprints when the
+    store has any."""
     from bench.config.cells import override_notes
     from bench.plan.code_fingerprint import stale_finished
 
     for d in (data, *data.others):
         d.overrides = override_notes(registry, grid, plan.overrides)
-    mark_stale(data, plan.cells, stale_finished(plan.cells, store, registry.import_paths()))
+    mark_stale(data, plan.cells, stale_finished(plan.cells, store, registry.import_paths(), results))
     search = registry.grids[grid].search
     if search is not None:
         finished = set(results.loc[results["status"] == "done", "cell_id"]) if len(results) else set()
