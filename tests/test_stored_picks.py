@@ -183,3 +183,24 @@ def test_picks_add_up() -> None:
     b = Picks(["y"], {"": np.array([1])}, {"": {"test_acc": np.array([0.1]), "val_acc": np.array([np.nan])}})
     both = a + b
     assert both.cell_ids == ["x", "y"] and both.epoch[""].tolist() == [2, 1]
+
+
+def test_a_report_imports_neither_torch_nor_scipy_optimize(tmp_path: Path) -> None:
+    """What a report pays for before reading anything: a second of `import torch` (it trains nothing), and
+    scipy.optimize's 0.3 s (Fano's bound is found by bisection)."""
+    import subprocess
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import store_scale
+
+    ws = tmp_path / "ws"
+    store_scale.build(ws, cells=400, epochs=(5,))
+    code = ("import runpy, sys\n"
+            f"sys.argv = ['bench', 'report', '--grid', 'scale', '--registry', {str(ws / 'registry.yaml')!r}, "
+            f"'--results', {str(ws / 'h5')!r}, '--select', 'tuned']\n"
+            "try:\n    runpy.run_module('bench.cli', run_name='__main__')\n"
+            "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+            "print(sorted(m for m in ('torch', 'scipy.optimize') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert "celLoss" in out.stdout and out.stdout.rstrip().endswith("[]"), out.stdout[-500:] + out.stderr[-2000:]
