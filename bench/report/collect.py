@@ -316,6 +316,12 @@ def collect_selected(grid: str, cells: list[Cell], results: pd.DataFrame,
     main = rule(key, grid, cells)
     shown = find_metric(metric, grid, cells)
     hists = history if isinstance(history, (Histories, Picks)) else histories(results, history)
+    return _collect_rules(grid, cells, results, hists, baseline, main, shown)
+
+
+def _collect_rules(grid: str, cells: list[Cell], results: pd.DataFrame, hists: Histories | Picks,
+                   baseline: str | None, main: Selection, shown: Metric) -> ReportData:
+    """:func:`collect_selected` once its rule and metric are known good."""
     if isinstance(hists, Picks) and shown.key != DEFAULT.key:
         raise TypeError(f"a report of {shown.key} reads its value from the histories: pass them, not their picks")
     facts = stored_facts(results)
@@ -329,7 +335,7 @@ def collect_selected(grid: str, cells: list[Cell], results: pd.DataFrame,
         return collect(grid, cells, results, baseline, chosen, shown, values, facts, tables[ids])
 
     data, *others = [under(chosen) for chosen in
-                     select_all([main, *(RULES[k] for k in applicable(cells) if k != key)], cells, hists)]
+                     select_all([main, *(RULES[k] for k in applicable(cells) if k != main.key)], cells, hists)]
     data.others = others
     return data
 
@@ -346,18 +352,18 @@ def collect_from_store(grid: str, cells: list[Cell], results: pd.DataFrame, stor
     columns the report shows (:func:`history_columns`): memory grows with the cells, not with the history's width.
     A report of accuracy reads the rules' picks the cells' rows store (:func:`~bench.report.selection.stored_picks`)
     and the histories only of rows written without them."""
-    rule(key, grid, cells)
+    main = rule(key, grid, cells)
     shown = find_metric(metric, grid, cells)  # both refusals before anything is read
-    if shown.key != DEFAULT.key:  # the metric's column at the picked epochs: in the histories only
-        return collect_selected(grid, cells, results, load_histories(store, results, history_columns(metric)),
-                                baseline, key, metric)
     hists: Histories | Picks
-    hists, rest = stored_picks(results)
-    if len(rest):
-        older = load_histories(store, rest, RULE_COLUMNS)
-        if len(older):
-            hists = older if not len(hists) else hists + Picks.of(older)
-    return collect_selected(grid, cells, results, hists, baseline, key, metric)
+    if shown.key != DEFAULT.key:  # the metric's column at the picked epochs: in the histories only
+        hists = load_histories(store, results, history_columns(metric))
+    else:
+        hists, rest = stored_picks(results)
+        if len(rest):
+            older = load_histories(store, rest, RULE_COLUMNS)
+            if len(older):
+                hists = older if not len(hists) else hists + Picks.of(older)
+    return _collect_rules(grid, cells, results, hists, baseline, main, shown)
 
 
 def gauss_truths(cells: list[Cell]) -> dict[str, dict[str, float]]:
@@ -423,5 +429,5 @@ def annotate(data: ReportData, registry: Any, grid: str, plan: Any, store: Any, 
     mark_stale(data, plan.cells, stale_finished(plan.cells, store, registry.import_paths(), results))
     search = registry.grids[grid].search
     if search is not None:
-        finished = set(results.loc[results["status"] == "done", "cell_id"]) if len(results) else set()
+        finished = set(results.loc[results["status"] == "done", "cell_id"].tolist()) if len(results) else set()
         mark_search(data, plan.cells, finished, search.trials, len(registry.grids[grid].seeds), accept_incomplete)
