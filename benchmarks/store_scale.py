@@ -231,9 +231,11 @@ def floor() -> dict:
 
 
 def breakdown(ws: Path, profile: bool) -> list[list[object]]:
-    """Where a `--select tuned` report spends its time, in process (imports excluded)."""
+    """Where a `--select tuned` report spends its time, in process (imports excluded), step by step as
+    ``bench report`` runs them; then `bench status`'s scan, and a report on rows written without the picks."""
     from bench.config.registry import load_registry
-    from bench.report.collect import REPORT_COLUMNS, collect_from_store
+    from bench.plan.planner import make_plan
+    from bench.report.collect import REPORT_COLUMNS, annotate, collect_from_store
     from bench.report.render import render
     from bench.store.results import Store
 
@@ -248,14 +250,17 @@ def breakdown(ws: Path, profile: bool) -> list[list[object]]:
     prof = cProfile.Profile() if profile else None
     if prof:
         prof.enable()
-    timed("load_registry (yaml + pydantic)", lambda: load_registry(ws / "registry.yaml"))
-    cells = timed("make_plan (cells, identities)", lambda: expand(ws / "registry.yaml"))
+    registry = timed("load_registry (yaml + pydantic)", lambda: load_registry(ws / "registry.yaml"))
+    plan = timed("make_plan (cells, identities)", lambda: make_plan(registry, "scale", validate=False))
+    cells = plan.cells
     store = Store(ws / "h100")
-    timed("Store.statuses() (the resume scan)", store.statuses)
     results = timed("Store.cells(REPORT_COLUMNS)", lambda: store.cells(REPORT_COLUMNS))
     data = timed("collect_from_store(tuned; every rule)", lambda: collect_from_store("scale", cells, results, store,
                                                                                     "celLoss", "tuned"))
+    timed("annotate (stale cells, the search's completeness)",
+          lambda: annotate(data, registry, "scale", plan, store, results))
     timed("render(markdown)", lambda: render(data, "markdown", None))
+    timed("not in a report: Store.statuses() (bench status's scan)", store.statuses)
     older = Store(ws / "h100-older")
     timed("older rows: Store.cells + collect_from_store (reads the history)",
           lambda: collect_from_store("scale", cells, older.cells(REPORT_COLUMNS), older, "celLoss", "tuned"))
