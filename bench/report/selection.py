@@ -239,10 +239,13 @@ def _attempt_codes(col: pa.ChunkedArray, attempts: pd.Index) -> np.ndarray:
     """Per row, the position of its attempt in ``attempts`` (-1 for any other): through each chunk's dictionary,
     so only the distinct ids are looked up, never the rows."""
     out = [np.zeros(0, np.int64)]
+    last: pa.Array | None = None
     for chunk in col.chunks:
         if not pa.types.is_dictionary(chunk.type):
             chunk = chunk.dictionary_encode()
-        lookup = np.append(attempts.get_indexer(chunk.dictionary.to_numpy(zero_copy_only=False)), -1).astype(np.int64)
+        if last is None or not chunk.dictionary.equals(last):  # a file's batches repeat its dictionary
+            last = chunk.dictionary
+            lookup = np.append(attempts.get_indexer(last.to_numpy(zero_copy_only=False)), -1).astype(np.int64)
         out.append(lookup[chunk.indices.fill_null(len(lookup) - 1).to_numpy(zero_copy_only=False)])
     return np.concatenate(out)
 

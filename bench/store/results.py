@@ -38,7 +38,6 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
@@ -402,7 +401,7 @@ class Store:
         """Per history file, its rows of ``attempt_ids`` (files without any left out)."""
         if not attempt_ids:
             return []
-        wanted = pa.array(sorted(set(attempt_ids)), pa.string())
+        wanted = pd.Index(sorted(set(attempt_ids)), dtype=object)  # hashed once for every file's lookups
 
         def rows(p: Path) -> pa.Table | None:
             table = self._read_table(p, columns, HISTORY_REQUIRED, read_dictionary=["attempt_id"])
@@ -426,14 +425,17 @@ class Store:
         return stale_temp_files(self.root, STALE_TEMP_AGE_S)
 
 
-def _is_in(column: pa.ChunkedArray, wanted: pa.Array) -> np.ndarray:
-    """Which rows of a (dictionary-encoded) column hold one of ``wanted``: tested once per distinct value."""
+def _is_in(column: pa.ChunkedArray, wanted: pd.Index) -> np.ndarray:
+    """Which rows of a (dictionary-encoded) column hold one of ``wanted``: tested once per distinct value, against
+    an index hashed once (``pc.is_in`` hashes its value set on every call: 1 s for 100,000 ids over 90 chunks)."""
     parts = [np.zeros(0, bool)]
+    last: pa.Array | None = None
     for chunk in column.chunks:
         if not pa.types.is_dictionary(chunk.type):
-            parts.append(pc.is_in(chunk, value_set=wanted).fill_null(False).to_numpy(zero_copy_only=False))
-            continue
-        hit = np.append(pc.is_in(chunk.dictionary, value_set=wanted).to_numpy(zero_copy_only=False), False)
+            chunk = chunk.dictionary_encode()
+        if last is None or not chunk.dictionary.equals(last):  # a file's batches repeat its dictionary
+            last = chunk.dictionary
+            hit = np.append(wanted.get_indexer(last.to_numpy(zero_copy_only=False)) >= 0, False)
         idx = chunk.indices.fill_null(len(hit) - 1).to_numpy(zero_copy_only=False)  # a null id: not wanted
         parts.append(hit[idx])
     return np.concatenate(parts)
