@@ -370,8 +370,14 @@ class Store:
             table = self._read_table(p, ["attempt_id"], HISTORY_REQUIRED, read_dictionary=["attempt_id"])
             if table is None:
                 return None
-            return [i for chunk in table.column("attempt_id").chunks
-                    for i in (chunk.dictionary.to_pylist() if pa.types.is_dictionary(chunk.type) else chunk.to_pylist())]
+            out, last = [], None
+            for chunk in table.column("attempt_id").chunks:
+                if not pa.types.is_dictionary(chunk.type):
+                    out += chunk.to_pylist()
+                elif last is None or not chunk.dictionary.equals(last):  # a file's batches repeat its dictionary
+                    last = chunk.dictionary
+                    out += last.to_pylist()
+            return out
 
         return {i for file_ids in self._each_file(self.history_dir, ids) for i in file_ids}
 
