@@ -215,7 +215,9 @@ def bench_cmd(ws: Path, store: str, *args: str, code: Path | None = None) -> dic
         code = Path(bench.__file__).parents[1]
     path = os.pathsep.join(filter(None, [str(code), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "LOSSBENCH_CACHE": str(ws / "cache"), "PYTHONPATH": path}
-    out = subprocess.run([sys.executable, "-c", PEAK, *cmd], capture_output=True, text=True, env=env, check=True)
+    # run in the code's folder: `python -m` puts the working folder first on the path, ahead of PYTHONPATH
+    out = subprocess.run([sys.executable, "-c", PEAK, *cmd], capture_output=True, text=True, env=env, check=True,
+                         cwd=code)
     r = json.loads(out.stdout)
     # `bench status` exits 1 on a grid holding failed or diverged cells, as this store does (0.1% of them)
     if r["rc"] not in ((0, 1) if args[0] == "status" else (0,)):
