@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import io
 import json
 import os
@@ -234,7 +235,8 @@ def floor() -> dict:
 
 def breakdown(ws: Path, profile: bool) -> list[list[object]]:
     """Where a `--select tuned` report spends its time, in process (imports excluded), step by step as
-    ``bench report`` runs them; then `bench status`'s scan, and a report on rows written without the picks."""
+    ``bench report`` runs them (the garbage collector paused, as there); then `bench status`'s scan, and a
+    report on rows written without the picks."""
     from bench.config.registry import load_registry
     from bench.plan.planner import make_plan
     from bench.report.collect import REPORT_COLUMNS, annotate, collect_from_store
@@ -250,6 +252,7 @@ def breakdown(ws: Path, profile: bool) -> list[list[object]]:
         return out
 
     prof = cProfile.Profile() if profile else None
+    gc.disable()  # as bench status and bench report run (bench.cli.main.gc_paused)
     if prof:
         prof.enable()
     registry = timed("load_registry (yaml + pydantic)", lambda: load_registry(ws / "registry.yaml"))
@@ -266,6 +269,7 @@ def breakdown(ws: Path, profile: bool) -> list[list[object]]:
     older = Store(ws / "h100-older")
     timed("older rows: Store.cells + collect_from_store (reads the history)",
           lambda: collect_from_store("scale", cells, older.cells(REPORT_COLUMNS), older, "celLoss", "tuned"))
+    gc.enable()
     if prof:
         prof.disable()
         buf = io.StringIO()
