@@ -29,8 +29,13 @@ Then:
    grow with history (ratio ~ 1).
 4. an in-process breakdown of where a report spends its time (``--profile`` adds cProfile's top).
 
+``--baseline-code DIR`` runs every command of 1. and the breakdown of 4. with the ``bench`` package
+under ``DIR`` too, in the same rounds, so two versions are compared under the same load:
+
     python benchmarks/store_scale.py                                   # 100k cells; growth 10k, 100k
     python benchmarks/store_scale.py --growth 10000,100000,1000000     # + 1M cells (~4 GB on disk)
+    git archive 51e45a0 | tar -x -C /tmp/before                        # an earlier version, beside this one
+    python benchmarks/store_scale.py --growth "" --rounds 2 --baseline-code /tmp/before --baseline-label 51e45a0
 """
 
 from __future__ import annotations
@@ -265,7 +270,7 @@ def breakdown(ws: Path, profile: bool) -> list[list[object]]:
     timed("annotate (stale cells, the search's completeness)",
           lambda: annotate(data, registry, "scale", plan, store, results))
     timed("render(markdown)", lambda: render(data, "markdown", None))
-    timed("not in a report: Store.statuses() (bench status's scan)", store.statuses)
+    timed("Store.statuses() (bench status's scan)", store.statuses)
     older = Store(ws / "h100-older")
     timed("older rows: Store.cells + collect_from_store (reads the history)",
           lambda: collect_from_store("scale", cells, older.cells(REPORT_COLUMNS), older, "celLoss", "tuned"))
@@ -294,9 +299,15 @@ def main() -> None:
                          "earlier commit), interleaved in the same rounds")
     ap.add_argument("--baseline-label", default=None, help="its name in the tables (default: the folder's)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--breakdown-only", action="store_true",
+                    help="print the in-process breakdown of the built workspace as JSON and stop (how --baseline-code "
+                         "measures the other code's)")
     args = ap.parse_args()
     if args.quick:
         args.cells, args.growth, args.rounds, args.warmup, args.scan_rounds = 4000, "2000,8000", 1, 0, 3
+    if args.breakdown_only:
+        print(json.dumps(breakdown(Path(args.dir) / f"c{args.cells}", False)))
+        return
     sizes = [int(s) for s in args.growth.split(",") if s]
     info = _common.header("Benchmark 4: store and report scale")
     root = Path(args.dir)
@@ -366,7 +377,17 @@ def main() -> None:
                         + [["ratio 100 / 10 rows per cell (median)", ratio]]))
     print(f"  target: does not grow with history (ratio < 1.25): {'OK' if ratio < 1.25 else 'MISSED'}")
     steps = breakdown(ws, args.profile)
-    print(_common.table(["in-process step (imports excluded)", "seconds"], steps))
+    if args.baseline_code:  # the same steps with the other code, in a process of its own
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [args.baseline_code, os.environ.get("PYTHONPATH")]))}
+        out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--breakdown-only", "--dir", str(root),
+                              "--cells", str(args.cells)], capture_output=True, text=True, env=env, check=True,
+                             cwd=args.baseline_code)
+        theirs = dict(json.loads(out.stdout.splitlines()[-1]))
+        label = args.baseline_label or Path(args.baseline_code).name
+        steps = [[name, s, theirs.get(name, "")] for name, s in steps]
+        print(_common.table(["in-process step (imports excluded)", "seconds", f"seconds [{label}]"], steps))
+    else:
+        print(_common.table(["in-process step (imports excluded)", "seconds"], steps))
     _common.write_json(args.json, {"benchmark": "store_scale", "machine": info, "workspace": built,
                                    "commands": {k: [{x: r[x] for x in ("s", "rss_mb", "load1")} for r in v]
                                                 for k, v in runs.items()},
