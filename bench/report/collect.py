@@ -273,9 +273,10 @@ def collect(grid: str, cells: list[Cell], results: pd.DataFrame, baseline: str |
                              failed=set(shape.failed))
     if baseline is not None and baseline not in table.losses:
         baseline = None
-    return ReportData(grid, list(table.rows), list(table.losses), entries, baseline, dict(table.counts), table.truths,
-                      table.mixed, selected.rule if selected is not None else RULES["last"],
-                      dict(selected.trials) if selected is not None else {}, metric=metric, regimes=table.regimes)
+    # each table's own containers (the rules sharing a _Table must not share what a caller may change)
+    return ReportData(grid, list(table.rows), list(table.losses), entries, baseline, dict(table.counts),
+                      dict(table.truths), dict(table.mixed), selected.rule if selected is not None else RULES["last"],
+                      dict(selected.trials) if selected is not None else {}, metric=metric, regimes=dict(table.regimes))
 
 
 def regime_facts(cells: list[Cell], results: pd.DataFrame,
