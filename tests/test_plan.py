@@ -55,6 +55,9 @@ def test_report_after_a_run_with_overrides_shows_its_cells_without_the_flags(tmp
     assert "4 cells: 0 done" in s.stdout and "4 pending" in s.stdout
     assert "the store also holds 4 finished cells of grid 'mine' from runs with other settings" in s.stdout
     assert "bench report --grid mine --set train.epochs=2" in s.stdout
+    rep = bench("report", "--grid", "mine", "--registry", reg, "--results", results, "--set", "train.epochs=3",
+                cwd=tmp_path)
+    assert "note: the store also holds 4 finished cells of grid 'mine' from runs with other settings" in rep.stderr
 
 
 def test_editing_a_loss_makes_its_cells_stale_until_rerun(tmp_path):

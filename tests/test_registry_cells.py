@@ -255,3 +255,23 @@ def test_one_identity_function_and_data_paths_outside_it(tmp_path):
     shutil.rmtree(tmp_path / "here")
     there = project(tmp_path / "elsewhere")
     assert [c.cell_id for c in there] == [c.cell_id for c in here]
+
+
+def test_identities_of_many_values_are_identity_of_each():
+    from bench.config.cells import canonical_json, identities, identity_of
+
+    parts = {"dataset": canonical_json({"kind": "gauss"}), "loss": canonical_json({"a": [1, 2.5]}),
+             "train": canonical_json({"lr": 0.1})}
+    values = [canonical_json(v) for v in (0, 1, 17, -3, "s")]
+    for key in ("aaa", "search", "seed", "zzz"):  # before, between and after the other parts
+        assert identities(parts, key, values) == [identity_of({**parts, key: v}) for v in values]
+    assert identities(parts, "seed", []) == []
+
+
+def test_a_search_grid_under_a_regime_expands_to_the_one_identity():
+    data = base_registry()
+    data["grids"]["g1"].update(seeds=[0, 1, 2], search={"trials": 3, "seed": 0, "space": {"train.lr": "loguniform(1e-4, 1e-1)"}},
+                               regime=[{"noise": "symmetric", "noise_rate": [0.2, 0.4]}])
+    cells = expand_grid(parse_registry(data), "g1", validate=False)
+    assert len({c.trial for c in cells}) == 3 and len({c.variant for c in cells}) == 2
+    assert all(c.cell_id == cell_identity(c.config) for c in cells)

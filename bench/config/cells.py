@@ -136,6 +136,23 @@ def identity_of(parts: dict[str, str]) -> str:
     return hashlib.sha256(("{" + body + "}").encode()).hexdigest()[:ID_LENGTH]
 
 
+def identities(parts: dict[str, str], key: str, values: list[str]) -> list[str]:
+    """``identity_of({**parts, key: v})`` for each canonical JSON ``v`` of ``values``: the other parts joined and
+    hashed once, each value's cell hashing only its own part and what follows it (a grid's seeds: 2,500 cells
+    per trial share everything but the seed)."""
+    keys = sorted([*parts, key])
+    at = keys.index(key)
+    head = "".join(f'"{k}":{parts[k]},' for k in keys[:at])
+    tail = "".join(f',"{k}":{parts[k]}' for k in keys[at + 1:]).encode() + b"}"
+    base = hashlib.sha256(("{" + head + f'"{key}":').encode())
+    out = []
+    for value in values:
+        h = base.copy()
+        h.update(value.encode() + tail)
+        out.append(h.hexdigest()[:ID_LENGTH])
+    return out
+
+
 def cell_identity(config: dict[str, Any]) -> str:
     return identity_of({str(k): canonical_json(v) for k, v in identity_view(config).items()})
 
@@ -363,6 +380,7 @@ def expand_grid(
     cells: list[Cell] = []
     root = str(Path(registry.source).resolve().parent)
     # each part of the identity serialised once (identity_of), not once per cell
+    seed_json = [canonical_json(seed) for seed in grid.seeds]
     regime_json = [canonical_json(_under(regime, root)) if regime else "" for _, _, regime in variants]
     regime_located = [bool(regime) and _under(regime, root) != regime for _, _, regime in variants]
     train_json = [canonical_json(train) for _, train, _ in variants]
@@ -378,22 +396,23 @@ def expand_grid(
             for label, lname, target, params, trial, values in loss_variants:
                 loss_cfg = {"target": target, "params": dict(params)}
                 if trial is not None:
-                    cells += _search_cells(ds_actual, arch_name, label, lname, grid.seeds, ds_cfg, arch_cfg, loss_cfg,
-                                           variants, trial, values, root)
+                    cells += _search_cells(ds_actual, arch_name, label, lname, grid.seeds, seed_json, ds_cfg, arch_cfg,
+                                           loss_cfg, variants, trial, values, root)
                     continue
                 head = {"architecture": canonical_json(arch_cfg), "dataset": ds_json, "loss": canonical_json(loss_cfg)}
                 for (variant, train, regime), r_json, t_json, r_located in zip(variants, regime_json, train_json,
                                                                                regime_located):
-                    for seed in grid.seeds:
+                    parts = {**head, "train": t_json}
+                    if regime:  # only a regime away from the default: every other cell keeps its identity
+                        parts["regime"] = r_json
+                    for seed, cell_id in zip(grid.seeds, identities(parts, "seed", seed_json)):
                         # the sub-dicts are shared between cells and never mutated (run_cell copies)
                         config = {"dataset": ds_cfg, "architecture": arch_cfg, "loss": loss_cfg, "seed": seed, "train": train}
-                        parts = {**head, "seed": canonical_json(seed), "train": t_json}
-                        if regime:  # only a regime away from the default: every other cell keeps its identity
+                        if regime:
                             config["regime"] = regime
-                            parts["regime"] = r_json
                         if ds_located or r_located:
                             config[ROOT] = root
-                        cells.append(Cell(ds_actual, arch_name, label, lname, seed, config, identity_of(parts), variant))
+                        cells.append(Cell(ds_actual, arch_name, label, lname, seed, config, cell_id, variant))
     cells = _apply_filters(cells, filters or {})
     return _dedupe(cells)
 
@@ -429,9 +448,9 @@ def _regime_variants(grid_name: str, blocks: list[dict[str, Any]], overrides: di
             for r in regimes.values()]
 
 
-def _search_cells(dataset: str, arch_name: str, label: str, lname: str, seeds: list[int], ds_cfg: dict, arch_cfg: dict,
-                  loss_cfg: dict, variants: list[tuple[str, dict[str, Any], dict[str, Any]]], trial: int,
-                  values: dict[str, Any], root: str) -> list[Cell]:
+def _search_cells(dataset: str, arch_name: str, label: str, lname: str, seeds: list[int], seed_json: list[str],
+                  ds_cfg: dict, arch_cfg: dict, loss_cfg: dict, variants: list[tuple[str, dict[str, Any], dict[str, Any]]],
+                  trial: int, values: dict[str, Any], root: str) -> list[Cell]:
     """The cells of one search trial: its drawn training settings applied to every (training, regime)
     variant, the trial number and drawn values part of the configuration (so of the identity)."""
     drawn_train = {k.removeprefix("train."): v for k, v in values.items() if k.startswith("train.")}
@@ -453,14 +472,13 @@ def _search_cells(dataset: str, arch_name: str, label: str, lname: str, seeds: l
         if regime:
             parts["regime"] = canonical_json(_under(regime, root))
         here = located or bool(regime and _under(regime, root) != regime)
-        for seed in seeds:
+        for seed, cell_id in zip(seeds, identities(parts, "seed", seed_json)):
             config = {"dataset": ds_cfg, "architecture": arch_cfg, "loss": loss_cfg, "seed": seed, "train": train,
                       "search": search}
             if regime:
                 config["regime"] = regime
             if here:
                 config[ROOT] = root
-            cell_id = identity_of({**parts, "seed": canonical_json(seed)})
             out.append(Cell(dataset, arch_name, label, lname, seed, config, cell_id, variant, trial))
     return out
 

@@ -270,9 +270,10 @@ def stale_cells(cells: Sequence[Any], stored: dict[str, str], import_paths: Sequ
     return out
 
 
-def stale_finished(cells: Sequence[Any], store: Any, import_paths: tuple[str, ...]) -> set[str]:
-    """Finished cells of ``cells`` whose loss or model code changed since they ran."""
-    df = store.cells(["cell_id", "status", "code_fingerprint"])
+def stale_finished(cells: Sequence[Any], store: Any, import_paths: tuple[str, ...], rows: Any = None) -> set[str]:
+    """Finished cells of ``cells`` whose loss or model code changed since they ran (``rows``: the store's latest
+    cell rows with ``cell_id``, ``status`` and ``code_fingerprint``, when the caller has read them)."""
+    df = store.cells(["cell_id", "status", "code_fingerprint"]) if rows is None else rows
     if df.empty or "code_fingerprint" not in df:
         return set()
     done = df[df["status"] == Status.DONE]

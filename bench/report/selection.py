@@ -15,6 +15,12 @@ as in DomainBed's ``model_selection``:
 The non-tuned rules report a search grid's trial 0 (every loss at its registry defaults), so one
 grid shows the untuned and the tuned numbers side by side. Everything here is a pure function of
 cells, stored rows and history.
+
+A cell's row is written with what these rules pick in its history (:data:`PICK_COLUMNS`: each
+rule's epoch and the test and validation accuracy there, computed here by :func:`history_picks`),
+so a report of accuracy on 100,000 cells reads their rows and no history. Rows written before
+those columns existed, or under another :data:`SELECTION_VERSION`, are read from their history
+as before; both paths give the same numbers bit for bit (``tests/test_stored_picks.py``).
 """
 
 from __future__ import annotations
@@ -145,6 +151,25 @@ RULES: dict[str, Selection] = {
 }
 
 
+# What a cell's row stores of its history when it is written (Store.write_result), so that a report of test
+# accuracy reads no history: for each column a rule maximises ("" for the last epoch), the epoch picked (1-based
+# position in the attempt's rows in epoch order, 0 without history) and RULE_COLUMNS there. Computed by this
+# module's own rules; a row stored under another SELECTION_VERSION (or before it existed) is recomputed from its
+# history, so change the number whenever a rule's definition changes.
+SELECTION_VERSION = 1
+SELECTION_VERSION_COLUMN = "selection_version"
+PICKED_BY = tuple(dict.fromkeys(r.by for r in RULES.values()))
+
+
+def _pick_prefix(by: str) -> str:
+    return f"sel_best_{by}" if by else "sel_last"
+
+
+PICK_EPOCH = {by: f"{_pick_prefix(by)}_epoch" for by in PICKED_BY}
+PICK_VALUE = {by: {col: f"{_pick_prefix(by)}_{col}" for col in RULE_COLUMNS} for by in PICKED_BY}
+PICK_COLUMNS = [SELECTION_VERSION_COLUMN, *(c for by in PICKED_BY for c in (PICK_EPOCH[by], *PICK_VALUE[by].values()))]
+
+
 def has_validation(cells: Sequence[Cell]) -> bool:
     return bool(cells) and all(float(c.config["train"].get("val_fraction", 0.0)) > 0 for c in cells)
 
@@ -214,10 +239,13 @@ def _attempt_codes(col: pa.ChunkedArray, attempts: pd.Index) -> np.ndarray:
     """Per row, the position of its attempt in ``attempts`` (-1 for any other): through each chunk's dictionary,
     so only the distinct ids are looked up, never the rows."""
     out = [np.zeros(0, np.int64)]
+    last: pa.Array | None = None
     for chunk in col.chunks:
         if not pa.types.is_dictionary(chunk.type):
             chunk = chunk.dictionary_encode()
-        lookup = np.append(attempts.get_indexer(chunk.dictionary.to_numpy(zero_copy_only=False)), -1).astype(np.int64)
+        if last is None or not chunk.dictionary.equals(last):  # a file's batches repeat its dictionary
+            last = chunk.dictionary
+            lookup = np.append(attempts.get_indexer(last.to_numpy(zero_copy_only=False)), -1).astype(np.int64)
         out.append(lookup[chunk.indices.fill_null(len(lookup) - 1).to_numpy(zero_copy_only=False)])
     return np.concatenate(out)
 
@@ -243,6 +271,11 @@ def histories_from_table(results: pd.DataFrame, table: pa.Table | None) -> Histo
               if name not in ("attempt_id", "cell_id", "epoch")}
     if not every:
         epochs, codes, values = epochs[keep], codes[keep], {k: v[keep] for k, v in values.items()}
+    return _grouped(cell_of, codes, epochs, values)
+
+
+def _grouped(cell_of: list[str], codes: np.ndarray, epochs: np.ndarray, values: dict[str, np.ndarray]) -> Histories:
+    """Rows of attempt ``codes[i]`` (cell ``cell_of[codes[i]]``) grouped per attempt, each group in epoch order."""
     # a store's files hold each attempt's rows together and in epoch order: sort only when they are not
     same = codes[1:] == codes[:-1]
     breaks = np.flatnonzero(~same) + 1
@@ -272,25 +305,130 @@ def load_histories(store: Store, results: pd.DataFrame, columns: Iterable[str] =
     return histories_from_table(results, store.history_table(done["attempt_id"].tolist(), list(columns)))
 
 
-def select(r: Selection, cells: Sequence[Cell], hists: Histories) -> Selected:
-    """Apply rule ``r`` to ``cells`` given each done cell's history (cells without one stay unfinished)."""
-    acc: dict[str, float] = {}
-    epoch: dict[str, int] = {}
-    score: dict[str, float] = {}
-    if len(hists):
-        rows = r.pick(hists)
-        ids = hists.cell_ids
-        wanted = {c.cell_id for c in cells}
-        keep = None if wanted.issuperset(ids) else [g for g, c in enumerate(ids) if c in wanted]
-        if keep is not None:
-            rows, ids = rows[keep], [ids[g] for g in keep]
-        acc = dict(zip(ids, hists.column("test_acc")[rows].tolist()))
-        epoch = dict(zip(ids, (rows - hists.starts[:-1][keep if keep is not None else slice(None)] + 1).tolist()))
-        score = dict(zip(ids, hists.column("val_acc")[rows].tolist()))
+@dataclass(frozen=True)
+class Picks:
+    """Per done cell with a history, what each rule's epoch holds: for each column a rule maximises (``by``, ""
+    for the last epoch) the 1-based epoch picked (``epoch[by]``) and the values of RULE_COLUMNS there
+    (``values[by][column]``). From the cells' stored rows (:func:`stored_picks`) or from their histories
+    (:meth:`of`): the same numbers, as the rows' are computed by :meth:`of` when they are written."""
+
+    cell_ids: list[str]
+    epoch: Mapping[str, np.ndarray]
+    values: Mapping[str, Mapping[str, np.ndarray]]
+
+    def __len__(self) -> int:
+        return len(self.cell_ids)
+
+    @classmethod
+    def of(cls, h: Histories, by: Iterable[str] = PICKED_BY) -> Picks:
+        epoch, values = {}, {}
+        for b in by:
+            rows = h.picked(b)
+            epoch[b] = rows - h.starts[:-1] + 1
+            values[b] = {col: h.column(col)[rows] for col in RULE_COLUMNS}
+        return cls(list(h.cell_ids), epoch, values)
+
+    def __add__(self, other: Picks) -> Picks:
+        by = [b for b in self.epoch if b in other.epoch]
+        return Picks(self.cell_ids + other.cell_ids, {b: np.concatenate([self.epoch[b], other.epoch[b]]) for b in by},
+                     {b: {col: np.concatenate([self.values[b][col], other.values[b][col]]) for col in RULE_COLUMNS}
+                      for b in by})
+
+
+def pick_columns(h: Histories) -> dict[str, np.ndarray]:
+    """The row columns of :data:`PICK_COLUMNS`, per cell of ``h``: what a cell's row stores of its history."""
+    picks = Picks.of(h)
+    out: dict[str, np.ndarray] = {SELECTION_VERSION_COLUMN: np.full(len(h), SELECTION_VERSION, np.int64)}
+    for by in PICKED_BY:
+        out[PICK_EPOCH[by]] = picks.epoch[by].astype(np.int64)
+        out.update({PICK_VALUE[by][col]: picks.values[by][col] for col in RULE_COLUMNS})
+    return out
+
+
+def history_picks(history: pa.Table) -> dict[str, Any]:
+    """One attempt's :data:`PICK_COLUMNS` from its history rows as the store writes them (any columns; ``epoch``
+    orders them as a report reading them back does): epoch 0 and NaN values without rows."""
+    if history.num_rows == 0:
+        return {SELECTION_VERSION_COLUMN: SELECTION_VERSION,
+                **{c: (0 if c in PICK_EPOCH.values() else math.nan) for c in PICK_COLUMNS[1:]}}
+    n = history.num_rows
+    epochs = _numbers(history.column("epoch")) if "epoch" in history.column_names else np.arange(1.0, n + 1)
+    values = {col: _numbers(history.column(col)) for col in RULE_COLUMNS if col in history.column_names}
+    h = _grouped(["."], np.zeros(n, np.int64), epochs, values)
+    return {k: v[0].item() for k, v in pick_columns(h).items()}
+
+
+def stored_picks(results: pd.DataFrame) -> tuple[Picks, pd.DataFrame]:
+    """The picks the done rows of ``results`` store (:func:`history_picks`), and the done rows that store none
+    (written before, or under another :data:`SELECTION_VERSION`): their picks must come from their histories.
+    Rows stored with epoch 0 had no history: in neither."""
+    done = results[results["status"] == "done"] if len(results) else results
+    if done.empty or not set(PICK_COLUMNS) <= set(done.columns):
+        return Picks([], {b: np.zeros(0, np.int64) for b in PICKED_BY},
+                     {b: {col: np.zeros(0) for col in RULE_COLUMNS} for b in PICKED_BY}), done
+    if not done["attempt_id"].is_unique:  # as histories_from_table: a damaged store may repeat an attempt
+        done = done.drop_duplicates("attempt_id", keep="last")
+    version = pd.to_numeric(done[SELECTION_VERSION_COLUMN], errors="coerce").to_numpy(np.float64, na_value=np.nan)
+    stored = version == SELECTION_VERSION
+    epochs = {b: pd.to_numeric(done[PICK_EPOCH[b]], errors="coerce").to_numpy(np.float64, na_value=np.nan)
+              for b in PICKED_BY}
+    shown = stored & (epochs[""] > 0)
+    ids = done["cell_id"].to_numpy(object)[shown].tolist()
+    picks = Picks(ids, {b: epochs[b][shown].astype(np.int64) for b in PICKED_BY},
+                  {b: {col: pd.to_numeric(done[PICK_VALUE[b][col]], errors="coerce")
+                       .to_numpy(np.float64, na_value=np.nan)[shown] for col in RULE_COLUMNS} for b in PICKED_BY})
+    return picks, done[~stored]
+
+
+def _at(source: Histories | Picks, by: str) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
+    """Per cell of ``source``: the 1-based epoch a rule maximising ``by`` picks, and RULE_COLUMNS there."""
+    if isinstance(source, Picks):
+        return source.cell_ids, source.epoch[by], source.values[by]
+    rows = source.picked(by)
+    return source.cell_ids, rows - source.starts[:-1] + 1, {col: source.column(col)[rows] for col in RULE_COLUMNS}
+
+
+def select(r: Selection, cells: Sequence[Cell], hists: Histories | Picks) -> Selected:
+    """Apply rule ``r`` to ``cells`` given each done cell's history, or the :class:`Picks` of it (cells without
+    one stay unfinished)."""
+    return select_all([r], cells, hists)[0]
+
+
+def select_all(rules: Sequence[Selection], cells: Sequence[Cell], hists: Histories | Picks) -> list[Selected]:
+    """:func:`select` of each of ``rules``; the rules maximising the same column (``val`` and ``tuned``) look up
+    their cells' epochs once."""
+    wanted = {c.cell_id for c in cells} if len(hists) else set()
+    at_by: dict[str, tuple[dict[str, float], dict[str, int], dict[str, float]]] = {}
+    out = []
+    for r in rules:
+        if r.by not in at_by:
+            at_by[r.by] = _selected_at(hists, r.by, wanted)
+            out.append(_select(r, cells, *at_by[r.by]))
+        else:  # each Selected its own dicts
+            out.append(_select(r, cells, *(dict(d) for d in at_by[r.by])))
+    return out
+
+
+def _selected_at(hists: Histories | Picks, by: str, wanted: set[str]
+                 ) -> tuple[dict[str, float], dict[str, int], dict[str, float]]:
+    """cell_id -> test accuracy, 1-based epoch and validation accuracy at the epoch a rule maximising ``by`` picks,
+    for the cells of ``hists`` among ``wanted``."""
+    if not len(hists):
+        return {}, {}, {}
+    ids, epochs, at = _at(hists, by)
+    tests, vals = at["test_acc"], at["val_acc"]
+    keep = None if wanted.issuperset(ids) else [g for g, c in enumerate(ids) if c in wanted]
+    if keep is not None:
+        ids, epochs, tests, vals = [ids[g] for g in keep], epochs[keep], tests[keep], vals[keep]
+    return dict(zip(ids, tests.tolist())), dict(zip(ids, epochs.tolist())), dict(zip(ids, vals.tolist()))
+
+
+def _select(r: Selection, cells: Sequence[Cell], acc: dict[str, float], epoch: dict[str, int],
+            score: dict[str, float]) -> Selected:
     if not r.across_trials:
         shown = [c for c in cells if c.trial in (None, 0)]
-        trials = {(c.dataset, c.architecture, c.variant, c.loss): TrialChoice(
-            0, dict(c.config["search"]["values"]), math.nan, 0) for c in shown if c.trial == 0}
+        last = {(c.dataset, c.architecture, c.variant, c.loss): c for c in shown if c.trial == 0}
+        trials = {key: TrialChoice(0, dict(c.config["search"]["values"]), math.nan, 0) for key, c in last.items()}
         return Selected(r, shown, acc, epoch, trials, score)
     by_entry: dict[tuple[str, str, str, str], dict[int, list[Cell]]] = {}
     for c in cells:

@@ -55,13 +55,22 @@ def interrupted_line(cell, path: Path) -> str:
     return f"  {Status.INTERRUPTED}: {cell.cell_id} {cell.title}: {where}"
 
 
-def other_settings_note(read: ReadPlan, statuses: dict[str, str]) -> str | None:
-    """How many finished cells of the grid the store holds from runs with other settings, and how to show them."""
+def other_run_cells(read: ReadPlan) -> set[str]:
+    """The cells of the grid's runs with other settings that these settings do not hold."""
+    if not read.other_runs:
+        return set()
     mine = set(read.plan.cell_ids)
-    other = {c for r in read.other_runs for c in r.get("cell_ids", []) if c not in mine}
+    return {c for r in read.other_runs for c in r.get("cell_ids", []) if c not in mine}
+
+
+def other_settings_note(read: ReadPlan, statuses: dict[str, str]) -> str | None:
+    """How many finished cells of the grid the store holds from runs with other settings, and how to show them
+    (``statuses``: those of :func:`other_run_cells` at least)."""
+    other = other_run_cells(read)
     done = sum(statuses.get(c) == Status.DONE for c in other)
     if not done:
         return None
+    mine = set(read.plan.cell_ids)
     last = next(r for r in reversed(read.other_runs) if set(r.get("cell_ids", [])) - mine)
     flags = [set_flag(k, v) for k, v in sorted(last.get("overrides", {}).items())]
     flags += [f"--filter {k}={','.join(map(str, v))}" for k, v in sorted(last.get("filters", {}).items())]
