@@ -101,6 +101,21 @@ def bench_subprocess(*args: str, env: dict | None = None, timeout: float = 300, 
                           env=full_env, timeout=timeout, cwd=cwd or REPO)
 
 
+def bench_inprocess(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The same command through the typer app in this process, answered as :func:`bench_subprocess` answers.
+
+    For setup runs and repeated checks of a path a test already runs as a user does: a new interpreter
+    costs seconds (torch, pandas), the command itself often less. Modules a command imports from a
+    user's folder stay in ``sys.modules``: give them names no other in-process test uses."""
+    import contextlib
+
+    from bench.cli import app
+
+    with contextlib.chdir(cwd or REPO):
+        r = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    return subprocess.CompletedProcess(list(args), r.exit_code, r.stdout, r.stderr)
+
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _own_thread_slots(tmp_path_factory):

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import REPO, tiny_registry
+from tests.conftest import REPO, bench_inprocess, tiny_registry
 
 README = REPO / "README.md"
 
@@ -30,9 +30,13 @@ def _blocks(section: str, lang: str) -> list[str]:
     return re.findall(rf"```{lang}\n(.*?)```", section, flags=re.S)
 
 
+def _env(cwd: Path) -> dict[str, str]:
+    # no Fashion-MNIST: the grid falls back to gauss
+    return {"LOSSBENCH_DEBIAN_FASHION_DIR": str(cwd / "no-debian"), "LOSSBENCH_DATA_ROOT": str(cwd / "no-data")}
+
+
 def _bench(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "LOSSBENCH_DEBIAN_FASHION_DIR": str(cwd / "no-debian"),
-           "LOSSBENCH_DATA_ROOT": str(cwd / "no-data")}  # no Fashion-MNIST: the grid falls back to gauss
+    env = {**os.environ, "PYTHONPATH": str(REPO), **_env(cwd)}
     return subprocess.run([sys.executable, "-m", "bench.cli", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=300)
 
@@ -52,7 +56,7 @@ def recipe(tmp_path_factory) -> Path:
     return proj
 
 
-def test_readme_recipe_trains_lists_and_goes_stale_when_edited(recipe):
+def test_readme_recipe_trains_lists_and_goes_stale_when_edited(recipe, monkeypatch):
     r = _bench(recipe, "run", "--grid", "my_arch", "--results", "res", "--plain", "--no-report",
                "--set", "train.epochs=1")
     assert r.returncode == 0, r.stderr + r.stdout
@@ -66,7 +70,9 @@ def test_readme_recipe_trains_lists_and_goes_stale_when_edited(recipe):
     # gauss (d=2, 2 classes) is learnable: the perceptron clearly beats chance
     assert (mine["final_test_acc"] > 0.6).all()
 
-    listed = _bench(recipe, "list")
+    for name, value in _env(recipe).items():  # the listing runs through the app, in this process
+        monkeypatch.setenv(name, value)
+    listed = bench_inprocess("list", cwd=recipe)
     assert listed.returncode == 0, listed.stderr
     row = next(line for line in listed.stdout.splitlines() if "small_net" in line)
     assert "target" in row and "my_models:SmallNet" in row

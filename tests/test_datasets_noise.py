@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +17,9 @@ from bench.data.regimes import RegimeConfig, apply_regime
 from bench.data.splits import Splits
 from bench.data.validation import hold_out
 from bench.errors import BenchError
+from tests.conftest import bench_inprocess
 from tests.fixtures_data import write_cifar10_batches, write_cifar_n
-from tests.test_datasets_kinds import BENCH, ENV, stored_row, trained, write_registry
+from tests.test_datasets_kinds import trained, write_registry
 
 K = 10
 
@@ -121,9 +121,9 @@ def test_a_bad_label_file_is_one_error_line_and_nothing_trains(tmp_path: Path) -
     make(_cifar10_labels(tmp_path / "data"), tmp_path / "labels.pt")
     reg = write_registry(tmp_path, {"kind": "cifar10"}, epochs=1,
                          regime={"noise": "human", "noise_file": "labels.pt", "noise_labels": "worst"})
-    r = subprocess.run([*BENCH, "run", "--grid", "g", "--registry", str(reg), "--results", str(tmp_path / "results"),
-                        "--data-root", str(tmp_path / "data"), "--plain"], capture_output=True, text=True, cwd=tmp_path,
-                       env=ENV, timeout=300)
+    # through the app in this process: the CIFAR-N cell below runs the console script on the same path
+    r = bench_inprocess("run", "--grid", "g", "--registry", reg, "--results", tmp_path / "results",
+                        "--data-root", tmp_path / "data", "--plain", cwd=tmp_path)
     assert r.returncode == 2, r.stdout + r.stderr
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and str(tmp_path / "labels.pt") in lines[0] and message in lines[0], r.stderr

@@ -15,8 +15,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tests.conftest import REPO, bench_subprocess
-from tests.faults import faulty_subprocess
+from tests.conftest import REPO, bench_inprocess, bench_subprocess
+from tests.faults import invoke as faulty_invoke
 
 RULES = ("last", "val", "oracle", "tuned")
 FORMATS = ("markdown", "latex", "csv")
@@ -48,6 +48,11 @@ def bench(cwd: Path, *args: object):
     return bench_subprocess(*map(str, args), env=ENV, cwd=cwd)
 
 
+def inproc(cwd: Path, *args: object):
+    """``bench ARGS`` in this process, for the cases beside the paths the console script is run on here."""
+    return bench_inprocess(*args, cwd=cwd)
+
+
 def render(*args: object):
     """``bench ARGS`` in this process (the matrix of reports would take minutes as processes)."""
     from bench.cli import app
@@ -75,7 +80,12 @@ def one_error(r) -> str:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """A trained search grid (one cell failed after an epoch, its checkpoint kept), what the store
-    renders, and its export; the results folder is then moved away, so only the export can be read."""
+    renders, and its export; the results folder is then moved away, so only the export can be read.
+
+    The store is written and rendered in this process; `bench export`, whose file every test reads,
+    runs as a user runs it."""
+    import contextlib
+
     from bench.config.cells import expand_grid
     from bench.config.registry import load_registry
 
@@ -84,8 +94,9 @@ def project(tmp_path_factory):
     reg.write_text(yaml.safe_dump(REGISTRY, sort_keys=False))
     cells = expand_grid(load_registry(reg), "s", validate=False)
     failed = next(c.cell_id for c in cells if (c.loss, c.trial, c.seed) == ("milLoss", 1, 1))
-    r = faulty_subprocess("run", "--grid", "s", "--plain", "--no-report", fault=f"raise:{failed}:1", env=ENV, cwd=root)
-    assert r.returncode == 1 and "trained 8 (7 done, 1 failed)" in r.stdout, (r.stdout, r.stderr)
+    with contextlib.chdir(root):
+        r = faulty_invoke(f"raise:{failed}:1", "run", "--grid", "s", "--plain", "--no-report", "--threads", "1")
+    assert r.exit_code == 1 and "trained 8 (7 done, 1 failed)" in r.stdout, r.output
     # the failed cell keeps its first epoch's checkpoint, for a retry to resume from: the export must leave it
     checkpoints = list((root / "results" / "checkpoints").glob("*.pt"))
     assert [p.stem for p in checkpoints] == [failed]
@@ -98,8 +109,8 @@ def project(tmp_path_factory):
     out = render(*report_args(root, "markdown", "last"), "--grid", "s", "--results", root / "results", "--figures",
                  "--out", root / "figures-store")
     assert out.exit_code == 0, out.output
-    status = bench(root, "status", "--grid", "s")
-    shown = bench(root, "report", "--grid", "s")
+    status = inproc(root, "status", "--grid", "s")
+    shown = inproc(root, "report", "--grid", "s")
     assert shown.returncode == 0, shown.stderr
 
     r = bench(root, "export", "--grid", "s", "--out", "s.parquet")
@@ -243,15 +254,15 @@ def test_a_bad_export_is_one_error_line_and_writes_nothing(project, tmp_path, ca
         damage(bad)
     before = tree(folder)
     extra = ["--out", "rep", "--figures"] if command == "report" else []
-    line = one_error(bench(folder, command, "--from", "x.parquet", *extra))
+    line = one_error(inproc(folder, command, "--from", "x.parquet", *extra))
     assert line.startswith(f"error: {message}"), line
     assert tree(folder) == before and not (folder / "rep").exists()
 
 
 def test_the_export_names_its_grid(project, tmp_path):
-    line = one_error(bench(project["root"], "report", "--from", project["export"], "--grid", "plain"))
+    line = one_error(inproc(project["root"], "report", "--from", project["export"], "--grid", "plain"))
     assert line == (f"error: {project['export']} holds grid 's', not 'plain': pass --grid s, or leave --grid out")
-    r = bench(project["root"], "report", "--from", project["export"], "--grid", "s", "--format", "csv")
+    r = inproc(project["root"], "report", "--from", project["export"], "--grid", "s", "--format", "csv")
     assert r.returncode == 0 and r.stdout == project["from_store"]["csv", "last"][0]
 
 
@@ -262,12 +273,12 @@ def test_export_never_overwrites_without_force(project, tmp_path):
     shutil.copytree(project["store"], root / "results")
     (root / "s.parquet").write_bytes(b"an earlier export")
     before = tree(root)
-    line = one_error(bench(root, "export", "--grid", "s", "--out", "s.parquet"))
+    line = one_error(inproc(root, "export", "--grid", "s", "--out", "s.parquet"))
     assert line == "error: --out s.parquet exists; pass --force to replace it, or choose another file"
     assert tree(root) == before
-    line = one_error(bench(root, "export", "--grid", "plain", "--out", "plain.parquet"))
+    line = one_error(inproc(root, "export", "--grid", "plain", "--out", "plain.parquet"))
     assert "none of its 1 cells has a stored result" in line and tree(root) == before
-    r = bench(root, "export", "--grid", "s", "--out", "s.parquet", "--force")
+    r = inproc(root, "export", "--grid", "s", "--out", "s.parquet", "--force")
     assert r.returncode == 0, r.stderr
     assert pq.read_schema(root / "s.parquet").metadata[b"lossbench.grid"] == b"s"
     assert set(tree(root)) == set(before), "only the export was replaced (no temp file left)"
@@ -282,7 +293,7 @@ def test_a_registry_that_defines_other_cells_shows_what_it_can_and_says_what_it_
     other["losses"]["milLoss"]["params"]["lam"] = 5.0
     (folder / "registry.yaml").write_text(yaml.safe_dump(other, sort_keys=False))
     shutil.copy(project["export"], folder / "s.parquet")
-    r = bench(folder, "report", "--from", "s.parquet", "--format", "csv")
+    r = inproc(folder, "report", "--from", "s.parquet", "--format", "csv")
     assert r.returncode == 0, r.stderr
     got = pd.read_csv(io.StringIO(r.stdout))
     want = pd.read_csv(io.StringIO(project["from_store"]["csv", "last"][0]))

@@ -1,11 +1,14 @@
 """A new user's first hour: the README's "Adding a loss" followed literally, broken losses, exit codes.
 
-Every test runs the real ``bench`` console script in a subprocess from a temp folder, as a user does.
+The main paths run the real ``bench`` console script in a subprocess from a temp folder, as a user does;
+the many bad-input cases beside them run the same app in this process (:func:`inproc`), each with a
+loss module of its own name, since an imported module stays in ``sys.modules`` for the next case.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import REPO, gauss_registry
+from tests.conftest import REPO, bench_inprocess, gauss_registry
 
 BENCH = Path(sys.executable).with_name("bench")
 
@@ -111,6 +114,17 @@ def bench(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedPr
                           timeout=timeout)
 
 
+def inproc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``bench ARGS`` through the app in this process, answered as :func:`bench` answers."""
+    return bench_inprocess(*args, cwd=cwd)
+
+
+def broken_module(folder: Path, name: str) -> str:
+    """BROKEN written as ``folder/<name>.py``; returns the module name."""
+    (folder / f"{name}.py").write_text(BROKEN)
+    return name
+
+
 def write_registry(folder: Path, losses: dict, grid_losses: list, epochs: int = 2) -> Path:
     reg = gauss_registry(mine={"datasets": ["g"], "architectures": ["mlp"], "losses": grid_losses, "seeds": [0],
                                "train": {"epochs": epochs, "batch_size": 256}})
@@ -153,38 +167,53 @@ def test_an_unimportable_module_names_where_it_looked(tmp_path):
     assert str(tmp_path) in r.stderr
 
 
+# the loss module is named after the case: {module} in the target and the messages
 BROKEN_CASES = {
-    "missing-argument": ({"target": "broken:NeedsGamma"}, ["missing required parameter 'gamma'", "losses.bad.params.gamma"]),
-    "wrong-type": ({"target": "broken:Typed", "params": {"gamma": "two"}}, ["gamma='two' is a str", "expects float"]),
-    "wrong-type-str": ({"target": "broken:Typed", "params": {"mode": 3}}, ["mode=3 is a int", "expects str"]),
-    "unknown-parameter": ({"target": "broken:Typed", "params": {"gama": 1.0}}, ["unknown parameter 'gama'", "gamma"]),
-    "per-sample": ({"target": "broken:PerSample"}, ["tensor of shape (8,)", "0-dim tensor", ".mean()"]),
-    "float": ({"target": "broken:ReturnsFloat"}, ["returned a float, not a tensor"]),
-    "detached": ({"target": "broken:Detached"}, ["does not depend on the logits"]),
-    "raises": ({"target": "broken:Raises"}, ["forward(logits, targets) raised IndexError", "at broken.py:"]),
+    "missing-argument": ({"target": "{module}:NeedsGamma"}, ["missing required parameter 'gamma'",
+                                                             "losses.bad.params.gamma"]),
+    "wrong-type": ({"target": "{module}:Typed", "params": {"gamma": "two"}}, ["gamma='two' is a str", "expects float"]),
+    "wrong-type-str": ({"target": "{module}:Typed", "params": {"mode": 3}}, ["mode=3 is a int", "expects str"]),
+    "unknown-parameter": ({"target": "{module}:Typed", "params": {"gama": 1.0}}, ["unknown parameter 'gama'", "gamma"]),
+    "per-sample": ({"target": "{module}:PerSample"}, ["tensor of shape (8,)", "0-dim tensor", ".mean()"]),
+    "float": ({"target": "{module}:ReturnsFloat"}, ["returned a float, not a tensor"]),
+    "detached": ({"target": "{module}:Detached"}, ["does not depend on the logits"]),
+    "raises": ({"target": "{module}:Raises"}, ["forward(logits, targets) raised IndexError", "at {module}.py:"]),
 }
+BROKEN_AS_A_USER = "raises"  # this case runs the console script; the others, the same app in this process
 
 
 @pytest.mark.parametrize("case", sorted(BROKEN_CASES))
 def test_a_broken_loss_is_one_error_line_before_any_training(tmp_path, case):
     spec, expected = BROKEN_CASES[case]
-    (tmp_path / "broken.py").write_text(BROKEN)
+    module = broken_module(tmp_path, "broken_" + case.replace("-", "_"))
+    spec = {**spec, "target": spec["target"].format(module=module)}
     reg = write_registry(tmp_path, {"bad": spec}, ["celLoss", "bad"])
     results = tmp_path / "results"
-    r = bench("run", "--grid", "mine", "--registry", reg, "--results", results, cwd=tmp_path)
+    run = bench if case == BROKEN_AS_A_USER else inproc
+    r = run("run", "--grid", "mine", "--registry", reg, "--results", results, cwd=tmp_path)
     assert r.returncode == 2, (r.stdout, r.stderr)
+    expected = [text.format(module=module) for text in expected]
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: loss 'bad'"), r.stderr
     for text in expected:
         assert text in r.stderr, r.stderr
     assert not (results / "cells").exists(), "nothing may be trained, not even the good loss"
 
 
-def test_a_loss_that_raises_in_training_keeps_its_traceback(tmp_path):
-    (tmp_path / "broken.py").write_text(BROKEN)
-    reg = write_registry(tmp_path, {"later": {"target": "broken:FailsLater"}}, ["celLoss", "later"])
+@pytest.fixture(scope="module")
+def failed_later(tmp_path_factory):
+    """A grid whose second loss raises in training, run once by the console script: (folder, registry, run args)."""
+    folder = tmp_path_factory.mktemp("fails-later")
+    broken_module(folder, "broken")
+    reg = write_registry(folder, {"later": {"target": "broken:FailsLater"}}, ["celLoss", "later"])
+    args = ("run", "--grid", "mine", "--registry", reg, "--results", folder / "results", "--no-report")
+    r = bench(*args, cwd=folder)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    return folder, reg, args
+
+
+def test_a_loss_that_raises_in_training_keeps_its_traceback(failed_later):
+    tmp_path, reg, _ = failed_later
     results = tmp_path / "results"
-    r = bench("run", "--grid", "mine", "--registry", reg, "--results", results, "--no-report", cwd=tmp_path)
-    assert r.returncode == 1
     rows = pd.read_parquet(results / "cells").set_index("loss")
     assert rows.loc["celLoss", "status"] == "done", "the grid goes on"
     message = rows.loc["later", "message"]
@@ -193,15 +222,15 @@ def test_a_loss_that_raises_in_training_keeps_its_traceback(tmp_path):
     assert message == f"ValueError: the third batch is bad at broken.py:{line}"
     tb = results / "logs" / f"{rows.loc['later', 'cell_id']}.traceback.txt"
     assert "Traceback (most recent call last)" in tb.read_text() and "broken.py" in tb.read_text()
-    s = bench("status", "--grid", "mine", "--registry", reg, "--results", results, cwd=tmp_path)
+    s = inproc("status", "--grid", "mine", "--registry", reg, "--results", results, cwd=tmp_path)
     assert f"at broken.py:{line}" in s.stdout and str(tb.relative_to(tmp_path)) in s.stdout, s.stdout
 
 
 def test_a_loss_that_returns_nan_is_reported_as_the_loss_value(tmp_path):
-    (tmp_path / "broken.py").write_text(BROKEN)
-    reg = write_registry(tmp_path, {"nanny": {"target": "broken:NanLater"}}, ["nanny"])
+    module = broken_module(tmp_path, "broken_nan_later")
+    reg = write_registry(tmp_path, {"nanny": {"target": f"{module}:NanLater"}}, ["nanny"])
     results = tmp_path / "results"
-    r = bench("run", "--grid", "mine", "--registry", reg, "--results", results, "--no-report", cwd=tmp_path)
+    r = inproc("run", "--grid", "mine", "--registry", reg, "--results", results, "--no-report", cwd=tmp_path)
     assert r.returncode == 1
     row = pd.read_parquet(results / "cells").iloc[0]
     assert row["status"] == "diverged"
@@ -209,33 +238,34 @@ def test_a_loss_that_returns_nan_is_reported_as_the_loss_value(tmp_path):
 
 
 def test_registering_a_loss_does_not_grow_the_paper_grids(tmp_path):
+    """The cells `bench list` counts, from the planner: listing the whole shipped registry checks every
+    architecture on the meta device, which tests/test_architectures.py runs as a user does."""
+    from bench.config.cells import expand_grid
+    from bench.config.registry import load_registry
+
     reg = yaml.safe_load((REPO / "registry.yaml").read_text())
-    reg["losses"]["focal"] = {"target": "my_losses:FocalLoss"}
-    (tmp_path / "my_losses.py").write_text(FOCAL)
+    reg["losses"]["focal"] = {"target": "my_losses_paper_grids:FocalLoss"}
+    (tmp_path / "my_losses_paper_grids.py").write_text(FOCAL)
     path = tmp_path / "registry.yaml"
     path.write_text(yaml.safe_dump(reg, sort_keys=False))
-    r = bench("list", "--registry", path, "--results", tmp_path / "results", "--no-params", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    counts = {line.split()[0]: line.split()[1] for line in r.stdout.split("grid ", 1)[1].splitlines()[2:]}
-    assert {g: counts[g] for g in ("quick", "mnist", "fashion-mnist", "cifar10")} == {
-        "quick": "15", "mnist": "30", "fashion-mnist": "30", "cifar10": "75"}
+    registry = load_registry(path)
+    assert "focal" in registry.loss_names()
+    counts = {g: len(expand_grid(registry, g, validate=False)) for g in ("quick", "mnist", "fashion-mnist", "cifar10")}
+    assert counts == {"quick": 15, "mnist": 30, "fashion-mnist": 30, "cifar10": 75}
 
 
-def test_a_grid_holding_failed_cells_exits_1_even_when_they_are_skipped(tmp_path):
-    (tmp_path / "broken.py").write_text(BROKEN)
-    reg = write_registry(tmp_path, {"later": {"target": "broken:FailsLater"}}, ["celLoss", "later"])
-    results = tmp_path / "results"
-    args = ("run", "--grid", "mine", "--registry", reg, "--results", results, "--no-report")
-    assert bench(*args, cwd=tmp_path).returncode == 1
-    again = bench(*args, cwd=tmp_path)
+def test_a_grid_holding_failed_cells_exits_1_even_when_they_are_skipped(failed_later, tmp_path):
+    shutil.copytree(failed_later[0], tmp_path / "p")  # its first run exited 1; this run leaves that store alone
+    reg, results = tmp_path / "p" / "registry.yaml", tmp_path / "p" / "results"
+    again = bench("run", "--grid", "mine", "--registry", reg, "--results", results, "--no-report", cwd=tmp_path / "p")
     assert again.returncode == 1, again.stdout
     assert "--retry-failed" in again.stdout + again.stderr
 
 
 def test_list_validates_everything_before_printing(tmp_path):
-    (tmp_path / "broken.py").write_text(BROKEN)
-    reg = write_registry(tmp_path, {"bad": {"target": "broken:PerSample"}}, ["celLoss", "bad"])
-    r = bench("list", "--registry", reg, "--results", tmp_path / "results", "--no-params", cwd=tmp_path)
+    module = broken_module(tmp_path, "broken_listed")
+    reg = write_registry(tmp_path, {"bad": {"target": f"{module}:PerSample"}}, ["celLoss", "bad"])
+    r = inproc("list", "--registry", reg, "--results", tmp_path / "results", "--no-params", cwd=tmp_path)
     assert r.returncode == 2 and r.stdout == "", r.stdout
     assert r.stderr.startswith("error: loss 'bad'") and r.stderr.count("\n") == 1
 
@@ -246,8 +276,8 @@ def test_list_shows_descriptions_and_where_a_dataset_was_looked_for(tmp_path):
     data["datasets"]["m"] = {"kind": "mnist", "description": "handwritten digits"}
     data["losses"]["celLoss"]["description"] = "plain cross entropy"
     reg.write_text(yaml.safe_dump(data, sort_keys=False))
-    r = bench("list", "--registry", reg, "--results", tmp_path / "results", "--data-root", tmp_path / "nowhere",
-              cwd=tmp_path)
+    r = inproc("list", "--registry", reg, "--results", tmp_path / "results", "--data-root", tmp_path / "nowhere",
+               cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "handwritten digits" in r.stdout and "plain cross entropy" in r.stdout
     assert "not found" in r.stdout and str(tmp_path / "nowhere") in r.stdout
@@ -271,7 +301,7 @@ def test_every_training_setting_is_documented_in_run_help_and_the_readme(tmp_pat
 def test_read_only_commands_refuse_a_missing_results_folder_and_create_nothing(tmp_path, command):
     reg = write_registry(tmp_path, {}, ["celLoss"])
     before = sorted(p.name for p in tmp_path.iterdir())
-    r = bench(command, "--grid", "mine", "--registry", reg, "--results", tmp_path / "results2", cwd=tmp_path)
+    r = inproc(command, "--grid", "mine", "--registry", reg, "--results", tmp_path / "results2", cwd=tmp_path)
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.startswith("error: --results ") and "no such folder" in r.stderr and r.stderr.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == before
@@ -287,8 +317,8 @@ def test_read_only_commands_write_no_cache(tmp_path, data_root):
     results = tmp_path / "results"
     results.mkdir()
     for args in (["status"], ["report"], ["run", "--dry-run"], ["list", "--no-params"]):
-        r = bench(*args, "--grid", "two", "--registry", reg, "--results", results, "--data-root", data_root,
-                  cwd=tmp_path) if args[0] != "list" else bench(*args, "--registry", reg, "--results", results,
-                                                                 "--data-root", data_root, cwd=tmp_path)
+        r = inproc(*args, "--grid", "two", "--registry", reg, "--results", results, "--data-root", data_root,
+                   cwd=tmp_path) if args[0] != "list" else inproc(*args, "--registry", reg, "--results", results,
+                                                                   "--data-root", data_root, cwd=tmp_path)
         assert r.returncode == 0, (args, r.stderr)
         assert list(results.iterdir()) == [], (args, list(results.rglob("*")))

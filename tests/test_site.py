@@ -16,7 +16,7 @@ from bench.errors import BenchError
 from bench.report.selection import RULES
 from bench.site.model import Cell, Figure, Page, Section, Table
 from bench.site.render import MARKER, write_site
-from tests.conftest import bench_subprocess
+from tests.conftest import bench_inprocess, bench_subprocess
 
 # two datasets far apart in difficulty: every loss column has two clearly different values to sort
 REGISTRY = {
@@ -72,6 +72,15 @@ def bench(*args, ok: bool = True):
     return r
 
 
+def inproc(*args, ok: bool = True):
+    """``bench ARGS`` in this process: the training and the reports the page is checked against (their
+    console script is tested elsewhere); ``bench site`` itself runs as a user runs it."""
+    r = bench_inprocess(*args)
+    if ok:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A trained store of two grids (one a search), its site, and what `bench report --format csv` says of it."""
@@ -79,14 +88,16 @@ def trained(tmp_path_factory):
     reg, results, out = root / "registry.yaml", root / "results", root / "site"
     reg.write_text(yaml.safe_dump(REGISTRY, sort_keys=False))
     for grid in ("tiny", "searched"):
-        bench("run", "--grid", grid, "--registry", reg, "--results", results)
+        # one thread, as a child with OMP_NUM_THREADS=1 would have: the page's provenance names it
+        inproc("run", "--grid", grid, "--registry", reg, "--results", results, "--threads", "1", "--plain",
+               "--no-report")
     stored = sorted(results.rglob("*"))
     written = bench("site", "--out", out, "--registry", reg, "--results", results, "--title", "Tiny <results>")
     assert written.stdout.strip() == f"wrote {out / 'index.html'}: 2 pages (grid-tiny, grid-searched)"
     assert sorted(results.rglob("*")) == stored  # the store is only read
     reports = {}
     for grid, select in (("tiny", "last"), ("searched", "tuned")):
-        text = bench("report", "--grid", grid, "--registry", reg, "--results", results, "--format", "csv",
+        text = inproc("report", "--grid", grid, "--registry", reg, "--results", results, "--format", "csv",
                      "--select", select).stdout
         reports[grid] = list(csv.DictReader(io.StringIO(text)))
     return {"registry": reg, "results": results, "out": out, "csv": reports}
@@ -285,7 +296,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, case, request):
     elif case != "no-store":
         results.mkdir()
     before = sorted(p.name for p in tmp_path.rglob("*"))
-    r = bench("site", "--out", out, "--registry", reg, "--results", results, *extra, ok=False)
+    r = inproc("site", "--out", out, "--registry", reg, "--results", results, *extra, ok=False)
     assert r.returncode == 2 and r.stdout == ""
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr

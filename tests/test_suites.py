@@ -11,7 +11,7 @@ import yaml
 from bench.config.cells import expand_grid, parse_losses
 from bench.config.registry import load_registry, parse_registry
 from bench.errors import BenchError
-from tests.conftest import bench_subprocess, gauss_registry
+from tests.conftest import bench_inprocess, bench_subprocess, gauss_registry
 
 
 def suite_registry(**suite_changes) -> dict:
@@ -128,10 +128,11 @@ def test_the_shipped_suites_cover_every_loss_and_the_paper_settings():
 
 def test_cli_suite_flags(tmp_path):
     (tmp_path / "registry.yaml").write_text(yaml.safe_dump(suite_registry()))
-    r = bench_subprocess("run", "--suite", "t", "--dry-run", cwd=tmp_path)
+    # the refusals through the app in this process; the dry run below as the console script
+    r = bench_inprocess("run", "--suite", "t", "--dry-run", cwd=tmp_path)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert r.stderr.startswith("error: unknown suite 't'") and "the registry's suites: s" in r.stderr
-    r = bench_subprocess("run", "--suite", "s", "--grid", "x", "--dry-run", cwd=tmp_path)
+    r = bench_inprocess("run", "--suite", "s", "--grid", "x", "--dry-run", cwd=tmp_path)
     assert r.returncode == 2 and "give one of them" in r.stderr
     r = bench_subprocess("run", "--suite", "s", "--losses", "lsr", "--dry-run", cwd=tmp_path)
     assert r.returncode == 0, r.stderr

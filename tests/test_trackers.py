@@ -18,7 +18,7 @@ import yaml
 
 from bench.run.trackers import CELL_TAG, flat_config, tensorboard_run
 from bench.store.results import Store
-from tests.conftest import REPO, tiny_registry
+from tests.conftest import REPO, bench_inprocess, tiny_registry
 
 pytest.importorskip("tensorboard")
 pytest.importorskip("mlflow")
@@ -182,12 +182,18 @@ def test_wandb_offline_runs_hold_the_history_under_the_cell_id(logged):
         assert json.loads(summary["final_test_acc"]) == pytest.approx(row["final_test_acc"], rel=1e-12)
 
 
-def test_an_unreachable_tracker_is_a_warning_and_the_cell_trains(tmp_path):
+def test_an_unreachable_tracker_is_a_warning_and_the_cell_trains(tmp_path, monkeypatch):
+    """Through the app in this process (the trackers' console-script runs are the fixture's): only the
+    tracking URI of the environment matters, and the client is made from it per run."""
     data = tiny_registry(t={"datasets": ["g"], "architectures": ["mlp"], "losses": ["celLoss"], "seeds": [0, 1],
                             "train": {"epochs": 1, "batch_size": 128}})
     (tmp_path / "registry.yaml").write_text(yaml.safe_dump(data))
+    for name in [k for k in os.environ if k.startswith(("MLFLOW_", "WANDB_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # the discard port: closed
     t0 = time.perf_counter()
-    r = _run(tmp_path, "--log", "mlflow", env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"})  # the discard port: closed
+    r = bench_inprocess("run", "--grid", "t", "--results", "res", "--plain", "--no-report", "--log", "mlflow",
+                        cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "mlflow tracker turned off" in warnings[0] and "127.0.0.1:9" in warnings[0], r.stderr
@@ -197,7 +203,7 @@ def test_an_unreachable_tracker_is_a_warning_and_the_cell_trains(tmp_path):
 
 def test_an_unknown_tracker_is_one_error_line(tmp_path):
     (tmp_path / "registry.yaml").write_text(yaml.safe_dump(tiny_registry()))
-    r = _bench(tmp_path, "run", "--grid", "two", "--results", "res", "--log", "tensorbord")
+    r = bench_inprocess("run", "--grid", "two", "--results", "res", "--log", "tensorbord", cwd=tmp_path)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
         "error: unknown tracker 'tensorbord' for --log (closest: 'tensorboard'); choose from tensorboard, mlflow, wandb"]

@@ -10,6 +10,7 @@ with the figures.)
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import REPO, bench_inprocess
 from tests.fixtures_data import write_mnist_idx
 from tests.test_reliability import Run
 
@@ -43,15 +44,17 @@ def bench(*args, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess
 def inproc(*args, cwd: Path) -> subprocess.CompletedProcess:
     """The same command in this process: for a case's setup runs and follow-up checks, so that only the
     command under test pays a new interpreter (the suite's time)."""
-    import contextlib
+    return bench_inprocess(*args, cwd=cwd)
 
-    from typer.testing import CliRunner
 
-    from bench.cli import app
+def loss_module(folder: Path) -> str:
+    """The name of ``folder``'s loss module: its own, since in-process runs share ``sys.modules`` and
+    ``sys.path``, where another folder's ``trust_losses`` (perhaps edited since) would be found first."""
+    return "trust_losses_" + hashlib.sha256(str(folder).encode()).hexdigest()[:10]
 
-    with contextlib.chdir(cwd):
-        r = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
-    return subprocess.CompletedProcess(args, r.exit_code, r.stdout, r.stderr)
+
+def loss_file(folder: Path) -> Path:
+    return folder / f"{loss_module(folder)}.py"
 
 
 def registry(folder: Path, epochs: int = 2, search: bool = False, dataset: str = "g", **train) -> Path:
@@ -64,10 +67,11 @@ def registry(folder: Path, epochs: int = 2, search: bool = False, dataset: str =
         "datasets": {"g": {"kind": "gauss", "params": {"d": 4, "n_train": 512, "n_test": 256, "seed": 0}},
                      "mnist": {"kind": "mnist"}},
         "architectures": {"mlp": {"source": "native", "name": "mlp"}},
-        "losses": {"celLoss": {"target": "losses.cross_entropy:CelLoss"}, "mine": {"target": "trust_losses:MyLoss"}},
+        "losses": {"celLoss": {"target": "losses.cross_entropy:CelLoss"},
+                   "mine": {"target": f"{loss_module(folder)}:MyLoss"}},
         "grids": {"t": grid},
     }
-    (folder / "trust_losses.py").write_text(LOSS_FILE)
+    loss_file(folder).write_text(LOSS_FILE)
     path = folder / "registry.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -91,7 +95,7 @@ def test_report_without_out_writes_no_file(tmp_path):
     r = bench("report", "--grid", "t", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert files(tmp_path) == before, "bench report without --out wrote files"
-    r = bench("report", "--grid", "t", "--figures", cwd=tmp_path)
+    r = inproc("report", "--grid", "t", "--figures", cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.strip().startswith("error:") and "--out" in r.stderr, r.stderr
     assert files(tmp_path) == before
 
@@ -104,12 +108,12 @@ def test_report_refuses_a_folder_rendered_from_another_source(tmp_path):
     registry(b, epochs=1)
     assert inproc("run", "--grid", "t", "--plain", "--no-report", "--filter", "seed=0", cwd=b).returncode == 0
     out = tmp_path / "site"
-    r = bench("report", "--grid", "t", "--out", out, cwd=a)
+    r = inproc("report", "--grid", "t", "--out", out, cwd=a)
     assert r.returncode == 0, r.stderr
     rendered = files(out)
     assert any(name.startswith("t/report") for name in rendered)
     # the same source re-renders in place
-    assert bench("report", "--grid", "t", "--out", out, "--format", "csv", cwd=a).returncode == 0
+    assert inproc("report", "--grid", "t", "--out", out, "--format", "csv", cwd=a).returncode == 0
     rendered = files(out)
     r = bench("report", "--grid", "t", "--out", out, cwd=b)
     lines = [line for line in r.stderr.splitlines() if line.strip()]
@@ -123,7 +127,7 @@ def test_report_refuses_a_folder_with_a_report_of_unknown_source(tmp_path):
     old = tmp_path / "report" / "t"
     old.mkdir(parents=True)
     (old / "report.md").write_text("# a two-hour table made elsewhere\n")
-    r = bench("report", "--grid", "t", "--out", "report", cwd=tmp_path)
+    r = inproc("report", "--grid", "t", "--out", "report", cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.startswith("error:"), r.stderr
     assert (old / "report.md").read_text() == "# a two-hour table made elsewhere\n"
 
@@ -136,7 +140,7 @@ def test_a_shortened_run_says_so_in_every_format(tmp_path):
 
     trained(tmp_path, "--set", "train.epochs=1")
     for fmt in ("markdown", "latex", "csv"):
-        r = bench("report", "--grid", "t", "--format", fmt, cwd=tmp_path)
+        r = (bench if fmt == "markdown" else inproc)("report", "--grid", "t", "--format", fmt, cwd=tmp_path)
         assert r.returncode == 0, r.stderr
         if fmt == "csv":
             df = pd.read_csv(io.StringIO(r.stdout))
@@ -157,7 +161,7 @@ def test_an_incomplete_search_withholds_its_verdicts(tmp_path):
     assert "1 of 2 trials" in r.stdout
     for verdict in ("better (", "worse (", "no difference ("):
         assert verdict not in r.stdout
-    r = bench("report", "--grid", "t", "--select", "tuned", "--accept-incomplete", cwd=tmp_path)
+    r = inproc("report", "--grid", "t", "--select", "tuned", "--accept-incomplete", cwd=tmp_path)
     assert r.returncode == 0 and "incomplete search" in r.stdout.lower() and "no difference" in r.stdout, r.stdout
 
 
@@ -219,10 +223,10 @@ def test_other_data_makes_finished_cells_stale(tmp_path):
     assert "trained 0" in r.stdout and "stale" not in r.stdout + r.stderr
     s = bench("status", "--grid", "t", "--data-root", two, cwd=tmp_path)
     assert "stale" in s.stdout and "data" in s.stdout, s.stdout
-    r = bench("run", "--grid", "t", "--plain", "--no-report", "--data-root", two, "--filter", "seed=0", cwd=tmp_path)
+    r = inproc("run", "--grid", "t", "--plain", "--no-report", "--data-root", two, "--filter", "seed=0", cwd=tmp_path)
     assert "stale" in r.stdout + r.stderr, r.stdout + r.stderr
-    r = bench("run", "--grid", "t", "--plain", "--no-report", "--data-root", two, "--filter", "seed=0", "--rerun-stale",
-              cwd=tmp_path)
+    r = inproc("run", "--grid", "t", "--plain", "--no-report", "--data-root", two, "--filter", "seed=0", "--rerun-stale",
+               cwd=tmp_path)
     assert r.returncode == 0 and "trained 2" in r.stdout, r.stdout
     s = inproc("status", "--grid", "t", "--data-root", two, cwd=tmp_path)
     assert "stale" not in s.stdout, s.stdout
@@ -231,8 +235,8 @@ def test_other_data_makes_finished_cells_stale(tmp_path):
 # ----------------------------------------------------------------------------- 6. stale cells in a report
 def test_a_report_marks_stale_cells(tmp_path):
     trained(tmp_path)
-    (tmp_path / "trust_losses.py").write_text(LOSS_FILE.replace("F.cross_entropy(logits, targets)",
-                                                             "F.cross_entropy(logits, targets) * 1.0"))
+    loss_file(tmp_path).write_text(LOSS_FILE.replace("F.cross_entropy(logits, targets)",
+                                                     "F.cross_entropy(logits, targets) * 1.0"))
     assert "2 finished cells ran an older version" in bench("status", "--grid", "t", cwd=tmp_path).stdout
     r = bench("report", "--grid", "t", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -247,7 +251,7 @@ def test_status_shows_an_interrupted_cell_and_the_last_runs_cells(tmp_path):
     assert r.wait_for(r"^  epoch ", count=2)
     r.signal(signal.SIGINT)
     assert r.finish() == 130
-    s = bench("status", "--grid", "t", cwd=tmp_path)
+    s = inproc("status", "--grid", "t", cwd=tmp_path)
     assert s.stdout.splitlines()[0].startswith("grid 't': 2 cells"), s.stdout  # the run's cells, not the grid's 4
     assert "interrupted" in s.stdout and "checkpointed at epoch" in s.stdout and "of 60" in s.stdout, s.stdout
     head = s.stdout.splitlines()[0]
@@ -257,19 +261,19 @@ def test_status_shows_an_interrupted_cell_and_the_last_runs_cells(tmp_path):
     assert s.stdout.startswith("grid 't': 4 cells: ") and "3 pending, 1 interrupted" in s.stdout, s.stdout
     [checkpoint] = (tmp_path / "results" / "checkpoints").glob("*.pt")
     checkpoint.write_bytes(b"not a checkpoint")
-    s = bench("status", "--grid", "t", cwd=tmp_path)
+    s = inproc("status", "--grid", "t", cwd=tmp_path)
     assert "its checkpoint cannot be read, so the next run trains it from the start" in s.stdout, s.stdout
 
 
 def test_status_exits_1_when_the_grid_holds_failed_cells(tmp_path):
     registry(tmp_path)
-    (tmp_path / "trust_losses.py").write_text(LOSS_FILE.replace(
+    loss_file(tmp_path).write_text(LOSS_FILE.replace(
         "        return F.cross_entropy(logits, targets)",
         "        self.calls = getattr(self, 'calls', 0) + 1\n"
         "        if self.calls > 3:  # past the one-batch check before training\n"
         "            raise RuntimeError('boom')\n"
         "        return F.cross_entropy(logits, targets)"))
-    bench("run", "--grid", "t", "--plain", "--no-report", cwd=tmp_path)
+    inproc("run", "--grid", "t", "--plain", "--no-report", cwd=tmp_path)
     s = bench("status", "--grid", "t", cwd=tmp_path)
     assert "2 failed" in s.stdout, s.stdout + s.stderr
     assert s.returncode == 1
@@ -282,7 +286,7 @@ def test_select_tuned_without_a_search_names_the_missing_search(tmp_path):
     assert r.returncode == 2 and r.stderr.startswith("error: --select tuned: grid 't' has no search: block"), r.stderr
     assert "search: {trials:" in r.stderr and "val_fraction" in r.stderr and "--select last" in r.stderr, r.stderr
     trained(tmp_path, "--set", "train.val_fraction=0.2")
-    r = bench("report", "--grid", "t", "--select", "tuned", cwd=tmp_path)
+    r = inproc("report", "--grid", "t", "--select", "tuned", cwd=tmp_path)
     assert r.returncode == 2 and "no search: block" in r.stderr and "validation split" not in r.stderr, r.stderr
     assert "--select val" in r.stderr, r.stderr
 
