@@ -136,9 +136,9 @@ def build(scores: TrialScores, name: str, is_suite: bool, baseline: str, rope: f
     frame = scores.frame
     # the budget module's input: one row per cell, the test value signed and in displayed units
     trials = frame[["task", "loss", "trial", "seed", "val", "status"]].assign(test=frame["score"] * scale)
-    curves = pd.concat([budget.budget_curves(trials, scores.seeds, selection=s, n_trials=scores.trials).curves
-                        for s in budget.SELECTIONS], ignore_index=True)
-    summary = budget.budget_curves(trials, scores.seeds, selection="mean", n_trials=scores.trials).summary
+    made = {s: budget.budget_curves(trials, scores.seeds, selection=s, n_trials=scores.trials) for s in budget.SELECTIONS}
+    curves = pd.concat([m.curves for m in made.values()], ignore_index=True)
+    summary = made["mean"].summary  # the tuned rule's convention chooses the reported trial
     entries = _entries(scores, summary, scale)
     tuned = {key for key, e in entries.items() if e.trial is not None}
     notes: list[str] = []

@@ -45,9 +45,10 @@ def make_leaderboard(reg: Registry, name: str, store: Any, overrides: Mapping[st
         raise BenchError(f"{name!r} names no baseline: and has no celLoss; pass --baseline LOSS")
     if metric.needs_validation and not all(float(c.config["train"].get("val_fraction", 0)) > 0 for c in cells):
         raise BenchError(f"--metric {metric.key}: {name!r} has no validation split to fit the temperature on")
-    stored = store.cells()
-    columns = [c for c in STORE_COLUMNS if c in stored.columns]
-    results = stored[columns] if columns else stored
+    from bench.report.selection import PICK_COLUMNS
+
+    stored = store.cells([*STORE_COLUMNS, *PICK_COLUMNS])  # the columns it reads, not every setting's
+    results = stored
     scores = trial_scores(reg, name, cells, results, store, metric)
     if not scores.frame["status"].eq("done").any():
         raise BenchError(f"no finished cell of {name!r} in the store yet: train it first "

@@ -28,7 +28,7 @@ import pandas as pd
 from bench.config.cells import Cell
 from bench.errors import BenchError
 from bench.metrics.table import Metric
-from bench.report.selection import RULES, load_histories
+from bench.report.selection import RULE_COLUMNS, RULES, load_histories, stored_picks
 
 if TYPE_CHECKING:
     from bench.config.registry import Registry
@@ -58,10 +58,12 @@ def task_names(registry: Registry, grid: str, cells: Sequence[Cell]) -> dict[str
         return {c.cell_id: f"{c.dataset}/{c.architecture}" + (f" [{c.variant}]" if c.variant else "") for c in cells}
     regimes = [(name, RegimeConfig(**block)) for name, block in suite.regimes.items()]
     several = len(suite.architectures) > 1
+    by_variant: dict[str, str] = {}  # a suite's variant label names its regime: one comparison per label
     out = {}
     for c in cells:
-        regime = next((name for name, r in regimes if r == c.regime), c.variant or "default")
-        out[c.cell_id] = "/".join([c.dataset, *([c.architecture] if several else []), regime])
+        if c.variant not in by_variant:
+            by_variant[c.variant] = next((name for name, r in regimes if r == c.regime), c.variant or "default")
+        out[c.cell_id] = "/".join([c.dataset, *([c.architecture] if several else []), by_variant[c.variant]])
     return out
 
 
@@ -69,8 +71,10 @@ def trial_scores(registry: Registry, grid: str, cells: Sequence[Cell], results: 
                  metric: Metric) -> TrialScores:
     """The scores of every cell of ``grid``'s search (``cells``, as the planner expands them) from ``store``.
 
-    ``results``: the store's rows (at least ``cell_id``, ``attempt_id``, ``status``); a cell with no row is
-    ``pending``. Reads the histories' validation column and the metric's test column only.
+    ``results``: the store's rows (at least ``cell_id``, ``attempt_id``, ``status``, and the rules' picks where
+    the rows hold them); a cell with no row is ``pending``. A row that stores its picks gives accuracy without
+    its history; for the others (older rows, another metric) the histories' validation column and the metric's
+    test column are read, nothing more.
     """
     if not any(c.trial is not None for c in cells):
         raise BenchError(f"grid {grid!r} has no search: block, so there are no trials to compare on equal budgets; "
@@ -78,27 +82,33 @@ def trial_scores(registry: Registry, grid: str, cells: Sequence[Cell], results: 
     if not all(float(c.config["train"].get("val_fraction", 0.0)) > 0 for c in cells):
         raise BenchError(f"grid {grid!r} has no validation split to choose trials on; give it train: {{val_fraction: 0.1}}")
     names = task_names(registry, grid, cells)
-    rows = results[["cell_id", "attempt_id", "status"]] if not results.empty else results
+    rows = results
     if not rows.empty:
         wanted = set(names)
         rows = rows[[c in wanted for c in rows["cell_id"].tolist()]].drop_duplicates("cell_id", keep="last")
     status = dict(zip(rows["cell_id"].tolist(), rows["status"].tolist())) if not rows.empty else {}
-    hists = load_histories(store, rows, [VALIDATION, metric.column]) if not rows.empty else None
     val: dict[str, float] = {}
     test: dict[str, float] = {}
+    by = RULES["val"].by
+    if metric.column in RULE_COLUMNS and not rows.empty:
+        # rows written with the rules' picks hold what is needed: no history is read for them
+        picks, rows = stored_picks(rows)
+        val.update(zip(picks.cell_ids, picks.values[by][VALIDATION].tolist()))
+        test.update(zip(picks.cell_ids, picks.values[by][metric.column].tolist()))
+    hists = load_histories(store, rows, [VALIDATION, metric.column]) if not rows.empty else None
     if hists is not None and len(hists):
         picked = RULES["val"].pick(hists)
         val = dict(zip(hists.cell_ids, hists.column(VALIDATION)[picked].tolist()))
         test = dict(zip(hists.cell_ids, hists.column(metric.column)[picked].tolist()))
     sign = -1.0 if metric.lower_is_better else 1.0
-    records = []
-    for c in cells:
-        t = test.get(c.cell_id, math.nan)
-        records.append({"task": names[c.cell_id], "loss": c.loss, "trial": int(c.trial or 0), "seed": c.seed,
-                        "cell_id": c.cell_id, "status": status.get(c.cell_id, "pending"),
-                        "val": val.get(c.cell_id, math.nan), "test": t, "score": sign * t,
-                        "values": dict(c.config.get("search", {}).get("values", {}))})
-    frame = pd.DataFrame.from_records(records)
+    ids = [c.cell_id for c in cells]
+    tests = np.array([test.get(i, math.nan) for i in ids], dtype=float)
+    frame = pd.DataFrame({
+        "task": [names[i] for i in ids], "loss": [c.loss for c in cells], "trial": [int(c.trial or 0) for c in cells],
+        "seed": [c.seed for c in cells], "cell_id": ids, "status": [status.get(i, "pending") for i in ids],
+        "val": np.array([val.get(i, math.nan) for i in ids], dtype=float), "test": tests, "score": sign * tests,
+        # the drawn settings, shared by a trial's seeds (read, never changed)
+        "values": [c.config.get("search", {}).get("values", {}) for c in cells]})
     # a finished cell without the metric (a store older than it) is no score: never a zero
     done = frame["status"].eq("done") & np.isfinite(frame["val"]) & np.isfinite(frame["test"])
     frame.loc[~done & frame["status"].eq("done"), "status"] = "no value"
