@@ -217,3 +217,25 @@ def test_trials_compares_every_loss_on_an_equal_smaller_budget(suite):
     assert rows and all(int(row["trial"]) in (0, 1) and row["complete_trials"] == "2" for row in rows)
     md = inproc(folder, "leaderboard", "--suite", "s", "--reps", "500", "--trials", "2").stdout
     assert "an equal budget of the first 2 of the search's 3 trials per loss" in md
+
+
+def test_a_copied_export_renders_into_the_folder_it_rendered_before(suite, tmp_path):
+    """An export is one source wherever it lies: a leaderboard folder can carry the export it was rendered from."""
+    import shutil
+
+    folder, _ = suite
+    first = tmp_path / "s.parquet"
+    assert inproc(folder, "export", "--suite", "s", "--out", str(first)).returncode == 0
+    out = tmp_path / "lb"
+    r = inproc(folder, "leaderboard", "--from", str(first), "--reps", "500", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    inside = out / "s" / "s.parquet"
+    shutil.copy(first, inside)
+    again = inproc(folder, "leaderboard", "--from", str(inside), "--reps", "500", "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == r.stdout
+    # another export of the same results is another source: the folder is not overwritten by it
+    other = tmp_path / "other.parquet"
+    assert inproc(folder, "export", "--suite", "s", "--out", str(other)).returncode == 0
+    refused = inproc(folder, "leaderboard", "--from", str(other), "--reps", "500", "--out", str(out))
+    assert refused.returncode == 2 and "holds a report rendered from other results" in refused.stderr

@@ -26,8 +26,16 @@ def store_source(results: Path) -> str:
 
 
 def export_source(path: Path) -> str:
-    """The source id of an export file (``bench export``): ``export:`` and a digest of its resolved path."""
-    return "export:" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+    """The source id of an export file (``bench export``): ``export:`` and the digest the export records of its
+    content, so the same export copied anywhere (into the report folder it rendered, say) is the same source;
+    a file without one, by its resolved path."""
+    import pyarrow.parquet as pq
+
+    try:
+        digest = (pq.read_schema(path).metadata or {}).get(b"lossbench.digest", b"").decode()
+    except (OSError, ValueError):
+        digest = ""
+    return "export:" + (digest[:16] or hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16])
 
 
 def recorded_source(target: Path) -> str | None:
