@@ -213,19 +213,46 @@ class TrialChoice:
     n: int
 
 
+@dataclass(frozen=True, eq=False)
+class _At:
+    """Per done cell (``ids``), the 1-based epoch a rule picks and RULE_COLUMNS there."""
+
+    ids: list[str]
+    epoch: np.ndarray
+    values: Mapping[str, np.ndarray]
+
+    def by_cell(self, column: str) -> dict[str, Any]:
+        return dict(zip(self.ids, (self.epoch if column == "epoch" else self.values[column]).tolist()))
+
+
+_NOTHING = _At([], np.zeros(0, np.int64), {col: np.zeros(0) for col in RULE_COLUMNS})
+
+
 @dataclass
 class Selected:
     """What a rule reports: the cells shown, each done cell's selected test accuracy and epoch (1-based),
     and for ``tuned`` the trial chosen per (dataset, architecture, variant, loss). ``score``: each
     done cell's validation accuracy at its selected epoch (NaN without one), the score ``tuned``
-    averages over seeds, for every cell given, shown or not."""
+    averages over seeds, for every cell given, shown or not. ``acc``, ``epoch`` and ``score`` are dicts
+    made on first use from the rule's picks (``at``): a report of accuracy never asks for ``epoch``, and
+    only ``tuned`` for ``score``."""
 
     rule: Selection
     cells: list[Cell]
-    acc: dict[str, float] = field(default_factory=dict)
-    epoch: dict[str, int] = field(default_factory=dict)
     trials: dict[tuple[str, str, str, str], TrialChoice] = field(default_factory=dict)
-    score: dict[str, float] = field(default_factory=dict)
+    at: _At = field(default=_NOTHING, repr=False, compare=False)
+
+    @cached_property
+    def acc(self) -> dict[str, float]:
+        return self.at.by_cell("test_acc")
+
+    @cached_property
+    def epoch(self) -> dict[str, int]:
+        return self.at.by_cell("epoch")
+
+    @cached_property
+    def score(self) -> dict[str, float]:
+        return self.at.by_cell("val_acc")
 
 
 def _numbers(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -398,38 +425,33 @@ def select_all(rules: Sequence[Selection], cells: Sequence[Cell], hists: Histori
     """:func:`select` of each of ``rules``; the rules maximising the same column (``val`` and ``tuned``) look up
     their cells' epochs once."""
     wanted = {c.cell_id for c in cells} if len(hists) else set()
-    at_by: dict[str, tuple[dict[str, float], dict[str, int], dict[str, float]]] = {}
+    at_by: dict[str, _At] = {}
     out = []
     for r in rules:
         if r.by not in at_by:
             at_by[r.by] = _selected_at(hists, r.by, wanted)
-            out.append(_select(r, cells, *at_by[r.by]))
-        else:  # each Selected its own dicts
-            out.append(_select(r, cells, *(dict(d) for d in at_by[r.by])))
+        out.append(_select(r, cells, at_by[r.by]))
     return out
 
 
-def _selected_at(hists: Histories | Picks, by: str, wanted: set[str]
-                 ) -> tuple[dict[str, float], dict[str, int], dict[str, float]]:
-    """cell_id -> test accuracy, 1-based epoch and validation accuracy at the epoch a rule maximising ``by`` picks,
-    for the cells of ``hists`` among ``wanted``."""
+def _selected_at(hists: Histories | Picks, by: str, wanted: set[str]) -> _At:
+    """The epoch a rule maximising ``by`` picks, and RULE_COLUMNS there, for the cells of ``hists`` among ``wanted``."""
     if not len(hists):
-        return {}, {}, {}
+        return _NOTHING
     ids, epochs, at = _at(hists, by)
-    tests, vals = at["test_acc"], at["val_acc"]
     keep = None if wanted.issuperset(ids) else [g for g, c in enumerate(ids) if c in wanted]
     if keep is not None:
-        ids, epochs, tests, vals = [ids[g] for g in keep], epochs[keep], tests[keep], vals[keep]
-    return dict(zip(ids, tests.tolist())), dict(zip(ids, epochs.tolist())), dict(zip(ids, vals.tolist()))
+        ids, epochs, at = [ids[g] for g in keep], epochs[keep], {col: v[keep] for col, v in at.items()}
+    return _At(list(ids), epochs, at)
 
 
-def _select(r: Selection, cells: Sequence[Cell], acc: dict[str, float], epoch: dict[str, int],
-            score: dict[str, float]) -> Selected:
+def _select(r: Selection, cells: Sequence[Cell], at: _At) -> Selected:
     if not r.across_trials:
         shown = [c for c in cells if c.trial in (None, 0)]
         last = {(c.dataset, c.architecture, c.variant, c.loss): c for c in shown if c.trial == 0}
         trials = {key: TrialChoice(0, dict(c.config["search"]["values"]), math.nan, 0) for key, c in last.items()}
-        return Selected(r, shown, acc, epoch, trials, score)
+        return Selected(r, shown, trials, at)
+    score = at.by_cell("val_acc")
     by_entry: dict[tuple[str, str, str, str], dict[int, list[Cell]]] = {}
     for c in cells:
         by_entry.setdefault((c.dataset, c.architecture, c.variant, c.loss), {}).setdefault(c.trial or 0, []).append(c)
@@ -448,4 +470,6 @@ def _select(r: Selection, cells: Sequence[Cell], acc: dict[str, float], epoch: d
         trials[key] = TrialChoice(chosen, dict(members[0].config.get("search", {}).get("values", {})),
                                   best[0] if best is not None else math.nan,
                                   sum(1 for c in members if c.cell_id in score))
-    return Selected(r, shown, acc, epoch, trials, score)
+    chosen_rule = Selected(r, shown, trials, at)
+    chosen_rule.__dict__["score"] = score  # already made: the cached property's value
+    return chosen_rule
