@@ -225,8 +225,8 @@ def test_other_data_makes_finished_cells_stale(tmp_path):
     assert "stale" in s.stdout and "data" in s.stdout, s.stdout
     r = inproc("run", "--grid", "t", "--plain", "--no-report", "--data-root", two, "--filter", "seed=0", cwd=tmp_path)
     assert "stale" in r.stdout + r.stderr, r.stdout + r.stderr
-    r = inproc("run", "--grid", "t", "--plain", "--no-report", "--data-root", two, "--filter", "seed=0", "--rerun-stale",
-               cwd=tmp_path)
+    r = inproc("run", "--grid", "t", "--plain", "--no-report", "--data-root", two, "--filter", "seed=0",
+               "--rerun-stale", cwd=tmp_path)
     assert r.returncode == 0 and "trained 2" in r.stdout, r.stdout
     s = inproc("status", "--grid", "t", "--data-root", two, cwd=tmp_path)
     assert "stale" not in s.stdout, s.stdout
