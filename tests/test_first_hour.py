@@ -255,9 +255,10 @@ def test_registering_a_loss_does_not_grow_the_paper_grids(tmp_path):
 
 
 def test_a_grid_holding_failed_cells_exits_1_even_when_they_are_skipped(failed_later, tmp_path):
-    shutil.copytree(failed_later[0], tmp_path / "p")  # its first run exited 1; this run leaves that store alone
+    # its first run, the console script, exited 1; the second runs through the app, on a copy of the store
+    shutil.copytree(failed_later[0], tmp_path / "p")
     reg, results = tmp_path / "p" / "registry.yaml", tmp_path / "p" / "results"
-    again = bench("run", "--grid", "mine", "--registry", reg, "--results", results, "--no-report", cwd=tmp_path / "p")
+    again = inproc("run", "--grid", "mine", "--registry", reg, "--results", results, "--no-report", cwd=tmp_path / "p")
     assert again.returncode == 1, again.stdout
     assert "--retry-failed" in again.stdout + again.stderr
 
