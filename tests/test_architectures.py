@@ -79,7 +79,8 @@ def test_readme_recipe_trains_lists_and_goes_stale_when_edited(recipe, monkeypat
     # parameters at fashion-mnist's shape, the grid's first dataset: 784*128+128 + 128*10+10
     assert f"{(784 * 128 + 128 + 128 * 10 + 10) / 1e6:.3f}M" in row
 
-    status = _bench(recipe, "status", "--grid", "my_arch", "--results", "res")
+    # before the edit, through the app (it found my_models beside the registry above); after it, as a user
+    status = bench_inprocess("status", "--grid", "my_arch", "--results", "res", cwd=recipe)
     assert status.returncode == 0 and "stale" not in status.stdout, status.stdout + status.stderr
     model = recipe / "my_models.py"
     model.write_text(model.read_text().replace("torch.nn.GELU()", "torch.nn.ReLU()"))

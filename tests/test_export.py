@@ -134,7 +134,7 @@ def test_the_export_renders_the_stores_report_in_a_folder_without_results(projec
     assert r.stderr == project["report"].stderr
     assert tree(elsewhere) == before, "a read-only command wrote a file"
 
-    r = bench(elsewhere, "status", "--from", "results-s.parquet")
+    r = inproc(elsewhere, "status", "--from", "results-s.parquet")  # the same file read again: in process
     store_lines = project["status"].stdout.splitlines()
     assert r.returncode == project["status"].returncode == 1  # the failed cell
     assert r.stdout.splitlines()[0] == store_lines[0] == (

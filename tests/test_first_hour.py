@@ -203,8 +203,8 @@ def test_a_broken_loss_is_one_error_line_before_any_training(tmp_path, case):
 def failed_later(tmp_path_factory):
     """A grid whose second loss raises in training, run once by the console script: (folder, registry, run args)."""
     folder = tmp_path_factory.mktemp("fails-later")
-    broken_module(folder, "broken")
-    reg = write_registry(folder, {"later": {"target": "broken:FailsLater"}}, ["celLoss", "later"])
+    broken_module(folder, "broken_fails_later")
+    reg = write_registry(folder, {"later": {"target": "broken_fails_later:FailsLater"}}, ["celLoss", "later"])
     args = ("run", "--grid", "mine", "--registry", reg, "--results", folder / "results", "--no-report")
     r = bench(*args, cwd=folder)
     assert r.returncode == 1, (r.stdout, r.stderr)
@@ -219,11 +219,11 @@ def test_a_loss_that_raises_in_training_keeps_its_traceback(failed_later):
     message = rows.loc["later", "message"]
     line = BROKEN.splitlines().index('            raise ValueError("the third batch is bad")') + 1
     assert rows.loc["later", "status"] == "failed"
-    assert message == f"ValueError: the third batch is bad at broken.py:{line}"
+    assert message == f"ValueError: the third batch is bad at broken_fails_later.py:{line}"
     tb = results / "logs" / f"{rows.loc['later', 'cell_id']}.traceback.txt"
-    assert "Traceback (most recent call last)" in tb.read_text() and "broken.py" in tb.read_text()
+    assert "Traceback (most recent call last)" in tb.read_text() and "broken_fails_later.py" in tb.read_text()
     s = inproc("status", "--grid", "mine", "--registry", reg, "--results", results, cwd=tmp_path)
-    assert f"at broken.py:{line}" in s.stdout and str(tb.relative_to(tmp_path)) in s.stdout, s.stdout
+    assert f"at broken_fails_later.py:{line}" in s.stdout and str(tb.relative_to(tmp_path)) in s.stdout, s.stdout
 
 
 def test_a_loss_that_returns_nan_is_reported_as_the_loss_value(tmp_path):
@@ -255,9 +255,10 @@ def test_registering_a_loss_does_not_grow_the_paper_grids(tmp_path):
 
 
 def test_a_grid_holding_failed_cells_exits_1_even_when_they_are_skipped(failed_later, tmp_path):
-    shutil.copytree(failed_later[0], tmp_path / "p")  # its first run exited 1; this run leaves that store alone
+    # its first run, the console script, exited 1; the second runs through the app, on a copy of the store
+    shutil.copytree(failed_later[0], tmp_path / "p")
     reg, results = tmp_path / "p" / "registry.yaml", tmp_path / "p" / "results"
-    again = bench("run", "--grid", "mine", "--registry", reg, "--results", results, "--no-report", cwd=tmp_path / "p")
+    again = inproc("run", "--grid", "mine", "--registry", reg, "--results", results, "--no-report", cwd=tmp_path / "p")
     assert again.returncode == 1, again.stdout
     assert "--retry-failed" in again.stdout + again.stderr
 

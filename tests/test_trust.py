@@ -225,8 +225,8 @@ def test_other_data_makes_finished_cells_stale(tmp_path):
     assert "stale" in s.stdout and "data" in s.stdout, s.stdout
     r = inproc("run", "--grid", "t", "--plain", "--no-report", "--data-root", two, "--filter", "seed=0", cwd=tmp_path)
     assert "stale" in r.stdout + r.stderr, r.stdout + r.stderr
-    r = inproc("run", "--grid", "t", "--plain", "--no-report", "--data-root", two, "--filter", "seed=0", "--rerun-stale",
-               cwd=tmp_path)
+    r = inproc("run", "--grid", "t", "--plain", "--no-report", "--data-root", two, "--filter", "seed=0",
+               "--rerun-stale", cwd=tmp_path)
     assert r.returncode == 0 and "trained 2" in r.stdout, r.stdout
     s = inproc("status", "--grid", "t", "--data-root", two, cwd=tmp_path)
     assert "stale" not in s.stdout, s.stdout
@@ -282,7 +282,7 @@ def test_status_exits_1_when_the_grid_holds_failed_cells(tmp_path):
 # ----------------------------------------------------------------------------- 9. smaller cases
 def test_select_tuned_without_a_search_names_the_missing_search(tmp_path):
     trained(tmp_path)  # neither a search nor a validation split: the search is what is missing first
-    r = bench("report", "--grid", "t", "--select", "tuned", cwd=tmp_path)
+    r = inproc("report", "--grid", "t", "--select", "tuned", cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.startswith("error: --select tuned: grid 't' has no search: block"), r.stderr
     assert "search: {trials:" in r.stderr and "val_fraction" in r.stderr and "--select last" in r.stderr, r.stderr
     trained(tmp_path, "--set", "train.val_fraction=0.2")
