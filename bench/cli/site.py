@@ -21,6 +21,7 @@ def site(
     grids: list[str] = typer.Option([], "--grid", "-g", help="Only these grids (repeat the flag), in this order; default: every grid of the registry with cells in the store."),
     title: str = typer.Option("lossbench results", "--title", help="The site's title, on every page."),
     data_root: Optional[Path] = DataRootReadOpt,
+    trials: Optional[int] = typer.Option(None, "--trials", help="Each suite's leaderboard on its losses' first N trials (as bench leaderboard --trials)."),
 ) -> None:
     """A static results page: index.html, a leaderboard page per suite with finished cells, and a page per grid
     (a suite's too) with cells in the store (its tables under every
@@ -44,7 +45,8 @@ def site(
         source = open_source(results, from_)  # an export is read and checked here, before anything is drawn
         with tempfile.TemporaryDirectory(prefix="bench-site-") as drawn:  # figures, copied into --out with the pages
             store = source
-            boards = leaderboard_pages(reg, store, Path(drawn), [g for g in grids if g in reg.suites], data_root) \
+            boards = leaderboard_pages(reg, store, Path(drawn), [g for g in grids if g in reg.suites], data_root,
+                                       trials) \
                 if not grids or any(g in reg.suites for g in grids) else []
             pages = boards + grid_pages(reg, store, Path(drawn), grids, data_root)
             write_site(out, pages, title)

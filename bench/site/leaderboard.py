@@ -62,8 +62,9 @@ def _figure_caption(name: str, board: Leaderboard) -> str:
 
 
 def leaderboard_pages(registry: Any, store: Any, figure_root: Path, suites: Sequence[str] = (),
-                      data_root: Path | None = None) -> list[Page]:
-    """A page for each suite of ``registry`` (or each of ``suites``) with a finished cell in ``store``."""
+                      data_root: Path | None = None, trials: int | None = None) -> list[Page]:
+    """A page for each suite of ``registry`` (or each of ``suites``) with a finished cell in ``store``; ``trials``:
+    each compared on its losses' first ``trials`` trials (``bench leaderboard --trials``)."""
     from bench.errors import BenchError
     from bench.leaderboard.make import make_leaderboard
     from bench.metrics.table import DEFAULT
@@ -71,7 +72,7 @@ def leaderboard_pages(registry: Any, store: Any, figure_root: Path, suites: Sequ
     pages = []
     for name in dict.fromkeys(suites or registry.suites):
         try:
-            made = make_leaderboard(registry, name, store, {}, DEFAULT, None, None, 10_000, data_root)
+            made = make_leaderboard(registry, name, store, {}, DEFAULT, None, None, 10_000, data_root, trials=trials)
         except BenchError:
             if suites:
                 raise
