@@ -138,7 +138,7 @@ def task_rows(lb: Leaderboard, task: str) -> list[list[Shown]]:
         complete = f"{e.complete}/{lb.trials}" + (
             f" (incomplete: {', '.join(map(str, e.incomplete))})" if e.incomplete else "")
         if e.failed:
-            complete += f"; {e.failed} failed or diverged cells"
+            complete += f"; {e.failed} failed or diverged cell{'s' if e.failed > 1 else ''}"
         out.append([
             Shown(loss + (" (baseline)" if loss == lb.baseline else ""), loss),
             Shown(mean_text, e.mean if math.isfinite(e.mean) else None, best=best is not None and e.mean == best),
