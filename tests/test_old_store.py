@@ -71,7 +71,7 @@ def _numbers(text: str) -> pd.DataFrame:
 
 @pytest.mark.parametrize("picks", [False, True], ids=["as-written", "rows-with-picks"])
 def test_reports_show_the_same_numbers(old_store, old_store_with_picks, monkeypatch, picks):
-    """Every report the older version rendered, rendered again from its store (in process: 22 reports); and from
+    """Every report the older version rendered, rendered again from its store (in process: 18 reports); and from
     a copy whose rows store the rules' picks, where a report of accuracy reads no history."""
     from typer.testing import CliRunner
 
