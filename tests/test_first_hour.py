@@ -139,31 +139,30 @@ def test_bench_console_script_exists():
     assert BENCH.is_file(), f"{BENCH}: run scripts/setup.sh"
 
 
-@pytest.mark.parametrize("where", ["registry folder", "working folder"])
-def test_a_loss_module_beside_the_registry_imports(tmp_path, where):
+def test_a_loss_module_beside_the_registry_or_in_the_working_folder_imports(tmp_path):
+    """One run from another folder than the registry's: my_losses is found beside registry.yaml, wd_losses
+    (beside no registry) in the working folder."""
     project = tmp_path / "project"
     project.mkdir()
-    reg = write_registry(project, {"focal": {"target": "my_losses:FocalLoss", "params": {"gamma": 2.0}}},
-                         ["celLoss", {"focal": {"gamma": [1.0, 2.0]}}])
-    if where == "registry folder":  # run from elsewhere: the module is found beside registry.yaml
-        (project / "my_losses.py").write_text(FOCAL)
-        cwd = tmp_path
-    else:  # the registry is elsewhere: the module is found in the working folder
-        (tmp_path / "my_losses.py").write_text(FOCAL)
-        cwd = tmp_path
-        reg = reg.rename(project / "elsewhere.yaml")
-    r = bench("run", "--grid", "mine", "--registry", reg, "--results", tmp_path / "results", "--no-report", cwd=cwd)
+    reg = write_registry(project, {"focal": {"target": "my_losses:FocalLoss", "params": {"gamma": 2.0}},
+                                   "wd": {"target": "wd_losses:FocalLoss"}},
+                         ["celLoss", {"focal": {"gamma": [1.0, 2.0]}}, "wd"])
+    (project / "my_losses.py").write_text(FOCAL)
+    (tmp_path / "wd_losses.py").write_text(FOCAL)
+    r = bench("run", "--grid", "mine", "--registry", reg, "--results", tmp_path / "results", "--no-report",
+              cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     rows = pd.read_parquet(tmp_path / "results" / "cells")
-    assert sorted(rows["loss"]) == ["celLoss", "focal(gamma=1)", "focal(gamma=2)"]
+    assert sorted(rows["loss"]) == ["celLoss", "focal(gamma=1)", "focal(gamma=2)", "wd"]
     assert set(rows["status"]) == {"done"}
 
 
 def test_an_unimportable_module_names_where_it_looked(tmp_path):
-    reg = write_registry(tmp_path, {"focal": {"target": "my_losses:FocalLoss"}}, ["focal"])
-    r = bench("run", "--grid", "mine", "--registry", reg, "--results", tmp_path / "results", cwd=tmp_path)
+    # through the app in this process: a module name no folder of the suite holds
+    reg = write_registry(tmp_path, {"focal": {"target": "my_missing_losses:FocalLoss"}}, ["focal"])
+    r = inproc("run", "--grid", "mine", "--registry", reg, "--results", tmp_path / "results", cwd=tmp_path)
     assert r.returncode == 2
-    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: loss target 'my_losses:FocalLoss'")
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: loss target 'my_missing_losses:FocalLoss'")
     assert str(tmp_path) in r.stderr
 
 
