@@ -1,4 +1,4 @@
-"""Benchmark 11: what the leaderboard costs: its statistics alone, ``bench leaderboard`` and ``bench site`` on a
+"""Benchmark 12: what the leaderboard costs: its statistics alone, ``bench leaderboard`` and ``bench site`` on a
 suite's export, and ``bench leaderboard`` on the 100,000-cell synthetic store of benchmark 4.
 
 * the statistics, in process: the IQM and the probability of improvement with 10,000 stratified-bootstrap
@@ -102,7 +102,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="the statistics only, one round, 1,000 resamples")
     ap.add_argument("--json")
     a = ap.parse_args()
-    info = _common.header("Benchmark 11: the leaderboard")
+    info = _common.header("Benchmark 12: the leaderboard")
     rounds = 1 if a.quick else a.rounds
     print(f"load (1 min) before: {os.getloadavg()[0]:.2f}")
     stats = statistics(rounds, 1_000 if a.quick else a.reps)

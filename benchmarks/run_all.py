@@ -66,7 +66,7 @@ BENCHMARKS = [
     Benchmark("10", "tracker_overhead", "a tracker's cost per epoch (TensorBoard, MLflow, W&B) on the MLP",
               ("--threads", "1"), ("--threads", "1", "--n-train", "2048", "--epochs", "1", "--rounds", "1"),
               needs_fashion=True),
-    Benchmark("11", "leaderboard_speed", "the leaderboard: its statistics, bench leaderboard and bench site on an export, "
+    Benchmark("12", "leaderboard_speed", "the leaderboard: its statistics, bench leaderboard and bench site on an export, "
               "and on 100,000 cells", ("--export", "report/fashion-mnist-suite/fashion-mnist-suite.parquet"),
               ("--quick",)),
 ]
