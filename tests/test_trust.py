@@ -6,6 +6,10 @@ data under the same identity is stale, never reused silently; 6. stale cells are
 7. an interrupted cell shows in ``bench status``, which exits 1 on failed cells; 9. the smaller cases:
 ``--select tuned`` on a grid without a search, the quick start's install. (8, the figures, is tested
 with the figures.)
+
+The console script runs in a child process where a process is the point (a closed pipe, a signal, a
+loss module edited after its cells ran, a refused report); the other commands run the same app in this
+process.
 """
 
 from __future__ import annotations
@@ -92,7 +96,7 @@ def trained(folder: Path, *extra: str) -> Path:
 def test_report_without_out_writes_no_file(tmp_path):
     trained(tmp_path)
     before = files(tmp_path)
-    r = bench("report", "--grid", "t", cwd=tmp_path)
+    r = inproc("report", "--grid", "t", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert files(tmp_path) == before, "bench report without --out wrote files"
     r = inproc("report", "--grid", "t", "--figures", cwd=tmp_path)
@@ -140,7 +144,7 @@ def test_a_shortened_run_says_so_in_every_format(tmp_path):
 
     trained(tmp_path, "--set", "train.epochs=1")
     for fmt in ("markdown", "latex", "csv"):
-        r = (bench if fmt == "markdown" else inproc)("report", "--grid", "t", "--format", fmt, cwd=tmp_path)
+        r = inproc("report", "--grid", "t", "--format", fmt, cwd=tmp_path)
         assert r.returncode == 0, r.stderr
         if fmt == "csv":
             df = pd.read_csv(io.StringIO(r.stdout))
@@ -155,7 +159,7 @@ def test_a_shortened_run_says_so_in_every_format(tmp_path):
 def test_an_incomplete_search_withholds_its_verdicts(tmp_path):
     registry(tmp_path, search=True)
     assert inproc("run", "--grid", "t", "--plain", "--no-report", "--filter", "trial=0", cwd=tmp_path).returncode == 0
-    r = bench("report", "--grid", "t", "--select", "tuned", cwd=tmp_path)
+    r = inproc("report", "--grid", "t", "--select", "tuned", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "incomplete search" in r.stdout
     assert "1 of 2 trials" in r.stdout
@@ -221,7 +225,7 @@ def test_other_data_makes_finished_cells_stale(tmp_path):
     assert r.returncode == 0, r.stderr
     r = inproc("run", "--grid", "t", "--plain", "--no-report", "--data-root", one, "--filter", "seed=0", cwd=tmp_path)
     assert "trained 0" in r.stdout and "stale" not in r.stdout + r.stderr
-    s = bench("status", "--grid", "t", "--data-root", two, cwd=tmp_path)
+    s = inproc("status", "--grid", "t", "--data-root", two, cwd=tmp_path)
     assert "stale" in s.stdout and "data" in s.stdout, s.stdout
     r = inproc("run", "--grid", "t", "--plain", "--no-report", "--data-root", two, "--filter", "seed=0", cwd=tmp_path)
     assert "stale" in r.stdout + r.stderr, r.stdout + r.stderr
@@ -274,7 +278,7 @@ def test_status_exits_1_when_the_grid_holds_failed_cells(tmp_path):
         "            raise RuntimeError('boom')\n"
         "        return F.cross_entropy(logits, targets)"))
     inproc("run", "--grid", "t", "--plain", "--no-report", cwd=tmp_path)
-    s = bench("status", "--grid", "t", cwd=tmp_path)
+    s = inproc("status", "--grid", "t", cwd=tmp_path)
     assert "2 failed" in s.stdout, s.stdout + s.stderr
     assert s.returncode == 1
 
