@@ -4,7 +4,6 @@ noise (the CIFAR-N label files) end to end."""
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np

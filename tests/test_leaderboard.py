@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import bench_subprocess
+from tests.conftest import bench_inprocess, bench_subprocess
 
 SUITE = {
     "datasets": {"g": {"kind": "gauss", "params": {"d": 2, "n_train": 1000, "n_test": 500}}},
@@ -46,9 +46,7 @@ def bench(folder: Path, *args: str):
 def inproc(folder: Path, *args: str):
     """The same command in this process: for the repeated checks of one path (bad input, read-only), so only
     the main paths pay a new interpreter."""
-    from tests.test_trust import inproc as run_here
-
-    return run_here(*args, cwd=folder)
+    return bench_inprocess(*args, cwd=folder)
 
 
 @pytest.fixture(scope="module")

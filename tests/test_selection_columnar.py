@@ -10,7 +10,6 @@ of epoch order, attempts that are not the cell's latest, failed and missing cell
 from __future__ import annotations
 
 import math
-import resource
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence

@@ -255,7 +255,6 @@ def apply_regime(splits: Splits, regime: RegimeConfig, kind: str) -> tuple[Split
 def _human_parts(splits: Splits, regime: RegimeConfig) -> tuple[Tensor, Tensor | None]:
     """The annotations of ``splits``' training and validation samples: the file is aligned with the
     whole training split, which the holdout's indices (``train_index``/``val_index``) map back to."""
-    import numpy as np
     import torch
 
     from bench.data.human import human_labels

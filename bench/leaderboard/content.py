@@ -49,8 +49,9 @@ def caption(lb: Leaderboard) -> str:
             f"signed-rank test over tasks.")
 
 
-OVERALL_HEADS = ["loss", "tasks", "mean rank", f"IQM Δ [95% CI]", "P(improvement) [95% CI]",
-                 "P(worse / equiv. / better)", "verdict", "trials to beat untuned", "trials to beat tuned"]
+def overall_heads(lb: Leaderboard) -> list[str]:
+    return ["loss", "tasks", "mean rank", f"IQM Δ vs {lb.baseline} [95% CI]", "P(improvement) [95% CI]",
+            "P(worse / equiv. / better)", "verdict", "trials to beat untuned", "trials to beat tuned"]
 
 
 def _beats(row: LossRow, lb: Leaderboard, which: dict[str, int | None]) -> Shown:

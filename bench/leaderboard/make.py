@@ -3,7 +3,6 @@ scores, build, and write the files of ``bench leaderboard --out``."""
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -13,15 +12,21 @@ from bench.errors import BenchError
 from bench.leaderboard.build import Leaderboard, build
 from bench.leaderboard.scores import trial_scores
 from bench.metrics.table import Metric
+from bench.metrics.table import metric as find_metric
+from bench.report.selection import PICK_COLUMNS
+from bench.store.overview import PROVENANCE_COLUMNS, provenance
 
-STORE_COLUMNS = ["cell_id", "attempt_id", "status", "finished_at", "device_name", "torch_version"]
+
+class NothingFinished(BenchError):
+    """The store holds no finished cell of the suite: one error line for a command, a suite without a page for
+    ``bench site``."""
 
 
 @dataclass
 class Made:
+    """A leaderboard and the notes a command prints beside it."""
+
     board: Leaderboard
-    store: Any
-    cells: list
     notes: list[str] = field(default_factory=list)
 
 
@@ -43,52 +48,23 @@ def make_leaderboard(reg: Registry, name: str, store: Any, overrides: Mapping[st
     reference = baseline or reg.grids[name].baseline_loss(reg.loss_names())
     if reference is None:
         raise BenchError(f"{name!r} names no baseline: and has no celLoss; pass --baseline LOSS")
-    if metric.needs_validation and not all(float(c.config["train"].get("val_fraction", 0)) > 0 for c in cells):
-        raise BenchError(f"--metric {metric.key}: {name!r} has no validation split to fit the temperature on")
-    from bench.report.selection import PICK_COLUMNS
-
-    stored = store.cells([*STORE_COLUMNS, *PICK_COLUMNS])  # the columns it reads, not every setting's
-    results = stored
-    scores = trial_scores(reg, name, cells, results, store, metric)
+    find_metric(metric.key, name, cells)  # a metric the cells cannot have (temperature scaling without a split)
+    stored = store.cells(["attempt_id", *PROVENANCE_COLUMNS, *PICK_COLUMNS])  # what it reads, not every setting
+    scores = trial_scores(reg, name, cells, stored, store, metric)
     if not scores.frame["status"].eq("done").any():
-        raise BenchError(f"no finished cell of {name!r} in the store yet: train it first "
+        raise NothingFinished(f"no finished cell of {name!r} in the store yet: train it first "
                          f"(bench run --{'suite' if name in reg.suites else 'grid'} {name})")
     board = build(scores, name, name in reg.suites, reference, rope, reps, seed)
     if trials is not None and searched is not None and trials < searched.trials:
         board.notes.insert(0, f"an equal budget of the first {trials} of the search's {searched.trials} trials "
                               f"per loss (--trials {trials}): trial 0, the protocol, and {trials - 1} random ones")
-    board.provenance = provenance(reg, name, store, stored, scores)
-    notes = [n for n in read.notes]
+    board.provenance = provenance(read, stored, store)
+    notes = list(read.notes)
     done = int(scores.frame["status"].eq("done").sum())
     if done < len(scores.frame):
         notes.append(f"{done} of {len(scores.frame)} cells of {name!r} are finished; the tables say what each "
                      f"loss lacks")
-    return Made(board, store, cells, notes)
-
-
-def provenance(reg: Registry, name: str, store: Any, stored: Any, scores: Any) -> dict[str, str]:
-    """Where the numbers come from: the code version, the machines and dates of the cells, the command."""
-    from bench.plan.code_fingerprint import code_version
-
-    ids = set(scores.frame["cell_id"])
-    rows = stored[[c in ids for c in stored["cell_id"].tolist()]] if "cell_id" in stored.columns else stored
-    out = {"code version": code_version(), "command": f"bench run --{'suite' if name in reg.suites else 'grid'} {name}"}
-    if "device_name" in rows.columns:
-        out["devices"] = ", ".join(sorted({str(d) for d in rows["device_name"].dropna().tolist()})) or "—"
-    if "finished_at" in rows.columns and len(rows):
-        finished = rows["finished_at"].dropna().astype(str)
-        if len(finished):
-            out["trained"] = f"{finished.min()[:10]} to {finished.max()[:10]}"
-    if "torch_version" in rows.columns:
-        out["torch"] = ", ".join(sorted({str(v) for v in rows["torch_version"].dropna().tolist()})) or "—"
-    runs = store.runs(name)
-    if runs:
-        last = runs[-1]
-        flags = [f"--losses {','.join(v)}" if k == "losses" else f"--set {k}={v}"
-                 for k, v in sorted(last.get("overrides", {}).items())]
-        if flags:
-            out["command"] += " " + " ".join(flags)
-    return out
+    return Made(board, notes)
 
 
 def draw(board: Leaderboard, target: Path) -> list[str]:
@@ -99,7 +75,6 @@ def draw(board: Leaderboard, target: Path) -> list[str]:
     from bench.leaderboard.build import units
     from bench.leaderboard.render import figure_slug
 
-    names: list[str] = []
     label = f"{board.metric.name} ({units(board.metric)})"
     written: list[Path] = []
     if board.profiles is not None:
@@ -142,11 +117,3 @@ def write_leaderboard(made: Made, fmt: str, out: Path | None, source: str) -> st
             raise BenchError(f"cannot write into {target} ({exc.reason}); choose a writable --out folder") from None
         record_source(target, source, board.name, code_version())
     return text
-
-
-def git_commit(folder: Path) -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=folder, capture_output=True, text=True,
-                              timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""

@@ -6,7 +6,7 @@ import csv
 import io
 
 from bench.leaderboard.build import Leaderboard
-from bench.leaderboard.content import (OVERALL_HEADS, TASK_HEADS, Shown, caption, csv_records, overall_notes,
+from bench.leaderboard.content import (TASK_HEADS, Shown, overall_heads, caption, csv_records, overall_notes,
                                        overall_rows, task_caption, task_rows)
 
 FORMATS = ("markdown", "latex", "csv")
@@ -28,7 +28,7 @@ def _md_table(heads: list[str], rows: list[list[Shown]]) -> list[str]:
 
 
 def render_markdown(lb: Leaderboard, figures: list[str]) -> str:
-    heads = [h.replace("IQM Δ", f"IQM Δ vs {lb.baseline}") for h in OVERALL_HEADS]
+    heads = overall_heads(lb)
     lines = [f"# Leaderboard: {lb.name} ({lb.metric.name})", "", caption(lb), "", "## Across tasks", ""]
     lines += _md_table(heads, overall_rows(lb)) + [""]
     lines += [f"- {n}" for n in overall_notes(lb)] + [""]
@@ -82,7 +82,7 @@ def render_latex(lb: Leaderboard, figures: list[str]) -> str:  # noqa: ARG001
                 "\\end{table}", ""]
 
     out = [f"% lossbench leaderboard: {lb.name}; needs \\usepackage{{booktabs,graphicx}}", ""]
-    heads = [h.replace("IQM Δ", f"IQM Δ vs {lb.baseline}") for h in OVERALL_HEADS]
+    heads = overall_heads(lb)
     out += table(heads, overall_rows(lb), caption(lb) + " " + " ".join(overall_notes(lb)), f"tab:{_slug(lb.name)}")
     for task in lb.tasks:
         out += table(TASK_HEADS, task_rows(lb, task), task_caption(lb, task), f"tab:{_slug(lb.name)}-{_slug(task)}")

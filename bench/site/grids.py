@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from bench.report import content
 from bench.report.collect import Entry, ReportData
 from bench.report.selection import RULES
 from bench.site.model import Cell, Figure, Page, Section, Table
+from bench.store.overview import provenance
 from bench.store.results import Store, safe_name
 
 GRID_PREFIX = "grid-"  # grid pages' slugs, apart from the leaderboards' and the index
@@ -92,7 +92,7 @@ def grid_page(registry: Any, grid: str, store: Store, read: Any, figure_dir: Pat
     other = other_settings_note(read, store.statuses())
     spec = registry.grids[grid]
     summary = (f"{spec.description}; " if spec.description else "") + grid_summary(data)
-    return Page(grid_slug(grid), f"Grid {grid}", summary, sections, provenance(read, results, store),
+    return Page(grid_slug(grid), f"Grid {grid}", summary, sections, provenance(read, results, store, "page rendered with"),
                 [*read.notes, *([other] if other else [])], kind="grid")
 
 
@@ -240,53 +240,3 @@ def figure_caption(stem: str, rows: list[tuple[str, str, str]]) -> str:
 
 
 # ----------------------------------------------------------------------------- provenance
-def provenance(read: Any, results: pd.DataFrame, store: Store) -> dict[str, str]:
-    """What the page's cells stand on: the command of the grid's last run, when it was planned and its cells
-    finished, the devices they ran on, the code versions they ran and that rendered the page. The host name
-    is stored with each cell but left out: a page may be published."""
-    from bench.plan.code_fingerprint import code_version
-
-    plan = read.plan
-    flags = plan.settings_flags()
-    out = {"command": f"bench run --grid {plan.grid}" + (f" {flags}" if flags else "")}
-    runs = store.runs(plan.grid)
-    if runs and runs[-1].get("created_ns"):
-        out["run planned"] = _utc(runs[-1]["created_ns"])
-    mine = results[results["cell_id"].isin(plan.cell_ids)] if len(results) else results
-    done = mine[mine["status"] == "done"] if len(mine) else mine
-    if len(done) and "finished_at_ns" in done:
-        stamps = [int(t) for t in done["finished_at_ns"].tolist() if isinstance(t, (int, float)) and t == t]
-        if stamps:
-            first, last = _utc(min(stamps)), _utc(max(stamps))
-            out["cells finished"] = first if first == last else f"{first} to {last}"
-    if len(done):
-        out["machine"] = _machines(done)
-        if "code_version" in done:
-            versions = sorted({v for v in done["code_version"].tolist() if isinstance(v, str) and v})
-            if versions:
-                out["trained with"] = "; ".join(versions)
-    out["page rendered with"] = code_version()
-    return {k: v for k, v in out.items() if v}
-
-
-def _utc(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _machines(done: pd.DataFrame) -> str:
-    """The devices the finished cells ran on, with their torch thread counts and versions, and how many cells each."""
-    cols = [c for c in ("device", "torch_num_threads", "torch_version") if c in done]
-    if not cols:
-        return ""
-    counts: dict[str, int] = {}
-    for values in zip(*(done[c].tolist() for c in cols)):
-        what = dict(zip(cols, values))
-        parts = [str(what.get("device") or "unknown device")]
-        threads = what.get("torch_num_threads")
-        if isinstance(threads, (int, float)) and threads == threads and threads > 0:
-            parts.append(f"{int(threads)} torch thread{'s' * (int(threads) != 1)}")
-        if what.get("torch_version"):
-            parts.append(f"torch {what['torch_version']}")
-        key = ", ".join(parts)
-        counts[key] = counts.get(key, 0) + 1
-    return "; ".join(f"{k} ({n} cell{'s' * (n != 1)})" for k, n in sorted(counts.items()))

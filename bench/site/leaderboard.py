@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.leaderboard.build import Leaderboard
-from bench.leaderboard.content import (OVERALL_HEADS, TASK_HEADS, Shown, caption, overall_notes, overall_rows,
+from bench.leaderboard.content import (TASK_HEADS, Shown, overall_heads, caption, overall_notes, overall_rows,
                                        task_caption, task_rows)
 from bench.site.model import Cell, Figure, Page, Section, Table
 
@@ -31,7 +31,7 @@ def leaderboard_page(board: Leaderboard, figure_dir: Path | None) -> Page:
     from bench.leaderboard.render import figure_slug
 
     names = draw(board, figure_dir) if figure_dir is not None else []
-    heads = [h.replace("IQM Δ", f"IQM Δ vs {board.baseline}") for h in OVERALL_HEADS]
+    heads = overall_heads(board)
     overall = Table(caption(board), heads, [_cells(r) for r in overall_rows(board)], row_headers=1)
     shared = [Figure(figure_dir / n, _figure_caption(n, board)) for n in names if not n.startswith("budget-")] \
         if figure_dir is not None else []
@@ -65,18 +65,17 @@ def leaderboard_pages(registry: Any, store: Any, figure_root: Path, suites: Sequ
                       data_root: Path | None = None, trials: int | None = None) -> list[Page]:
     """A page for each suite of ``registry`` (or each of ``suites``) with a finished cell in ``store``; ``trials``:
     each compared on its losses' first ``trials`` trials (``bench leaderboard --trials``)."""
-    from bench.errors import BenchError
-    from bench.leaderboard.make import make_leaderboard
+    from bench.leaderboard.make import NothingFinished, make_leaderboard
     from bench.metrics.table import DEFAULT
 
     pages = []
     for name in dict.fromkeys(suites or registry.suites):
         try:
             made = make_leaderboard(registry, name, store, {}, DEFAULT, None, None, 10_000, data_root, trials=trials)
-        except BenchError:
+        except NothingFinished:
             if suites:
                 raise
-            continue  # a suite with nothing finished yet has no page
+            continue  # a suite with nothing finished yet has no page; any other problem is the user's to see
         pages.append(leaderboard_page(made.board, figure_root / leaderboard_slug(name)))
     return pages
 

@@ -4,7 +4,9 @@ interrupted and stale cells, and notes about the store's other cells of the grid
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from bench.config.cells import set_flag
 from bench.plan.data_fingerprint import CurrentData, data_stale_cells, data_stale_note
@@ -136,3 +138,60 @@ def grid_status(read: ReadPlan, store: Store, import_paths: tuple[str, ...] = ()
     if other:
         notes.append(other)
     return GridStatus(read.plan.grid, len(cells), counts, [*problems, *interrupted], notes, scope)
+
+
+# the rows' columns :func:`provenance` reads
+PROVENANCE_COLUMNS = ["cell_id", "status", "finished_at_ns", "device", "torch_num_threads", "torch_version", "code_version"]
+
+
+def provenance(read: ReadPlan, results: Any, store: Any, rendered: str = "rendered with") -> dict[str, str]:
+    """What a page or leaderboard of ``read``'s cells stands on: the command of the grid's last run, when it was
+    planned and its cells finished, the devices they ran on, the code versions they ran and that rendered it
+    (under the label ``rendered``). ``results``: the store's rows (``PROVENANCE_COLUMNS`` at least). The host name
+    is stored with each cell but left out: what this feeds may be published."""
+    from bench.plan.code_fingerprint import code_version
+
+    plan = read.plan
+    flags = plan.settings_flags()
+    out = {"command": f"bench run --grid {plan.grid}" + (f" {flags}" if flags else "")}
+    runs = store.runs(plan.grid)
+    if runs and runs[-1].get("created_ns"):
+        out["run planned"] = _utc(runs[-1]["created_ns"])
+    mine = results[results["cell_id"].isin(plan.cell_ids)] if len(results) else results
+    done = mine[mine["status"] == "done"] if len(mine) else mine
+    if len(done) and "finished_at_ns" in done:
+        stamps = [int(t) for t in done["finished_at_ns"].tolist() if isinstance(t, (int, float)) and t == t]
+        if stamps:
+            first, last = _utc(min(stamps)), _utc(max(stamps))
+            out["cells finished"] = first if first == last else f"{first} to {last}"
+    if len(done):
+        out["machine"] = _machines(done)
+        if "code_version" in done:
+            versions = sorted({v for v in done["code_version"].tolist() if isinstance(v, str) and v})
+            if versions:
+                out["trained with"] = "; ".join(versions)
+    out[rendered] = code_version()
+    return {k: v for k, v in out.items() if v}
+
+
+def _utc(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _machines(done: Any) -> str:
+    """The devices the finished cells ran on, with their torch thread counts and versions, and how many cells each."""
+    cols = [c for c in ("device", "torch_num_threads", "torch_version") if c in done]
+    if not cols:
+        return ""
+    counts: dict[str, int] = {}
+    for values in zip(*(done[c].tolist() for c in cols)):
+        what = dict(zip(cols, values))
+        parts = [str(what.get("device") or "unknown device")]
+        threads = what.get("torch_num_threads")
+        if isinstance(threads, (int, float)) and threads == threads and threads > 0:
+            parts.append(f"{int(threads)} torch thread{'s' * (int(threads) != 1)}")
+        if what.get("torch_version"):
+            parts.append(f"torch {what['torch_version']}")
+        key = ", ".join(parts)
+        counts[key] = counts.get(key, 0) + 1
+    return "; ".join(f"{k} ({n} cell{'s' * (n != 1)})" for k, n in sorted(counts.items()))
