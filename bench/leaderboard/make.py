@@ -58,7 +58,7 @@ def make_leaderboard(reg: Registry, name: str, store: Any, overrides: Mapping[st
     if trials is not None and searched is not None and trials < searched.trials:
         board.notes.insert(0, f"an equal budget of the first {trials} of the search's {searched.trials} trials "
                               f"per loss (--trials {trials}): trial 0, the protocol, and {trials - 1} random ones")
-    board.provenance = provenance(read, stored, store)
+    board.provenance = provenance(read, stored, store, flag="--suite" if name in reg.suites else "--grid")
     notes = list(read.notes)
     done = int(scores.frame["status"].eq("done").sum())
     if done < len(scores.frame):

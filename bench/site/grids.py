@@ -92,7 +92,9 @@ def grid_page(registry: Any, grid: str, store: Store, read: Any, figure_dir: Pat
     other = other_settings_note(read, store.statuses())
     spec = registry.grids[grid]
     summary = (f"{spec.description}; " if spec.description else "") + grid_summary(data)
-    return Page(grid_slug(grid), f"Grid {grid}", summary, sections, provenance(read, results, store, "page rendered with"),
+    flag = "--suite" if grid in registry.suites else "--grid"
+    return Page(grid_slug(grid), f"Grid {grid}", summary, sections,
+                provenance(read, results, store, "page rendered with", flag),
                 [*read.notes, *([other] if other else [])], kind="grid")
 
 

@@ -144,16 +144,18 @@ def grid_status(read: ReadPlan, store: Store, import_paths: tuple[str, ...] = ()
 PROVENANCE_COLUMNS = ["cell_id", "status", "finished_at_ns", "device", "torch_num_threads", "torch_version", "code_version"]
 
 
-def provenance(read: ReadPlan, results: Any, store: Any, rendered: str = "rendered with") -> dict[str, str]:
+def provenance(read: ReadPlan, results: Any, store: Any, rendered: str = "rendered with",
+               flag: str = "--grid") -> dict[str, str]:
     """What a page or leaderboard of ``read``'s cells stands on: the command of the grid's last run, when it was
     planned and its cells finished, the devices they ran on, the code versions they ran and that rendered it
-    (under the label ``rendered``). ``results``: the store's rows (``PROVENANCE_COLUMNS`` at least). The host name
-    is stored with each cell but left out: what this feeds may be published."""
+    (under the label ``rendered``); ``flag``: how the command names it (``--grid`` or ``--suite``). ``results``:
+    the store's rows (``PROVENANCE_COLUMNS`` at least). The host name is stored with each cell but left out:
+    what this feeds may be published."""
     from bench.plan.code_fingerprint import code_version
 
     plan = read.plan
     flags = plan.settings_flags()
-    out = {"command": f"bench run --grid {plan.grid}" + (f" {flags}" if flags else "")}
+    out = {"command": f"bench run {flag} {plan.grid}" + (f" {flags}" if flags else "")}
     runs = store.runs(plan.grid)
     if runs and runs[-1].get("created_ns"):
         out["run planned"] = _utc(runs[-1]["created_ns"])
