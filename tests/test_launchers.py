@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -27,6 +28,7 @@ import bench.run.launchers as launchers_pkg
 from bench.config.cells import Cell, expand_grid
 from bench.errors import BenchError
 from bench.train.cell import CellOutcome, ExecOptions, run_cell
+from bench.train.loop import TrainCallback
 from bench.run.launchers import Hooks, LauncherOptions, make_launcher
 from bench.run.launchers.loop import Died, Done, Failed, Queued, Running, State, run_cells
 from bench.config.registry import load_registry
@@ -140,6 +142,37 @@ def ray_cluster(tmp_path_factory):
 
 
 # ---------------------------------------------------------------- engine-free checks
+
+class _CtrlC(TrainCallback):
+    """Ctrl-C at the end of a cell's first epoch."""
+
+    def on_epoch_end(self, cell_id, epoch, checkpoint_written):
+        raise KeyboardInterrupt
+
+
+def test_run_in_process_gives_back_the_callers_signal_handlers(registry, tmp_path):
+    """`bench run` turns SIGINT and SIGTERM into interrupts while it runs, and afterwards the embedding
+    process (a notebook, a test session, Ray's driver) has its own handlers again, after an interrupt too."""
+    from bench.cli.main import app
+    from bench.seams import Seams
+
+    def mine(signum, frame):  # noqa: ARG001
+        pass
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for s in before:
+            signal.signal(s, mine)
+        for seams, code in ((Seams(callbacks=(_CtrlC(),)), 130), (Seams(), 0)):
+            r = CliRunner().invoke(app, [str(a) for a in run_args(registry, tmp_path / "results", "--filter", "seed=0")],
+                                   obj=seams, catch_exceptions=False)
+            assert r.exit_code == code, r.output
+            assert signal.getsignal(signal.SIGINT) is mine and signal.getsignal(signal.SIGTERM) is mine
+        assert "trained 2 (2 done)" in r.output  # the interrupted cell resumed, the other one trained
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+
 
 def test_missing_extra_is_one_line(monkeypatch, registry, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
