@@ -130,8 +130,10 @@ def ray_cluster(tmp_path_factory):
     own = None
     if len(str(temp)) > 40:  # Unix socket paths under it must stay below ~107 characters
         temp = own = Path(tempfile.mkdtemp(prefix="r", dir="/tmp"))
+    # a small object store: the cells return a few kB, and Ray's default (30% of the memory, in /dev/shm)
+    # is room a CI container with a memory limit may not have
     ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, _temp_dir=str(temp),
-             logging_level="warning", log_to_driver=False)
+             object_store_memory=128 * 2**20, logging_level="warning", log_to_driver=False)
     try:
         yield ray
     finally:
