@@ -297,3 +297,22 @@ def test_curves_of_one_row_without_history_are_named(tmp_path):
     drawn = draw_all("multi", cells, store, tmp_path / "out")
     assert drawn.files == ["figures/curves-g-mlp.png", "figures/mi-vs-error.png"]
     assert drawn.notes()[0] == "learning curves of fm / mlp: no per-epoch history in the store"
+
+
+def test_a_figure_is_written_in_the_formats_asked_for(tmp_path):
+    """The site shows PNGs only and asks for no PDF (drawing one costs as much again); reports write both."""
+    from matplotlib.figure import Figure
+
+    from bench.report.figures.files import save_figure
+    from bench.site.model import SITE_FORMATS
+
+    fig = Figure()
+    fig.add_subplot().plot([0, 1], [1, 0])
+    assert save_figure(fig, tmp_path / "both", "f") == "f.png"
+    assert sorted(p.name for p in (tmp_path / "both").iterdir()) == ["f.pdf", "f.png"]
+    assert save_figure(fig, tmp_path / "site", "f", SITE_FORMATS) == "f.png"
+    assert [p.name for p in (tmp_path / "site").iterdir()] == ["f.png"]
+    for bad in (("pdf",), ("png", "svg"), ()):
+        with pytest.raises(ValueError, match="expected png"):
+            save_figure(fig, tmp_path / "bad", "f", bad)
+    assert not (tmp_path / "bad").exists()

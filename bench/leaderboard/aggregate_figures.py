@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from bench.errors import BenchError
 from bench.leaderboard.aggregate import CriticalDifference, ProfileEstimate
 from bench.report.figures.common import PALETTE
-from bench.report.figures.files import save_figure
+from bench.report.figures.files import FORMATS, save_figure
 
 
 def _colours(losses: Sequence[str], colours: Mapping[str, str] | None) -> dict[str, str]:
@@ -25,15 +25,15 @@ def _colours(losses: Sequence[str], colours: Mapping[str, str] | None) -> dict[s
     return {loss: given.get(loss, PALETTE[i % len(PALETTE)]) for i, loss in enumerate(losses)}
 
 
-def _save(fig: Figure, path_stem: Path | str) -> list[Path]:
+def _save(fig: Figure, path_stem: Path | str, formats: tuple[str, ...]) -> list[Path]:
     path_stem = Path(path_stem)
     try:
-        png = save_figure(fig, path_stem.parent, path_stem.name)
+        png = save_figure(fig, path_stem.parent, path_stem.name, formats)
     except ValueError as err:
         raise BenchError(f"cannot use {path_stem.name!r} as a figure name ({err}): "
                          "use letters, digits, '.', '_' and '-' only") from err
     stem = png[: -len(".png")]
-    return [path_stem.parent / f"{stem}.png", path_stem.parent / f"{stem}.pdf"]
+    return [path_stem.parent / f"{stem}.{ext}" for ext in formats]
 
 
 def draw_performance_profiles(
@@ -44,6 +44,7 @@ def draw_performance_profiles(
     baseline: str = "the baseline",
     colours: Mapping[str, str] | None = None,
     confidence: float = 0.95,
+    formats: tuple[str, ...] = FORMATS,
 ) -> list[Path]:
     """Draw each loss's run-score distribution with its confidence band; write ``path_stem``.png and .pdf.
 
@@ -73,7 +74,7 @@ def draw_performance_profiles(
     ax.set_title(f"Performance profiles of {metric}\n({confidence:.0%} bands: stratified bootstrap)")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize="small")
-    return _save(fig, path_stem)
+    return _save(fig, path_stem, formats)
 
 
 def draw_cd_diagram(
@@ -81,6 +82,7 @@ def draw_cd_diagram(
     path_stem: Path | str,
     metric: str = "score",
     colours: Mapping[str, str] | None = None,
+    formats: tuple[str, ...] = FORMATS,
 ) -> list[Path]:
     """Draw the critical-difference diagram (Demšar 2006) of mean ranks; write ``path_stem``.png and .pdf.
 
@@ -104,4 +106,4 @@ def draw_cd_diagram(
         # supxlabel, not fig.text: the constrained layout makes room for it below the labels
         fig.supxlabel(cd_result.caveat[0].upper() + cd_result.caveat[1:] + ".", fontsize="small", color="0.3",
                       wrap=True)
-    return _save(fig, path_stem)
+    return _save(fig, path_stem, formats)

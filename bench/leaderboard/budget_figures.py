@@ -23,7 +23,7 @@ from matplotlib.ticker import NullLocator
 from bench.errors import BenchError, closest, one_line
 from bench.leaderboard.budget import SELECTIONS, SUMMARY_COLUMNS, curves_of
 from bench.report.figures.common import PALETTE
-from bench.report.figures.files import save_figure
+from bench.report.figures.files import FORMATS, save_figure
 
 BASELINE_COLOUR = "black"
 X_SCALES = ("log2", "linear")
@@ -33,7 +33,7 @@ AXIS_SELECTIONS = MappingProxyType({"mean": "mean validation over seeds", "per-s
 
 def draw_budget_curves(curves: pd.DataFrame, summary: pd.DataFrame, task: Hashable, metric_label: str,
                        path_stem: str | Path, baseline: str, *, selection: str | None = None, x_scale: str = "log2",
-                       colours: Mapping[str, str] | None = None) -> list[Path]:
+                       colours: Mapping[str, str] | None = None, formats: tuple[str, ...] = FORMATS) -> list[Path]:
     """Draw ``task``'s budget curves (:func:`bench.leaderboard.budget.budget_curves`) and write
     ``path_stem``.png and .pdf; returns both paths.
 
@@ -49,11 +49,11 @@ def draw_budget_curves(curves: pd.DataFrame, summary: pd.DataFrame, task: Hashab
                         colours=colours)
     stem = Path(path_stem)
     try:
-        png = save_figure(fig, stem.parent, stem.name)
+        save_figure(fig, stem.parent, stem.name, formats)
     except ValueError:
         raise BenchError(f"draw_budget_curves: figure name {stem.name!r} is not a safe file stem; build it with "
                          f"bench.report.figures.files.figure_stem") from None
-    return [stem.parent / png, stem.parent / f"{stem.name}.pdf"]
+    return [stem.parent / f"{stem.name}.{ext}" for ext in formats]
 
 
 def budget_figure(curves: pd.DataFrame, summary: pd.DataFrame, task: Hashable, metric_label: str, baseline: str, *,

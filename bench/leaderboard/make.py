@@ -67,25 +67,27 @@ def make_leaderboard(reg: Registry, name: str, store: Any, overrides: Mapping[st
     return Made(board, notes)
 
 
-def draw(board: Leaderboard, target: Path) -> list[str]:
+def draw(board: Leaderboard, target: Path, formats: tuple[str, ...] | None = None) -> list[str]:
     """The leaderboard's figures under ``target``: performance profiles, the critical-difference diagram and
-    one tuning-budget figure per task; returns the PNG file names."""
+    one tuning-budget figure per task, as ``formats`` (default: PNG and PDF); returns the PNG file names."""
     from bench.leaderboard.aggregate_figures import draw_cd_diagram, draw_performance_profiles
     from bench.leaderboard.budget_figures import draw_budget_curves
     from bench.leaderboard.build import units
     from bench.leaderboard.render import figure_slug
+    from bench.report.figures.files import FORMATS
 
+    formats = FORMATS if formats is None else formats
     label = f"{board.metric.name} ({units(board.metric)})"
     written: list[Path] = []
     if board.profiles is not None:
         written += draw_performance_profiles(board.profiles, board.taus, target / "profiles", metric=label,
-                                             baseline=board.baseline)
+                                             baseline=board.baseline, formats=formats)
     if board.cd is not None:
-        written += draw_cd_diagram(board.cd, target / "critical-difference", metric=label)
+        written += draw_cd_diagram(board.cd, target / "critical-difference", metric=label, formats=formats)
     if board.curves is not None:
         for task in board.tasks:
             written += draw_budget_curves(board.curves, board.summary, task, label, target / figure_slug(task),
-                                          board.baseline, selection="mean")
+                                          board.baseline, selection="mean", formats=formats)
     names = [p.name for p in written if p.suffix == ".png"]
     return names
 

@@ -19,7 +19,7 @@ from bench.errors import BenchError
 from bench.report import content
 from bench.report.collect import Entry, ReportData
 from bench.report.selection import RULES
-from bench.site.model import Cell, Figure, Page, Section, Table
+from bench.site.model import SITE_FORMATS, Cell, Figure, Page, Section, Table
 from bench.store.overview import provenance
 from bench.store.results import Store, safe_name
 
@@ -84,7 +84,8 @@ def grid_page(registry: Any, grid: str, store: Store, read: Any, figure_dir: Pat
     if mis:
         sections.append(mi_section(data, mis))
     drawn = draw_all(grid, cells, store, figure_dir, results,
-                     space=registry.search_space(grid, read.plan.overrides.get(ADDED_LOSSES, [])) or None)
+                     space=registry.search_space(grid, read.plan.overrides.get(ADDED_LOSSES, [])) or None,
+                     formats=SITE_FORMATS)
     if drawn.files or drawn.skipped:
         sections.append(Section("Figures", [f"Not drawn: {note}." for note in drawn.notes()],
                                 figures=[Figure(figure_dir / f, figure_caption(Path(f).stem, data.rows))

@@ -10,7 +10,7 @@ from typing import Any
 from bench.leaderboard.build import Leaderboard
 from bench.leaderboard.content import (TASK_HEADS, Shown, overall_heads, caption, overall_notes, overall_rows,
                                        task_caption, task_rows)
-from bench.site.model import Cell, Figure, Page, Section, Table
+from bench.site.model import SITE_FORMATS, Cell, Figure, Page, Section, Table
 
 LEADERBOARD_PREFIX = "leaderboard-"
 
@@ -25,12 +25,13 @@ def _cells(row: list[Shown]) -> list[Cell]:
     return [Cell(s.text, s.key, css="best" if s.best else "") for s in row]
 
 
-def leaderboard_page(board: Leaderboard, figure_dir: Path | None) -> Page:
-    """The page of ``board``; its figures drawn into ``figure_dir`` (None: tables only)."""
+def leaderboard_page(board: Leaderboard, figure_dir: Path | None, formats: tuple[str, ...] | None = None) -> Page:
+    """The page of ``board``; its figures drawn into ``figure_dir`` (None: tables only) as ``formats``
+    (:func:`bench.leaderboard.make.draw`)."""
     from bench.leaderboard.make import draw
     from bench.leaderboard.render import figure_slug
 
-    names = draw(board, figure_dir) if figure_dir is not None else []
+    names = draw(board, figure_dir, formats) if figure_dir is not None else []
     heads = overall_heads(board)
     overall = Table(caption(board), heads, [_cells(r) for r in overall_rows(board)], row_headers=1)
     shared = [Figure(figure_dir / n, _figure_caption(n, board)) for n in names if not n.startswith("budget-")] \
@@ -76,7 +77,7 @@ def leaderboard_pages(registry: Any, store: Any, figure_root: Path, suites: Sequ
             if suites:
                 raise
             continue  # a suite with nothing finished yet has no page; any other problem is the user's to see
-        pages.append(leaderboard_page(made.board, figure_root / leaderboard_slug(name)))
+        pages.append(leaderboard_page(made.board, figure_root / leaderboard_slug(name), SITE_FORMATS))
     return pages
 
 

@@ -25,6 +25,8 @@ SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # the kinds of page and their headings on the index, which lists them in this order (each kind in the given order)
 KINDS = {"leaderboard": "Leaderboards", "grid": "Grids"}
 CSS_CLASSES = ("", "best", "better", "worse", "muted")  # what the page's style sheet knows
+# the figure files a page draws: it shows the PNG, and a PDF would cost as much again to draw
+SITE_FORMATS = ("png",)
 
 
 @dataclass(frozen=True)

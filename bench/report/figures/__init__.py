@@ -52,7 +52,7 @@ from bench.report.figures.calibration import (ece_accuracy_figure, ece_accuracy_
                                               reliability_figure, reliability_figures, reliability_table, table_ece)
 from bench.report.figures.common import FinishedCell, done_cells, loss_colours, number
 from bench.report.figures.curves import curves_stem, learning_curve_figures, seed_curve
-from bench.report.figures.files import FIG_DIR, figure_stem, safe_name, save_figure, unique_name
+from bench.report.figures.files import FIG_DIR, FORMATS, figure_stem, safe_name, save_figure, unique_name
 from bench.report.figures.mi_error import NEGATIVE_MI_NOTE, bound_curves, mi_error_figure
 from bench.report.figures.sweeps import (batch_sweep_figure, loss_param, loss_param_sweep_figure, sweep_gap,
                                          swept_loss_params)
@@ -91,12 +91,13 @@ def __getattr__(name: str) -> Any:
 
 
 def draw_all(grid: str, cells: list[Cell], store: Store, target: Path, results: pd.DataFrame | None = None,
-             space: Mapping[str, Distribution] | None = None) -> Drawn:
+             space: Mapping[str, Distribution] | None = None, formats: tuple[str, ...] = FORMATS) -> Drawn:
     """Draw every figure of ``grid``'s finished cells into ``target/figures``; say why any figure was not drawn.
 
     ``results``: the store's cell rows, when the caller has read them already (all columns).
     ``space``: the grid's search distributions (``SearchSpec.distributions()``), which say which
     searched settings get a log axis; see :func:`tuning_figure` for what happens without them.
+    ``formats``: the files of each figure (:func:`save_figure`).
     """
     from bench.paper.figures import LAMBDA_WHAT  # the paper's figures build on this package: imported late
 
@@ -160,7 +161,7 @@ def draw_all(grid: str, cells: list[Cell], store: Store, target: Path, results: 
     used: set[str] = set()
     for name, fig in figures:
         stem = unique_name(safe_name(name), used)
-        written.append(save_figure(fig, out_dir, stem))
+        written.append(save_figure(fig, out_dir, stem, formats))
     return Drawn([f"{FIG_DIR}/{png}" for png in written], skipped)
 
 

@@ -1,4 +1,4 @@
-"""Figure files: safe, unique file stems and the atomic PNG + PDF write."""
+"""Figure files: safe, unique file stems and the atomic PNG (+ PDF) write."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from bench.fileio import atomic_write
 
 DPI = 150
+FORMATS = ("png", "pdf")  # a report's figures: PNG for the markdown and HTML, PDF for LaTeX
 FIG_DIR = "figures"
 _NAME_MAX = 120
 
@@ -37,16 +38,22 @@ def unique_name(stem: str, used: set[str]) -> str:
     return name
 
 
-def save_figure(fig: Figure, out_dir: Path, stem: str) -> str:
-    """Write ``stem.png`` and ``stem.pdf`` atomically into ``out_dir``; returns the PNG's file name.
+def save_figure(fig: Figure, out_dir: Path, stem: str, formats: tuple[str, ...] = FORMATS) -> str:
+    """Write ``stem.png`` (and ``stem.pdf`` when ``formats`` has it) atomically into ``out_dir``; returns the
+    PNG's file name. A page that shows only the PNG (the site) asks for ``("png",)``: the PDF costs as much
+    again as the PNG to draw.
 
     The layout is computed once, for the PNG, and then frozen (the figure's layout engine is
     removed), so both files have the same layout and the PDF costs no second layout pass.
     """
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", stem):
         raise ValueError(f"unsafe figure name {stem!r}")
+    if "png" not in formats or not set(formats) <= set(FORMATS):
+        raise ValueError(f"figure formats {formats!r}: expected png, optionally with pdf")
     out_dir.mkdir(parents=True, exist_ok=True)
     for ext, meta in (("png", None), ("pdf", {"CreationDate": None})):
+        if ext not in formats:
+            continue
         buf = io.BytesIO()
         fig.savefig(buf, format=ext, dpi=DPI, metadata=meta)
         atomic_write(out_dir / f"{stem}.{ext}", buf.getvalue(), "figure")
