@@ -356,3 +356,30 @@ def test_the_signed_rank_probabilities_are_baycomps_own(diffs, rope):
     theirs = baycomp.SignedRankTest.probs(np.zeros_like(d), d, rope, nsamples=3000, random_state=7, prior=0.5)
     mine = signed_rank_probs(d, rope, 3000, 7, 0.5)
     assert np.allclose(mine, theirs, atol=1e-12), (mine, theirs)
+
+
+CD_SCRIPT = """
+import sys
+import numpy as np, pandas as pd
+from bench.leaderboard import aggregate as ag
+from bench.leaderboard.aggregate_figures import draw_cd_diagram
+rng = np.random.default_rng(0)
+means = pd.DataFrame(rng.normal(80, 1, (4, 9)), columns=[f"loss_{c}" for c in "abcdefghi"])
+draw_cd_diagram(ag.critical_difference(means), sys.argv[1], metric="accuracy")
+"""
+
+
+def test_the_critical_difference_diagram_is_the_same_file_in_every_process(tmp_path):
+    """scikit-posthocs draws the bars by iterating sets of names, and str's hash changes per process: the
+    same ranks must still give the same PNG (two PYTHONHASHSEEDs, one tie-free 9-loss clique)."""
+    import os
+    import subprocess
+
+    from tests.conftest import REPO
+
+    png = []
+    for seed in ("1", "2"):
+        subprocess.run([sys.executable, "-c", CD_SCRIPT, str(tmp_path / f"cd{seed}")], cwd=REPO, check=True,
+                       env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(REPO)})
+        png.append((tmp_path / f"cd{seed}.png").read_bytes())
+    assert png[0] == png[1]

@@ -6,10 +6,12 @@ PDF with the report's :func:`bench.report.figures.files.save_figure`.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import scikit_posthocs
 from matplotlib.figure import Figure
 
@@ -17,6 +19,17 @@ from bench.errors import BenchError
 from bench.leaderboard.aggregate import CriticalDifference, ProfileEstimate
 from bench.report.figures.common import PALETTE
 from bench.report.figures.files import FORMATS, save_figure
+
+
+class _StableName(str):
+    """A loss name whose hash is the same in every process. scikit-posthocs orders and draws the diagram's
+    bars by iterating sets of names, and ``str``'s hash changes from one process to the next
+    (PYTHONHASHSEED), so the same ranks drew a different PNG each run."""
+
+    __slots__ = ()
+
+    def __hash__(self) -> int:
+        return zlib.crc32(self.encode())
 
 
 def _colours(losses: Sequence[str], colours: Mapping[str, str] | None) -> dict[str, str]:
@@ -94,10 +107,14 @@ def draw_cd_diagram(
     height = 1.6 + 0.3 * len(losses) + (0.35 if cd_result.caveat else 0.0)
     fig = Figure(figsize=(7.5, height), layout="constrained")
     ax = fig.subplots()
+    # every name scikit-posthocs sees, the palette's keys included; an object index keeps the str subclass
+    stable = pd.Index([_StableName(name) for name in losses], dtype=object)
+    ranks = pd.Series(cd_result.mean_ranks.to_numpy(), index=stable)
+    p_values = pd.DataFrame(cd_result.p_values.loc[losses, losses].to_numpy(), index=stable, columns=stable)
+    palette = _colours(losses, colours)
     scikit_posthocs.critical_difference_diagram(
-        cd_result.mean_ranks, cd_result.p_values, alpha=cd_result.alpha, ax=ax,
-        color_palette=_colours(losses, colours), label_fmt_left="{label} ({rank:.2f})",
-        label_fmt_right="({rank:.2f}) {label}")
+        ranks, p_values, alpha=cd_result.alpha, ax=ax, color_palette={name: palette[str(name)] for name in stable},
+        label_fmt_left="{label} ({rank:.2f})", label_fmt_right="({rank:.2f}) {label}")
     friedman = "" if cd_result.friedman_p is None else f", Friedman p = {cd_result.friedman_p:.3g}"
     ax.set_title(f"Mean rank by {metric} over {cd_result.n_tasks} tasks (1 = best){friedman}\n"
                  f"bars join losses not separated by Wilcoxon + Holm at alpha {cd_result.alpha:g}",
