@@ -232,3 +232,32 @@ def test_the_curves_and_sweeps_of_a_search_grid_are_trial_0s(tmp_path):
     fill(store, [c for c in cells if c.trial == 0])
     drawn = draw_all("s", cells, store, tmp_path / "out", space=space_of())
     assert "figures/curves-g-mlp.png" in drawn.files and "lambda sweep: the grid sweeps no λ" in drawn.notes()
+
+
+def test_the_figures_read_only_the_history_of_the_curves_they_draw(tmp_path, monkeypatch):
+    """draw_all takes the tuned choice from the rows' stored picks and reads the history of trial 0 and the chosen
+    trials only, three columns of it (memory follows what is drawn), and draws the same PNGs as the path that
+    reads every trial's whole history."""
+    from bench.report.figures import HISTORY_COLUMNS
+    from bench.report.figures.files import save_figure
+
+    store, cells = Store(tmp_path / "results"), cells_of("s")
+    fill(store, cells)
+    asked = []
+    real = Store.history
+
+    def spy(self, attempt_ids=None, columns=None):
+        asked.append((list(attempt_ids), columns))
+        return real(self, attempt_ids, columns)
+
+    monkeypatch.setattr(Store, "history", spy)
+    drawn = draw_all("s", cells, store, tmp_path / "out", space=space_of())
+    [(ids, columns)] = asked
+    want = {f"a{c.cell_id}" for c in cells if c.trial in (0, BEST[c.loss])}
+    assert set(ids) == want and len(want) < len(cells)
+    assert set(columns) == set(HISTORY_COLUMNS)
+    monkeypatch.undo()
+    for stem, fig in figures(cells, store, space_of()).items():  # every trial's whole history, the choice from it
+        assert f"figures/{stem}.png" in drawn.files
+        save_figure(fig, tmp_path / "full", stem, ("png",))
+        assert (tmp_path / "full" / f"{stem}.png").read_bytes() == (tmp_path / "out" / "figures" / f"{stem}.png").read_bytes()

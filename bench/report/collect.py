@@ -41,8 +41,8 @@ from bench.report.selection import (
     histories,
     load_histories,
     rule,
+    rule_picks,
     select_all,
-    stored_picks,
 )
 
 if TYPE_CHECKING:
@@ -359,11 +359,7 @@ def collect_from_store(grid: str, cells: list[Cell], results: pd.DataFrame, stor
     if shown.key != DEFAULT.key:  # the metric's column at the picked epochs: in the histories only
         hists = load_histories(store, results, history_columns(metric))
     else:
-        hists, rest = stored_picks(results)
-        if len(rest):
-            older = load_histories(store, rest, RULE_COLUMNS)
-            if len(older):
-                hists = older if not len(hists) else hists + Picks.of(older)
+        hists = rule_picks(store, results)
     return _collect_rules(grid, cells, results, hists, baseline, main, shown)
 
 

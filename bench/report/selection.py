@@ -407,6 +407,17 @@ def stored_picks(results: pd.DataFrame) -> tuple[Picks, pd.DataFrame]:
     return picks, done[~stored]
 
 
+def rule_picks(store: Store, results: pd.DataFrame) -> Histories | Picks:
+    """What the selection rules pick for the done rows of ``results``: the picks the rows store, and the histories
+    (their rule columns only) of the rows written without them."""
+    picks, rest = stored_picks(results)
+    if len(rest):
+        older = load_histories(store, rest, RULE_COLUMNS)
+        if len(older):
+            return older if not len(picks) else picks + Picks.of(older)
+    return picks
+
+
 def _at(source: Histories | Picks, by: str) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
     """Per cell of ``source``: the 1-based epoch a rule maximising ``by`` picks, and RULE_COLUMNS there."""
     if isinstance(source, Picks):

@@ -57,7 +57,7 @@ from bench.report.figures.mi_error import NEGATIVE_MI_NOTE, bound_curves, mi_err
 from bench.report.figures.sweeps import (batch_sweep_figure, loss_param, loss_param_sweep_figure, sweep_gap,
                                          swept_loss_params)
 from bench.report.figures.tuning import search_figures, tuned_curves_figure, tuning_figure
-from bench.report.selection import has_search, has_validation
+from bench.report.selection import RULES, has_search, has_validation, rule_picks, select
 from bench.store.results import Store
 
 
@@ -78,6 +78,9 @@ class Drawn:
 
 
 SEARCH_FIGURES = ("tuning landscape", "tuned curves")
+# the history columns the figures draw (curves.py, tuning.py) and the tuned rule reads: only these are read,
+# so memory follows the cells drawn, not the history's width (15 columns a row on a validation grid)
+HISTORY_COLUMNS = ("test_acc", "test_mi", "val_acc")
 CALIBRATION_FIGURES = ("reliability diagrams", "ECE vs accuracy")
 
 
@@ -110,7 +113,13 @@ def draw_all(grid: str, cells: list[Cell], store: Store, target: Path, results: 
                  "batch-size sweep", "Î vs error", *CALIBRATION_FIGURES,
                  *(SEARCH_FIGURES if has_search(cells) else ()))
         return Drawn([], [(what, why) for what in names])
-    history = store.history([d.row["attempt_id"] for d in done])
+    # the tuned rule's choice from the rows' picks; the history read only for the cells drawn as curves:
+    # trial 0 (the learning curves) and the chosen trials (the tuned curves), only the columns drawn
+    chosen = select(RULES["tuned"], cells, rule_picks(store, results)) \
+        if has_search(cells) and has_validation(cells) else None
+    drawn_ids = {c.cell_id for c in chosen.cells} if chosen is not None else set()
+    history = store.history([d.row["attempt_id"] for d in done if d.cell.trial in (None, 0) or d.cell.cell_id in drawn_ids],
+                            columns=list(HISTORY_COLUMNS))
     colours = loss_colours(cells)
     # the curves and sweeps show a search grid's trial 0 (every loss at its registry defaults), as
     # the untuned selection rules report it: a mean over trials would mix settings, and the drawn λ
@@ -150,7 +159,7 @@ def draw_all(grid: str, cells: list[Cell], store: Store, target: Path, results: 
                 skipped.append((what, f"no finished cell has {needs} (a store written before the calibration "
                                       "metrics lacks it)"))
     if has_search(cells):
-        tuning = search_figures(cells, done, results, history, colours, grid, space)
+        tuning = search_figures(cells, done, results, history, colours, grid, space, chosen)
         figures += tuning
         if not tuning:
             why = ("the grid has no validation split (train.val_fraction is 0), so no trial has a validation score"

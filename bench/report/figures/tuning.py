@@ -23,17 +23,20 @@ from bench.report.selection import RULES, Selected, has_validation, histories, s
 
 
 def search_figures(cells: list[Cell], done: list[FinishedCell], results: pd.DataFrame, history: pd.DataFrame,
-                   colours: dict[str, str], grid: str = "",
-                   space: Mapping[str, Distribution] | None = None) -> list[tuple[str, Figure]]:
+                   colours: dict[str, str], grid: str = "", space: Mapping[str, Distribution] | None = None,
+                   chosen: Selected | None = None) -> list[tuple[str, Figure]]:
     """The tuning landscape and the tuned curves of each (dataset, architecture, variant) with scored trials.
 
     The scores and the selected trials are the ``tuned`` rule's (:func:`bench.report.selection.select`),
-    so the star marks exactly the trial ``bench report --select tuned`` reports.
+    so the star marks exactly the trial ``bench report --select tuned`` reports. ``chosen``: that rule's
+    selection when the caller has it (from the rows' picks); ``history`` then needs only the rows of the
+    curves drawn (trial 0 and the chosen trials), else every trial's.
     """
     if not has_validation(cells) or history.empty or "epoch" not in history.columns:
         return []
     history = history.drop_duplicates(["attempt_id", "epoch"], keep="last")
-    chosen = select(RULES["tuned"], cells, histories(results, history))
+    if chosen is None:
+        chosen = select(RULES["tuned"], cells, histories(results, history))
     out: list[tuple[str, Figure]] = []
     searched = [d for d in done if d.cell.trial is not None]
     for (ds, arch, variant), members in by_setting(searched).items():
