@@ -5,7 +5,8 @@ suite's export, and ``bench leaderboard`` on the 100,000-cell synthetic store of
   resamples, the performance profiles (2,000) and the Bayesian signed-rank test, for each of 12 losses
   against a baseline on 4 tasks x 3 seeds (the shape of ``fashion-mnist-suite``), median of ``--rounds``;
 * the commands, as subprocesses (wall time including the interpreter's start), each with its peak resident
-  memory (``resource.getrusage(RUSAGE_CHILDREN)`` read in a fresh parent per command).
+  memory, ``bench site`` on the 100,000-cell store among them (``resource.getrusage(RUSAGE_CHILDREN)``
+  read in a fresh parent per command).
 
     python benchmarks/leaderboard_speed.py --export report/fashion-mnist-suite/fashion-mnist-suite.parquet
     python benchmarks/leaderboard_speed.py --quick          # the statistics only, 1 round
@@ -82,8 +83,11 @@ def commands(export: Path | None, store: Path | None, rounds: int) -> list[list[
                   ("bench site --from EXPORT --out DIR", ["site", "--from", str(export), "--out", str(work / "site")],
                    Path.cwd())]
     if store is not None:
-        cases.append(("bench leaderboard --grid scale (100,000 cells)",
-                      ["leaderboard", "--grid", "scale", "--results", "h100", "--format", "csv"], store))
+        cases += [("bench leaderboard --grid scale (100,000 cells)",
+                   ["leaderboard", "--grid", "scale", "--results", "h100", "--format", "csv"], store),
+                  # the site of the same store: its grid page's figures read the histories of the curves drawn
+                  ("bench site, the store of 100,000 cells", ["site", "--results", "h100", "--out", str(work / "big")],
+                   store)]
     for name, args, cwd in cases:
         results = [timed(args, cwd) for _ in range(rounds)]
         walls = [r[0] for r in results]
