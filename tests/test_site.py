@@ -219,6 +219,8 @@ def test_the_pages_load_nothing_from_outside_and_log_no_errors(trained, driver):
     assert driver.title == "Tiny <results>"
     items = [li.text for li in driver.find_elements("css selector", "ul.pages li")]
     assert items[0].startswith("Grid tiny: 2 settings × 2 losses, 2 seeds; cells: 8 done; baseline celLoss")
+    assert items[1].startswith("Grid searched: 1 setting × 2 losses, 1 seed, 2 trials; trial 0's cells: 2 done; "
+                               "baseline celLoss"), items[1]
     links[0].click()
     assert driver.current_url.endswith("/grid-tiny.html")
     for page in ("grid-tiny.html", "grid-searched.html"):

@@ -92,19 +92,22 @@ def grid_page(registry: Any, grid: str, store: Store, read: Any, figure_dir: Pat
                                          for f in drawn.files]))
     other = other_settings_note(read, store.statuses())
     spec = registry.grids[grid]
-    summary = (f"{spec.description}; " if spec.description else "") + grid_summary(data)
+    trials = spec.search.trials if spec.search is not None else 0
+    summary = (f"{spec.description}; " if spec.description else "") + grid_summary(data, trials)
     flag = "--suite" if grid in registry.suites else "--grid"
     return Page(grid_slug(grid), f"Grid {grid}", summary, sections,
                 provenance(read, results, store, "page rendered with", flag),
                 [*read.notes, *([other] if other else [])], kind="grid")
 
 
-def grid_summary(data: ReportData) -> str:
-    """``2 settings × 2 losses, 2 seeds; cells: 8 done; baseline celLoss``."""
+def grid_summary(data: ReportData, trials: int = 0) -> str:
+    """``2 settings × 2 losses, 2 seeds; cells: 8 done; baseline celLoss``. A search grid's counts are of trial 0's
+    cells (the page's first rule shows them), and say so: ``..., 2 seeds, 4 trials; trial 0's cells: 8 done; ...``."""
     rows = f"{len(data.rows)} setting{'s' * (len(data.rows) != 1)}"
     losses = f"{len(data.losses)} loss{'es' * (len(data.losses) != 1)}"
     base = f"; baseline {data.baseline}" if data.baseline else ""
-    return f"{rows} × {losses}, {content.seeds_phrase(data)}; cells: {content.count_line(data.counts)}{base}"
+    shown = f", {trials} trials; trial 0's cells" if trials else "; cells"
+    return f"{rows} × {losses}, {content.seeds_phrase(data)}{shown}: {content.count_line(data.counts)}{base}"
 
 
 # ----------------------------------------------------------------------------- sections
