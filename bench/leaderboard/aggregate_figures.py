@@ -59,7 +59,7 @@ def draw_performance_profiles(
     confidence: float = 0.95,
     formats: tuple[str, ...] = FORMATS,
 ) -> list[Path]:
-    """Draw each loss's run-score distribution with its confidence band; write ``path_stem``.png and .pdf.
+    """Draw each loss's run-score distribution with its confidence band; write ``path_stem``.png and .pdf (``formats``).
 
     ``profiles`` comes from :func:`bench.leaderboard.aggregate.performance_profile` over the same ``taus``;
     tau is the score minus ``baseline``'s mean on the task, in ``metric``'s units. A curve above another is
@@ -97,7 +97,7 @@ def draw_cd_diagram(
     colours: Mapping[str, str] | None = None,
     formats: tuple[str, ...] = FORMATS,
 ) -> list[Path]:
-    """Draw the critical-difference diagram (Demšar 2006) of mean ranks; write ``path_stem``.png and .pdf.
+    """Draw the critical-difference diagram (Demšar 2006) of mean ranks; write ``path_stem``.png and .pdf (``formats``).
 
     Drawn by ``scikit_posthocs.critical_difference_diagram``: mean ranks on the axis (1 = best), and a bar
     joining losses that the Holm-corrected pairwise Wilcoxon tests do not separate at ``cd_result.alpha``.

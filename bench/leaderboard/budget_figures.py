@@ -35,7 +35,7 @@ def draw_budget_curves(curves: pd.DataFrame, summary: pd.DataFrame, task: Hashab
                        path_stem: str | Path, baseline: str, *, selection: str | None = None, x_scale: str = "log2",
                        colours: Mapping[str, str] | None = None, formats: tuple[str, ...] = FORMATS) -> list[Path]:
     """Draw ``task``'s budget curves (:func:`bench.leaderboard.budget.budget_curves`) and write
-    ``path_stem``.png and .pdf; returns both paths.
+    ``path_stem``.png and .pdf (``formats``); returns the paths written.
 
     One line per loss of its expected test ``metric_label`` against k = 1..T (``x_scale`` ``log2`` or
     ``linear``, integer ticks), the ``baseline`` thick and black with a ±std band, its untuned score a

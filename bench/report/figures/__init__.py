@@ -118,8 +118,8 @@ def draw_all(grid: str, cells: list[Cell], store: Store, target: Path, results: 
     chosen = select(RULES["tuned"], cells, rule_picks(store, results)) \
         if has_search(cells) and has_validation(cells) else None
     drawn_ids = {c.cell_id for c in chosen.cells} if chosen is not None else set()
-    history = store.history([d.row["attempt_id"] for d in done if d.cell.trial in (None, 0) or d.cell.cell_id in drawn_ids],
-                            columns=list(HISTORY_COLUMNS))
+    curves = [d.row["attempt_id"] for d in done if d.cell.trial in (None, 0) or d.cell.cell_id in drawn_ids]
+    history = store.history(curves, columns=list(HISTORY_COLUMNS))
     colours = loss_colours(cells)
     # the curves and sweeps show a search grid's trial 0 (every loss at its registry defaults), as
     # the untuned selection rules report it: a mean over trials would mix settings, and the drawn λ
